@@ -1,0 +1,3 @@
+from autocomplete.cli import run
+
+raise SystemExit(run())

@@ -1,0 +1,89 @@
+"""One completion: prompt -> token ids (cut to the context window) -> the loop -> text streamed word by word."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autocomplete import ui
+from autocomplete.models import LoadedModel
+from autocomplete.settings import Settings
+from autocomplete.stream import TextStream
+
+
+@dataclass
+class Completion:
+    prompt: str
+    completion: str  # generated text only, exactly the streamed pieces joined
+    tokens: list[int]  # generated token ids
+    finish_reason: str  # "stop" (the stop rule), "eos", "length" or "interrupted"
+    prompt_tokens: int
+    seed: int
+    time_to_first_token: float | None
+    tokens_per_second: float | None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+
+def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) -> tuple[list[int], int]:
+    """Keep the prompt's last part so prompt + completion fit the context window; returns (ids, max_new)."""
+    max_new = min(max_new, context - 1)
+    keep = context - max_new
+    if len(ids) <= keep:
+        return ids, max_new
+    if bos is not None and ids and ids[0] == bos:  # a model trained with a BOS token keeps it
+        return [bos] + ids[len(ids) - keep + 1:], max_new
+    return ids[len(ids) - keep:], max_new
+
+
+def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
+    """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
+    Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'."""
+    import torch
+
+    from autocomplete.generate import generate
+
+    all_ids = lm.encode(prompt)
+    ids, max_new = fit_to_context(all_ids, lm.context_length, settings.max_tokens, lm.tokenizer.bos_token_id)
+    if len(ids) < len(all_ids):
+        ui.notice(f"The prompt is {len(all_ids)} tokens; keeping its last {len(ids)} "
+                  f"({lm.name} reads at most {lm.context_length}).")
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
+    generator = torch.Generator(device=lm.model.device).manual_seed(seed)
+    stream = TextStream(lm.decode, settings.stop)
+
+    finish, first_at, started = "length", None, time.perf_counter()
+    try:
+        for token in generate(lm.model, ids, max_new, settings.temperature, settings.top_k, settings.top_p,
+                              lm.eos_ids, generator):
+            if first_at is None:
+                first_at = time.perf_counter()
+            piece = stream.put(token)
+            if piece:
+                on_text(piece)
+            if stream.stopped:
+                finish = "stop"
+                break
+            if token in lm.eos_ids:
+                finish = "eos"
+    except KeyboardInterrupt:
+        finish = "interrupted"
+    piece = stream.flush()
+    if piece:
+        on_text(piece)
+    ended = time.perf_counter()
+    n = len(stream.ids)
+    return Completion(
+        prompt=prompt,
+        completion=stream.text,
+        tokens=stream.ids,
+        finish_reason=finish,
+        prompt_tokens=len(ids),
+        seed=seed,
+        time_to_first_token=None if first_at is None else first_at - started,
+        tokens_per_second=(n - 1) / (ended - first_at) if n > 1 and ended > first_at else None,
+    )

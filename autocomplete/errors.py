@@ -1,0 +1,16 @@
+"""Errors a user can fix: they reach the terminal as one line, never as a traceback."""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for (bad value, missing model, no network)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class UsageError(UserError):
+    """The command line itself is wrong; exits 2 like every other usage error."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=2)

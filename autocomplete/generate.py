@@ -1,0 +1,53 @@
+"""The next-token loop: forward with a KV cache, reshape the last logits, pick a token, append it, repeat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+
+def logits_warpers(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
+    """softmax(logits / T), then keep the top k, then the smallest set holding probability top_p."""
+    warpers = LogitsProcessorList()
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k > 0:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_ids: frozenset[int] = frozenset(),
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Yield new token ids one at a time. temperature 0 is greedy (argmax)."""
+    idx = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
+    warp = logits_warpers(temperature, top_k, top_p) if temperature > 0 else None
+    x, cache = idx, None
+    for _ in range(max_new_tokens):
+        # logits_to_keep=1: only the last position is needed, and a long prompt's full logits cost gigabytes.
+        out = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        logits = out.logits[:, -1, :].float()
+        if warp is None:
+            next_id = logits.argmax(dim=-1, keepdim=True)
+        else:
+            probs = torch.softmax(warp(idx, logits), dim=-1)
+            next_id = torch.multinomial(probs, num_samples=1, generator=generator)
+        idx = torch.cat([idx, next_id], dim=1)
+        x = next_id
+        token = next_id.item()
+        yield token
+        if token in eos_ids:
+            return

@@ -1,0 +1,58 @@
+"""Reading prompts from stdin with bounded memory: only the tail of a huge input can reach the model anyway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from autocomplete import ui
+
+# 1 MiB of text is far more than any supported model's context window.
+MAX_BYTES = 1 << 20
+
+_warned = False
+
+
+def decode(data: bytes, cut: bool = False) -> str:
+    """UTF-8 with replacement, and one warning per run when bytes had to be replaced."""
+    global _warned
+    if cut:  # the tail may start inside a character: drop its continuation bytes
+        start = 0
+        while start < min(len(data), 3) and 0x80 <= data[start] <= 0xBF:
+            start += 1
+        data = data[start:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        if not _warned:
+            ui.notice("stdin is not valid UTF-8: bytes that aren't were replaced with \ufffd")
+            _warned = True
+        return data.decode("utf-8", errors="replace")
+
+
+def read_all(stream: BinaryIO, limit: int = MAX_BYTES) -> str:
+    """All of stdin, or its last `limit` bytes when there is more; the trailing newline dropped."""
+    buffer, cut = bytearray(), False
+    while chunk := stream.read(1 << 16):
+        buffer += chunk
+        if len(buffer) > 2 * limit:
+            del buffer[: len(buffer) - limit]
+            cut = True
+    if len(buffer) > limit:
+        del buffer[: len(buffer) - limit]
+        cut = True
+    if cut:
+        ui.notice(f"stdin is over {limit >> 20} MiB: reading its last part only")
+    return decode(bytes(buffer), cut).removesuffix("\n").removesuffix("\r")
+
+
+def iter_lines(stream: BinaryIO, limit: int = MAX_BYTES) -> Iterator[str]:
+    """Lines of stdin as they arrive, without their line endings; an overlong line keeps its last `limit` bytes."""
+    while line := stream.readline(limit):
+        cut = False
+        while not line.endswith(b"\n"):
+            more = stream.readline(limit)
+            if not more:
+                break
+            line, cut = (line + more)[-limit:], True
+        yield decode(line.rstrip(b"\r\n"), cut)

