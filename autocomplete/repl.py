@@ -68,7 +68,11 @@ class Repl:
         from autocomplete.complete import complete
 
         self.out.start(line)
-        done = complete(self.lm, line, self.settings, self.out.piece)
+        try:
+            done = complete(self.lm, line, self.settings, self.out.piece)
+        except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
+            self.out.blank()
+            return None
         self.out.finish(done, self.lm.name, self.settings)
         return None
 

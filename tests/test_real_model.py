@@ -1,0 +1,101 @@
+"""On the real pip-shipped SmolLM2-135M-Instruct: a real model says real things, and the offline paths work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+
+from conftest import console_script
+from ptyrun import PtySession
+
+FRANCE = "The capital of France is"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+def test_capital_of_france_is_paris(cli, smollm2_cache):
+    result = cli("-m", "smollm2-135m", "-t", "0", "--json", FRANCE,
+                 extra_env={"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["completion"].startswith(" Paris")
+    assert record["model"] == "smollm2-135m"
+    assert record["finish_reason"] == "stop"  # the sentence ended
+
+
+def test_default_model_falls_back_offline(cli, smollm2_cache):
+    result = cli("-t", "0", FRANCE, extra_env={"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith(FRANCE + " Paris")
+    err = result.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "smollm2-135m" in err[0] and "HF_HUB_OFFLINE" not in err[0]
+
+
+def test_default_model_falls_back_when_the_hub_is_unreachable(cli, smollm2_cache):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache), "HF_HUB_OFFLINE": "0",
+           "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    result = cli("-t", "0", "--only-new", FRANCE, extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith(" Paris")
+    assert "can't be reached" in result.stderr.decode() and "smollm2-135m" in result.stderr.decode()
+    # a model the user named is never substituted
+    named = cli("-m", "gpt2", "-t", "0", FRANCE, extra_env=env)
+    assert named.returncode == 1 and b"can't be reached" in named.stderr and named.stdout == b""
+
+
+def test_gguf_file_is_converted_once(cli, smollm2_gguf, tmp_path):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(tmp_path / "cache")}
+    first = cli("-m", str(smollm2_gguf), "-t", "0", "--only-new", FRANCE, extra_env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().startswith(" Paris")
+    (converted,) = (tmp_path / "cache" / "gguf").iterdir()
+    assert (converted / "model.safetensors").is_file()
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
+    second = cli("-m", str(smollm2_gguf), "-t", "0", "--only-new", FRANCE, extra_env=env)
+    assert second.stdout == first.stdout
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp  # loaded, not converted again
+
+
+def test_ctrl_c_keeps_streamed_text_and_exits_130(env, smollm2_cache):
+    proc = subprocess.Popen(
+        [console_script(), "-m", "smollm2-135m", "--seed", "1", "--stop", "none", "-n", "500", "Once upon a time"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**env, "AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    shown = proc.stdout.read(len("Once upon a time") + 10)  # streaming has begun
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    text = (shown + rest).decode()
+    assert text.startswith("Once upon a time") and text.endswith("\n") and len(text) > 26
+    assert b"Traceback" not in err
+
+
+def test_ctrl_c_in_the_repl_stops_the_completion_and_keeps_the_session(env, smollm2_cache):
+    session = PtySession([console_script(), "-m", "smollm2-135m", "--seed", "1", "--stop", "none", "-n", "500"],
+                         {**env, "TERM": "xterm", "AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    try:
+        session.expect(">")
+        session.send("Once upon a time\r")
+        session.expect("Once upon a time")  # the line as typed
+        session.expect("Once upon a time")  # the completion's start: the prompt, then streamed words
+        session.expect(" ")
+        session.expect(" ")
+        session.send("\x03")
+        session.expect(">")
+        session.send("/max 3\r")
+        session.expect(">")
+        session.send(FRANCE + "\r")
+        session.expect(FRANCE + " Paris")
+        session.expect(">")
+        session.send("\x04")
+        assert session.wait() == 0
+    finally:
+        session.close()
+    assert "Traceback" not in session.screen

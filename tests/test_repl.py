@@ -1,0 +1,68 @@
+"""The REPL: /commands change settings (checked like the CLI's options), and a real terminal session."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from autocomplete.repl import Repl
+from autocomplete.settings import Settings
+from conftest import console_script
+from ptyrun import PtySession
+
+
+@pytest.fixture
+def repl():
+    return Repl(Settings(), model=None, device="cpu", json_lines=False, only_new=False)
+
+
+@pytest.mark.parametrize(
+    "line, field, value",
+    [("/temp 1.2", "temperature", 1.2), ("/top-k 40", "top_k", 40), ("/top-p 0.9", "top_p", 0.9),
+     ("/max 20", "max_tokens", 20), ("/seed 7", "seed", 7), ("/stop line", "stop", "line")],
+)
+def test_commands_change_settings(repl, line, field, value):
+    assert repl.command(line) is None
+    assert getattr(repl.settings, field) == value
+
+
+@pytest.mark.parametrize("line", ["/temp -1", "/temp nan", "/top-p 0", "/top-k -2", "/max 0", "/stop word",
+                                  "/temp", "/max lots"])
+def test_bad_values_are_refused_and_change_nothing(repl, line, capsys):
+    before = repl.settings.as_dict()
+    repl.command(line)
+    assert repl.settings.as_dict() == before
+    err = capsys.readouterr().err
+    assert err.strip() and "Traceback" not in err
+
+
+def test_seed_off_and_quit(repl):
+    repl.command("/seed 3")
+    repl.command("/seed off")
+    assert repl.settings.seed is None
+    assert repl.command("/quit") == "quit"
+
+
+def test_terminal_session(env, tiny_dir, tmp_path):
+    """Type, see it complete, Ctrl-C at the prompt keeps the session, Ctrl-D leaves with status 0."""
+    session = PtySession([console_script(), "-m", str(tiny_dir), "-t", "0"], {**env, "TERM": "xterm"})
+    try:
+        session.expect(">")
+        session.send("san\r")
+        session.expect("san francisco weather is good in april?")
+        session.expect(">")
+        session.send("seo\x03")  # Ctrl-C at the prompt: drop the line, keep going
+        session.expect(">")
+        session.send("/temp 0\r")
+        session.expect(">")
+        session.send("seoul\r")
+        session.expect("seoul subway map")
+        session.expect(">")
+        session.send("\x04")  # Ctrl-D
+        assert session.wait() == 0
+    finally:
+        session.close()
+    history = tmp_path / "data" / "history"
+    assert "san" in history.read_text() and "seoul" in history.read_text()
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
