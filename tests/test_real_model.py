@@ -35,7 +35,7 @@ def test_default_model_falls_back_offline(cli, smollm2_cache):
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().startswith(FRANCE + " Paris")
     err = result.stderr.decode().strip().splitlines()
-    assert len(err) == 1 and "smollm2-135m" in err[0] and "HF_HUB_OFFLINE" not in err[0]
+    assert len(err) == 1 and "smollm2-135m" in err[0] and "HF_HUB_OFFLINE is set" in err[0]
 
 
 def test_default_model_falls_back_when_the_hub_is_unreachable(cli, smollm2_cache):
