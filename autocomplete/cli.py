@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from autocomplete import __version__, inputs, settings as checks
+from autocomplete import __version__, actions, inputs, settings as checks
 from autocomplete.errors import UsageError, UserError
 from autocomplete.models import ALIASES, DEFAULT_MODEL, STARTER
 from autocomplete.settings import Settings
@@ -52,10 +52,11 @@ def main(
     model: Annotated[Optional[str], typer.Option(
         "-m", "--model", envvar="AUTOCOMPLETE_MODEL", show_default=False,
         help=f"Alias, Hub id, saved model directory or .gguf file [default: {DEFAULT_MODEL}]")] = None,
-    temperature: Annotated[float, typer.Option(
-        "-t", "--temperature", callback=_checked(checks.check_temperature),
-        help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder")
-    ] = DEFAULTS.temperature,
+    temperature: Annotated[list[float], typer.Option(
+        "-t", "--temperature", callback=_checked(lambda ts: [checks.check_temperature(t) for t in ts]),
+        help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. "
+             "Give several with --explain to compare them")
+    ] = [DEFAULTS.temperature],
     top_k: Annotated[int, typer.Option(
         "-k", "--top-k", callback=_checked(checks.check_top_k),
         help="Sample only from the k likeliest tokens (0 = off)")] = DEFAULTS.top_k,
@@ -70,6 +71,14 @@ def main(
     stop: Annotated[Literal["sentence", "line", "none"], typer.Option(
         help="End the completion at the first sentence end, line break, or only at max-tokens / end of text")
     ] = DEFAULTS.stop,
+    suggest: Annotated[int, typer.Option(
+        "--suggest", min=0, show_default=False, metavar="N",
+        help="List the N likeliest distinct continuations with their probabilities, like a search box")] = 0,
+    words: Annotated[int, typer.Option(
+        "--words", min=1, metavar="W", help="Longest suggestion, in words (with --suggest)")] = 3,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
+                          "the pick and the entropy")] = False,
     only_new: Annotated[bool, typer.Option("--only-new", help="Print only the generated text")] = False,
     json_lines: Annotated[bool, typer.Option(
         "--json", help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
@@ -84,9 +93,15 @@ def main(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> int:
-    settings = Settings(temperature, top_k, top_p, max_tokens, seed, stop)
+    if len(temperature) > 1 and not explain:
+        raise UsageError("give one --temperature (several only with --explain, to compare them)")
+    if suggest and explain:
+        raise UsageError("--suggest and --explain don't go together")
+    settings = Settings(temperature[0], top_k, top_p, max_tokens, seed, stop)
+    mode = actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature)
     try:
-        return _dispatch(prompt, settings, model, device, json_lines, only_new, each_line, interactive, list_models)
+        return _dispatch(prompt, settings, mode, model, device, json_lines, only_new, each_line, interactive,
+                         list_models)
     except BrokenPipeError:
         # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
         # is quiet too. (Caught here because Typer would turn it into exit status 1.)
@@ -94,8 +109,8 @@ def main(
         return 0
 
 
-def _dispatch(prompt: str | None, settings: Settings, model: str | None, device: str, json_lines: bool,
-              only_new: bool, each_line: bool, interactive: bool, list_models: bool) -> int:
+def _dispatch(prompt: str | None, settings: Settings, mode: actions.Mode, model: str | None, device: str,
+              json_lines: bool, only_new: bool, each_line: bool, interactive: bool, list_models: bool) -> int:
     if list_models:
         from autocomplete.catalog import show_models
 
@@ -110,19 +125,19 @@ def _dispatch(prompt: str | None, settings: Settings, model: str | None, device:
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
         lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
-        return Repl(settings, model, device, json_lines, only_new).run(lines)
+        return Repl(settings, model, device, json_lines, only_new, mode).run(lines)
 
     if each_line:
         if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
         prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
-        return _complete_all(prompts, settings, model, device, json_lines, only_new)
+        return _run_all(prompts, settings, mode, model, device, json_lines, only_new)
 
     piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
     text = _join(piped, prompt)
     if not text.strip():
         raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
-    return _complete_all([text], settings, model, device, json_lines, only_new)
+    return _run_all([text], settings, mode, model, device, json_lines, only_new)
 
 
 def _join(piped: str, prompt: str | None) -> str:
@@ -131,11 +146,10 @@ def _join(piped: str, prompt: str | None) -> str:
     return f"{piped} {prompt}" if piped else prompt
 
 
-def _complete_all(prompts, settings: Settings, model: str | None, device: str, json_lines: bool,
-                  only_new: bool) -> int:
-    """Load the model once, complete each prompt, stream each to stdout. Exit 130 if Ctrl-C cut one short."""
+def _run_all(prompts, settings: Settings, mode: actions.Mode, model: str | None, device: str, json_lines: bool,
+             only_new: bool) -> int:
+    """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
     from autocomplete import models
-    from autocomplete.complete import complete
     from autocomplete.render import renderer
 
     lm = None
@@ -145,10 +159,7 @@ def _complete_all(prompts, settings: Settings, model: str | None, device: str, j
             out.blank()  # keeps text output aligned with input lines
             continue
         lm = lm or models.load(model, device)
-        out.start(text)
-        done = complete(lm, text, settings, out.piece)
-        out.finish(done, lm.name, settings)
-        if done.interrupted:
+        if actions.run(lm, text, settings, mode, out):
             return 130
     return 0
 

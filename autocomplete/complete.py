@@ -40,7 +40,8 @@ def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) 
     return ids[len(ids) - keep:], max_new
 
 
-def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
+def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],
+             observe: Callable | None = None) -> Completion:
     """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
     Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'."""
     import torch
@@ -59,7 +60,7 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     finish, first_at, started = "length", None, time.perf_counter()
     try:
         for token in generate(lm.model, ids, max_new, settings.temperature, settings.top_k, settings.top_p,
-                              lm.eos_ids, generator):
+                              lm.eos_ids, generator, observe):
             if first_at is None:
                 first_at = time.perf_counter()
             piece = stream.put(token)

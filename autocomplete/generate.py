@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -30,8 +30,10 @@ def generate(
     top_p: float = 1.0,
     eos_ids: frozenset[int] = frozenset(),
     generator: torch.Generator | None = None,
+    observe: Callable[[torch.Tensor, int], None] | None = None,
 ) -> Iterator[int]:
-    """Yield new token ids one at a time. temperature 0 is greedy (argmax)."""
+    """Yield new token ids one at a time. temperature 0 is greedy (argmax).
+    observe(logits, token), if given, sees each step's raw last-position logits and the token picked."""
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
     warp = logits_warpers(temperature, top_k, top_p) if temperature > 0 else None
     x, cache = idx, None
@@ -48,6 +50,8 @@ def generate(
         idx = torch.cat([idx, next_id], dim=1)
         x = next_id
         token = next_id.item()
+        if observe is not None:
+            observe(logits[0], token)
         yield token
         if token in eos_ids:
             return

@@ -13,6 +13,8 @@ from autocomplete.settings import Settings
 class TextRenderer:
     """The prompt (dim on a terminal) then the completion (highlighted) as it streams, then a newline."""
 
+    json = False
+
     def __init__(self, only_new: bool = False, file: TextIO | None = None):
         self.only_new = only_new
         self.file = file or sys.stdout
@@ -35,6 +37,26 @@ class TextRenderer:
     def blank(self) -> None:
         self._write("\n", None)
 
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int) -> None:
+        """A search box's dropdown: each suggestion with its probability."""
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        shown = prefix if len(prefix) <= 40 else "…" + prefix[-39:]
+        shown = "" if self.only_new else " ".join(shown.split())
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        for s in found:
+            table.add_row(Text(shown, style="dim") + Text(s.completion, style="bold cyan"), f"{s.probability:.1%}")
+        console = self.console or Console(file=self.file, highlight=False, color_system=None, width=200)
+        if found:
+            console.print(table)
+        else:
+            console.print(Text("(no suggestions)", style="dim"))
+        self.file.flush()
+
     def _write(self, text: str, style: str | None) -> None:
         if self.console is not None:
             self.console.out(text, style=style, highlight=False, end="")
@@ -47,6 +69,8 @@ class TextRenderer:
 class JsonRenderer:
     """JSON Lines: one object per completion, written when it is done."""
 
+    json = True
+
     def __init__(self, file: TextIO | None = None):
         self.file = file or sys.stdout
 
@@ -57,11 +81,23 @@ class JsonRenderer:
         pass
 
     def finish(self, completion: Completion, model: str, settings: Settings) -> None:
-        self.file.write(json.dumps(record(completion, model, settings), ensure_ascii=False) + "\n")
-        self.file.flush()
+        self._line(record(completion, model, settings))
 
     def blank(self) -> None:
         pass  # a blank input line has nothing to report
+
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int) -> None:
+        self._line({
+            "prefix": prefix,
+            "suggestions": [{"text": prefix + s.completion, "completion": s.completion,
+                             "probability": s.probability, "tokens": s.tokens} for s in found],
+            "model": model,
+            "settings": {**settings.as_dict(), "suggest": len(found), "words": words},
+        })
+
+    def _line(self, obj: dict) -> None:
+        self.file.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.file.flush()
 
 
 def record(c: Completion, model: str, settings: Settings) -> dict:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
-from autocomplete import paths, settings as checks, ui
+from autocomplete import actions, paths, settings as checks, ui
+from autocomplete.actions import Mode
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 
@@ -14,7 +16,9 @@ Type text and press Enter to complete it. Commands:
   /temp T      temperature (0 = greedy)      /top-k K   sample from the K likeliest (0 = off)
   /top-p P     nucleus sampling, 0 < P <= 1   /max N     at most N new tokens
   /seed N|off  fix or free the random seed    /stop line|sentence|none
-  /model NAME  switch model (no NAME: show)   /settings  show the current settings
+  /suggest N   list N suggestions per line    /suggest off  back to completions
+  /explain     show every step (/explain off) /settings  show the current settings
+  /model NAME  switch model (no NAME: show)
   /help        this text                      /quit      leave (Ctrl-D does too)
 Ctrl-C stops a completion and keeps what was written."""
 
@@ -30,10 +34,12 @@ _SETTERS = {
 
 
 class Repl:
-    def __init__(self, settings: Settings, model: str | None, device: str, json_lines: bool, only_new: bool):
+    def __init__(self, settings: Settings, model: str | None, device: str, json_lines: bool, only_new: bool,
+                 mode: Mode | None = None):
         from autocomplete.render import renderer
 
         self.settings = settings
+        self.mode = mode or Mode()
         self.model_name = model
         self.device = device
         self.out = renderer(json_lines, only_new)
@@ -47,8 +53,11 @@ class Repl:
                 if self.handle(line) == "quit":
                     break
             return 0
-        session = _session()
-        ui.notice("Type text to complete it; /help for commands, Ctrl-D to leave.")
+        from autocomplete.ghost import Ghost
+
+        ghost = Ghost(lambda: self.lm)
+        session = _session(ghost)
+        ui.notice("Type text to complete it (→ takes the grey suggestion); /help for commands, Ctrl-D to leave.")
         while True:
             try:
                 line = session.prompt("> ")
@@ -56,6 +65,8 @@ class Repl:
                 continue  # like a shell: Ctrl-C at the prompt clears the line
             except EOFError:
                 return 0
+            finally:
+                ghost.cancel()  # the model is needed for the line just entered
             if self.handle(line) == "quit":
                 return 0
 
@@ -65,15 +76,10 @@ class Repl:
             return None
         if line.startswith("/"):
             return self.command(line)
-        from autocomplete.complete import complete
-
-        self.out.start(line)
         try:
-            done = complete(self.lm, line, self.settings, self.out.piece)
+            actions.run(self.lm, line, self.settings, self.mode, self.out)
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
-            return None
-        self.out.finish(done, self.lm.name, self.settings)
         return None
 
     def command(self, line: str) -> str | None:
@@ -86,6 +92,12 @@ class Repl:
                 ui.stderr().print(HELP, markup=False)
             elif name == "/settings":
                 ui.notice(f"model {self.lm.name}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
+            elif name == "/suggest":
+                self.mode.suggest = 0 if arg in ("off", "0") else int(arg or 5)
+                self.mode.explain = False
+            elif name == "/explain":
+                self.mode.explain = arg != "off"
+                self.mode.suggest = 0
             elif name == "/seed":
                 self.settings.seed = None if arg in ("off", "none", "") else int(arg)
             elif name == "/model":
@@ -117,12 +129,37 @@ class Repl:
         self.lm = models.load(self.model_name, self.device)
 
 
-def _session():
+def _session(ghost):
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion, ThreadedAutoSuggest
+    from prompt_toolkit.filters import Condition
     from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    class GhostText(AutoSuggest):
+        def get_suggestion(self, buffer, document):
+            text = document.text
+            if not text.strip() or text.startswith("/") or not document.is_cursor_at_the_end:
+                return None
+            found = ghost(text)
+            return Suggestion(found) if found else None
+
+    keys = KeyBindings()
+    has_ghost = Condition(lambda: _buffer().suggestion is not None and _buffer().document.is_cursor_at_the_end)
+
+    def _buffer():
+        from prompt_toolkit.application.current import get_app
+
+        return get_app().current_buffer
+
+    @keys.add("c-right", filter=has_ghost)
+    @keys.add("escape", "f", filter=has_ghost)
+    def _accept_word(event):  # → takes all of it (prompt_toolkit's own binding), Ctrl-→ one word, like Alt-f
+        event.current_buffer.insert_text(re.match(r"\s*\S*", event.current_buffer.suggestion.text).group(0))
 
     history = paths.data_dir() / "history"
     history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not history.exists():
         history.touch(mode=0o600)  # what people type is theirs alone
-    return PromptSession(history=FileHistory(os.fspath(history)))
+    return PromptSession(history=FileHistory(os.fspath(history)), auto_suggest=ThreadedAutoSuggest(GhostText()),
+                         key_bindings=keys)

@@ -99,3 +99,10 @@ def test_ctrl_c_in_the_repl_stops_the_completion_and_keeps_the_session(env, smol
     finally:
         session.close()
     assert "Traceback" not in session.screen
+
+
+def test_suggest_on_a_real_model(cli, smollm2_cache):
+    result = cli("-m", "smollm2-135m", "--suggest", "5", FRANCE, extra_env={"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.decode().splitlines()
+    assert len(rows) == 5 and rows[0].split("  ")[0].strip() == FRANCE + " Paris"

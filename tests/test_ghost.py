@@ -1,0 +1,76 @@
+"""Ghost text: the suggester without a terminal, its cancellation, and one real terminal session."""
+
+from __future__ import annotations
+
+import threading
+
+from autocomplete.ghost import Ghost, continuation
+from conftest import console_script
+from ptyrun import PtySession
+
+
+def test_continuation_is_the_greedy_next_words(tiny):
+    assert continuation(tiny, "san") == " francisco weather is good"
+    assert continuation(tiny, "san", words=2) == " francisco weather"
+    assert continuation(tiny, "seoul") == " subway map"  # the model ended the text: fewer words
+
+
+def test_trailing_space_is_continued_like_a_word_boundary(tiny):
+    assert continuation(tiny, "san ") == "francisco weather is good"
+
+
+def test_nothing_for_empty_text_or_a_new_line(tiny):
+    assert continuation(tiny, "") == "" and continuation(tiny, "   ") == "" and continuation(tiny, "san\n") == ""
+
+
+def test_continuation_stops_when_no_longer_wanted(tiny):
+    asked = []
+
+    def wanted():
+        asked.append(1)
+        return len(asked) < 2
+
+    assert continuation(tiny, "san", wanted=wanted) == ""
+
+
+def test_newer_keystroke_wins(tiny):
+    ghost = Ghost(lambda: tiny, debounce=0.3)
+    results = {}
+    older = threading.Thread(target=lambda: results.update(older=ghost("sa")))
+    older.start()
+    results["newer"] = ghost("san")  # typed while the older call was still waiting
+    older.join()
+    assert results == {"older": "", "newer": " francisco weather is good"}
+
+
+def test_cancel_drops_pending_work(tiny):
+    ghost = Ghost(lambda: tiny, debounce=0.3)
+    result = []
+    pending = threading.Thread(target=lambda: result.append(ghost("san")))
+    pending.start()
+    ghost.cancel()  # Enter was pressed
+    pending.join()
+    assert result == [""]
+
+
+def test_ghost_text_in_the_repl(env, tiny_dir, tmp_path):
+    session = PtySession([console_script(), "-m", str(tiny_dir), "-t", "0"], {**env, "TERM": "xterm"})
+    try:
+        session.expect(">")
+        session.send("san")
+        session.expect(" francisco weather is good")  # shown after the cursor, before any Enter
+        session.send("\x1b[1;5C")  # Ctrl-→ takes one word of it
+        session.send("\r")
+        session.expect("san francisco weather is good in april?")
+        session.expect(">")
+        session.send("seoul")
+        session.expect(" subway map")
+        session.send("\x1b[C")  # → takes all of it
+        session.send("\r")
+        session.expect(">")
+        session.send("\x04")
+        assert session.wait() == 0
+    finally:
+        session.close()
+    entered = [line[1:] for line in (tmp_path / "data" / "history").read_text().splitlines() if line.startswith("+")]
+    assert entered == ["san francisco", "seoul subway map"]
