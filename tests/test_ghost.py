@@ -34,7 +34,7 @@ def test_continuation_stops_when_no_longer_wanted(tiny):
 
 
 def test_newer_keystroke_wins(tiny):
-    ghost = Ghost(lambda: tiny, debounce=0.3)
+    ghost = Ghost(lambda: tiny, debounce=2.0)  # ample time for the newer call to arrive
     results = {}
     older = threading.Thread(target=lambda: results.update(older=ghost("sa")))
     older.start()
@@ -44,7 +44,7 @@ def test_newer_keystroke_wins(tiny):
 
 
 def test_cancel_drops_pending_work(tiny):
-    ghost = Ghost(lambda: tiny, debounce=0.3)
+    ghost = Ghost(lambda: tiny, debounce=2.0)  # ample time for the newer call to arrive
     result = []
     pending = threading.Thread(target=lambda: result.append(ghost("san")))
     pending.start()

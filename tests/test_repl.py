@@ -6,6 +6,7 @@ import stat
 
 import pytest
 
+from autocomplete.actions import Mode, Options
 from autocomplete.repl import Repl
 from autocomplete.settings import Settings
 from conftest import console_script
@@ -14,7 +15,7 @@ from ptyrun import PtySession
 
 @pytest.fixture
 def repl():
-    return Repl(Settings(), model=None, device="cpu", json_lines=False, only_new=False)
+    return Repl(Options(Settings(), Mode(), device="cpu"))
 
 
 @pytest.mark.parametrize(

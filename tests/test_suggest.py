@@ -38,7 +38,7 @@ def probability(lm, prefix, tokens, s) -> float:
     ids, p = lm.encode(prefix), 1.0
     for i, token in enumerate(tokens):
         p *= float(next_probs(lm, ids, tokens[:i], s)[token])
-    ends = word_starts(lm, lm.model.config.vocab_size)
+    ends = word_starts(lm, lm.model.lm_head.out_features)
     return p * float(next_probs(lm, ids, tokens, s)[ends].sum())
 
 
@@ -46,7 +46,7 @@ def brute_force(lm, prefix, s, n, words, depth):
     """Every token sequence up to `depth`, scored, filtered and merged like suggestions; also returns the
     likeliest sequence left unexpanded at `depth` (what a deeper one could at most score)."""
     ids = lm.encode(prefix)
-    ends = word_starts(lm, lm.model.config.vocab_size)
+    ends = word_starts(lm, lm.model.lm_head.out_features)
     found, deepest = {}, 0.0
 
     def walk(tokens, p):

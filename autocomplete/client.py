@@ -1,0 +1,265 @@
+"""The client side of the warm model server (autocomplete.server): find its Unix socket, start it, ask it.
+
+The CLI imports this on every run, so it stays cheap: stdlib and platformdirs only, never torch.
+Protocol: one JSON request line per connection; the server answers with JSON lines (see autocomplete.server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+
+from autocomplete.errors import UserError
+
+CONNECT_TIMEOUT = 0.5  # a live server's listen backlog accepts at once, even while it is busy
+STATUS_TIMEOUT = 5.0  # status never waits for the model, so a slower answer means something is wrong
+REPLY_TIMEOUT = 600.0  # longest silence while a request waits in the queue or the model thinks
+STOP_WAIT = 10.0
+# sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
+MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
+
+
+def runtime_dir() -> Path:
+    """A private (0700) directory for sockets and logs: $AUTOCOMPLETE_RUNTIME_DIR, else the user runtime dir,
+    else <tmp>/autocomplete-<uid> when that can't be created (no /run/user/<uid> in containers, cron, su)."""
+    explicit = os.environ.get("AUTOCOMPLETE_RUNTIME_DIR")
+    if explicit:
+        return _private_dir(Path(explicit), parents=True)
+    with warnings.catch_warnings():  # platformdirs warns on stderr when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        preferred = Path(platformdirs.user_runtime_dir("autocomplete"))
+    try:
+        return _private_dir(preferred, parents=False)  # its parent belongs to the login session: don't make it
+    except UserError:
+        pass
+    return _private_dir(Path(tempfile.gettempdir()) / f"autocomplete-{os.getuid()}", parents=False)
+
+
+def _private_dir(path: Path, parents: bool) -> Path:
+    try:
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        info = os.lstat(path)  # lstat: in a shared /tmp, a symlink planted by someone else must not be followed
+    except OSError as error:
+        raise UserError(f"can't create the runtime directory {path}: {error.strerror or error}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path} is not a directory; remove it or set AUTOCOMPLETE_RUNTIME_DIR")
+    if info.st_uid != os.getuid():
+        raise UserError(f"{path} belongs to another user; refusing to keep model server sockets there "
+                        f"(set AUTOCOMPLETE_RUNTIME_DIR to a directory of your own)")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _key(model: str | None) -> str:
+    return model or ""  # "" is the default model (models.load(None))
+
+
+def _base(model: str | None) -> Path:
+    return runtime_dir() / hashlib.sha256(_key(model).encode()).hexdigest()[:16]
+
+
+def socket_path(model: str | None) -> Path:
+    path = _base(model).with_suffix(".sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise UserError(f"the runtime directory path is too long for a Unix socket ({path}); "
+                        f"set AUTOCOMPLETE_RUNTIME_DIR to a shorter path")
+    return path
+
+
+def log_path(model: str | None) -> Path:
+    return _base(model).with_suffix(".log")
+
+
+def _found(model: str | None) -> Path | None:
+    """The socket path, or None when the runtime dir is unusable. Then no server can be running either, so the
+    CLI works in-process instead of failing; start() is the one that reports why."""
+    try:
+        return socket_path(model)
+    except UserError:
+        return None
+
+
+def _connect(path: Path | None, timeout: float = CONNECT_TIMEOUT) -> socket.socket | None:
+    if path is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+    except OSError:  # no socket file, or a stale one nobody listens on
+        sock.close()
+        return None
+    return sock
+
+
+def running(model: str | None) -> bool:
+    """Whether a server for `model` is listening: one connect attempt, no request."""
+    sock = _connect(_found(model))
+    if sock is None:
+        return False
+    sock.close()
+    return True
+
+
+def _call(path: Path | None, request: dict, timeout: float,
+          on_piece: Callable[[str], None] | None = None) -> dict | None:
+    """Send one request and read the reply, streaming pieces to on_piece. None when no server answers: nothing
+    listens, or it closed the connection before its first line (it was just stopping or idling out)."""
+    sock = _connect(path)
+    if sock is None:
+        return None
+    # Leaving this block closes the socket, which is what cancels the request on the server; that includes
+    # on_piece raising (BrokenPipeError on stdout) and Ctrl-C, which propagate untouched.
+    with sock, sock.makefile("rb") as reader:
+        sock.settimeout(timeout)
+        answered = False
+        while True:
+            reply = _exchange(sock, reader, None if answered else request, path, timeout)
+            if reply is None:
+                if answered:
+                    raise UserError(f"the model server closed the connection mid-reply; see {_log_of(path)}")
+                return None
+            answered = True
+            if "piece" not in reply:
+                return reply
+            if on_piece is not None:
+                on_piece(reply["piece"])
+
+
+def _exchange(sock: socket.socket, reader, request: dict | None, path: Path, timeout: float) -> dict | None:
+    """Send `request` if given, then read one reply line; None if the server hung up."""
+    try:
+        if request is not None:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+        line = reader.readline()
+    except TimeoutError:
+        raise UserError(f"the model server did not answer for {timeout:g} s; see {_log_of(path)}") from None
+    except OSError:  # reset, broken pipe
+        return None
+    if not line:
+        return None
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise UserError(f"the model server sent something that is not JSON: {line[:80]!r}") from None
+    if "error" in reply:
+        raise UserError(f"model server: {reply['error']}")
+    return reply
+
+
+def status(model: str | None) -> dict | None:
+    """The server's status dict, or None if no server for `model` is running."""
+    try:
+        return _call(_found(model), {"op": "status"}, STATUS_TIMEOUT)
+    except UserError:
+        return None
+
+
+def stop(model: str | None) -> bool:
+    """Ask the server to exit; False if none was running. Returns once it no longer accepts connections."""
+    path = _found(model)
+    try:
+        if _call(path, {"op": "stop"}, STATUS_TIMEOUT) is None:
+            return False
+    except UserError:
+        return False
+    deadline = time.monotonic() + STOP_WAIT
+    while time.monotonic() < deadline:
+        sock = _connect(path)
+        if sock is None:
+            break
+        sock.close()
+        time.sleep(0.05)
+    return True
+
+
+def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120) -> dict:
+    """Start a detached server for `model` and wait until it answers (loading the model may take a while).
+    Returns its status. A server already up for `model` (or one that wins a race to start) is used as it is."""
+    path, log = socket_path(model), log_path(model)
+    process = None if running(model) else _spawn(model, device, idle_timeout, log)
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            if process is not None:
+                process.kill()  # a start that failed leaves nothing behind
+                process.wait(timeout=10)
+            raise UserError(f"the model server for {_shown(model)} did not answer within {wait:g} s{_last_line(log)}")
+        try:
+            # The server binds its socket before loading the model, so once connected this waits out the load.
+            info = _call(path, {"op": "status"}, left)
+        except UserError:
+            info = None
+        if info is not None:
+            return info
+        if process is None:  # the server we saw went away before answering: start our own
+            process = _spawn(model, device, idle_timeout, log)
+        elif process.poll() is not None:
+            raise UserError(f"the model server for {_shown(model)} did not start{_last_line(log)}")
+        time.sleep(0.05)
+
+
+def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "autocomplete.server", "--device", device, "--idle-timeout", str(idle_timeout)]
+    if model is not None:
+        command += ["--model", model]
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        # Its own session: Ctrl-C or closing the terminal that started it doesn't reach it.
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fd,
+                                start_new_session=True)
+    finally:
+        os.close(fd)
+
+
+def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None]) -> dict | None:
+    """Complete `prompt` on the server, streaming pieces to on_piece; returns the done record (as
+    render.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
+    reply = _call(_found(model), {"op": "complete", "prompt": prompt, "settings": settings}, REPLY_TIMEOUT,
+                  on_piece)
+    return None if reply is None else reply["done"]
+
+
+def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int) -> dict | None:
+    """{"suggestions": [{"completion", "probability", "tokens"}], "model": name}, or None if no server."""
+    request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words}
+    return _call(_found(model), request, REPLY_TIMEOUT)
+
+
+def _log_of(sock: Path) -> Path:
+    return sock.with_suffix(".log")
+
+
+def _shown(model: str | None) -> str:
+    return model if model else "the default model"
+
+
+def _last_line(log: Path) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return f" (log: {log})"
+    return f": {lines[-1].removeprefix('autocomplete server: ')} (log: {log})"

@@ -1,0 +1,166 @@
+"""A compact GPT-2 forward pass in plain torch, loaded straight from safetensors.
+
+Importing transformers' modeling code costs ~3 s of every shell call; GPT-2 is small enough to write out. The
+interface is the slice of transformers' one that autocomplete uses: model(input_ids=, cache=, logits_to_keep=)
+returns .logits and .cache; the cache can be copied and repeated per batch row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def is_compact_gpt2(directory: Path) -> bool:
+    """Whether `directory` holds a GPT-2 this module can run: plain GPT-2 config, safetensors, tokenizer.json."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    plain = (config.get("model_type") == "gpt2" and config.get("activation_function", "gelu_new") == "gelu_new"
+             and not config.get("scale_attn_by_inverse_layer_idx") and not config.get("reorder_and_upcast_attn")
+             and config.get("scale_attn_weights", True))
+    return plain and (directory / "model.safetensors").is_file() and (directory / "tokenizer.json").is_file()
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor
+    cache: "KVCache"
+
+
+class KVCache:
+    """Keys and values of every layer, preallocated to the context length: appending is a copy into place."""
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, capacity: int, head_dim: int, dtype, device):
+        shape = (n_layer, 2, batch, n_head, capacity, head_dim)
+        self.kv = torch.empty(shape, dtype=dtype, device=device)
+        self.length = 0
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self.kv = self.kv.repeat_interleave(repeats, dim=2)
+
+    def __deepcopy__(self, memo) -> "KVCache":
+        copy = KVCache.__new__(KVCache)
+        copy.kv = self.kv.clone()
+        copy.length = self.length
+        return copy
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, eps: float):
+        super().__init__()
+        self.n_head = n_head
+        self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k, v in one matmul
+        self.attn_proj = nn.Linear(n_embd, n_embd)
+        self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd)
+        self.mlp_proj = nn.Linear(4 * n_embd, n_embd)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        kv[0, :, :, start:start + T] = k
+        kv[1, :, :, start:start + T] = v
+        keys, values = kv[0, :, :, :start + T], kv[1, :, :, :start + T]
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None and T > 1)
+        x = x + self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        n_embd, eps = config["n_embd"], config.get("layer_norm_epsilon", 1e-5)
+        self.n_head = config["n_head"]
+        self.context_length = config.get("n_positions") or config.get("n_ctx") or 1024
+        self.wte = nn.Embedding(config["vocab_size"], n_embd)
+        self.wpe = nn.Embedding(self.context_length, n_embd)
+        self.h = nn.ModuleList(Block(n_embd, self.n_head, eps) for _ in range(config["n_layer"]))
+        self.ln_f = nn.LayerNorm(n_embd, eps=eps)
+        self.lm_head = nn.Linear(n_embd, config["vocab_size"], bias=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.wte.weight.device
+
+    def new_cache(self, batch: int) -> KVCache:
+        n_embd = self.config["n_embd"]
+        return KVCache(len(self.h), batch, self.n_head, self.context_length, n_embd // self.n_head,
+                       self.wte.weight.dtype, self.device)
+
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, use_cache: bool = True,
+                logits_to_keep: int = 0) -> Output:
+        B, T = input_ids.shape
+        cache = cache or self.new_cache(B)
+        start = cache.length
+        positions = torch.arange(start, start + T, device=input_ids.device)
+        x = self.wte(input_ids) + self.wpe(positions)
+        mask = None
+        if start > 0 and T > 1:  # new tokens after cached ones: each sees the cache and the new ones before it
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        for layer, block in enumerate(self.h):
+            x = block(x, cache.kv[layer], start, mask)
+        cache.length = start + T
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
+        return Output(self.lm_head(self.ln_f(x)), cache)
+
+
+def load(directory: Path) -> GPT2:
+    """Weights from transformers' GPT-2 checkpoints (Conv1D stores them transposed), memory-mapped."""
+    from safetensors.torch import load_file
+
+    config = json.loads((directory / "config.json").read_text())
+    with torch.device("meta"):
+        model = GPT2(config)
+    state = {k.removeprefix("transformer."): v for k, v in load_file(directory / "model.safetensors").items()}
+    renames = {"attn.c_attn": "c_attn", "attn.c_proj": "attn_proj", "mlp.c_fc": "c_fc", "mlp.c_proj": "mlp_proj"}
+    ours = {}
+    for key, value in state.items():
+        if key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # old checkpoints store the causal mask as a buffer
+        for old, new in renames.items():
+            if f".{old}." in key:
+                key = key.replace(old, new)
+                if key.endswith(".weight"):
+                    value = value.t()  # Conv1D is (in, out); Linear is (out, in)
+        ours[key] = value
+    ours.setdefault("lm_head.weight", ours["wte.weight"])  # tied to the token embedding
+    model.load_state_dict({k: v.float().contiguous() for k, v in ours.items()}, strict=True, assign=True)
+    return model.eval()
+
+
+class Tokenizer:
+    """The slice of transformers' tokenizer API autocomplete uses, on the `tokenizers` library alone."""
+
+    def __init__(self, directory: Path, config: dict):
+        from tokenizers import Tokenizer as Fast
+
+        self._tok = Fast.from_file(str(directory / "tokenizer.json"))
+        self.bos_token_id = config.get("bos_token_id")
+        self.eos_token_id = config.get("eos_token_id")
+
+    def __call__(self, text: str) -> dict:
+        return {"input_ids": self._tok.encode(text).ids}
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool = False) -> str:
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def batch_decode(self, batch: list[list[int]], clean_up_tokenization_spaces: bool = False) -> list[str]:
+        return self._tok.decode_batch(batch, skip_special_tokens=True)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self._tok.id_to_token(i) or "" for i in ids]
+

@@ -1,0 +1,353 @@
+"""The warm model server: load a model once, then serve completions over a Unix socket until idle (like ollama's
+keep-alive). Started detached by autocomplete.client.start(); run by hand as
+
+    python -m autocomplete.server [--model NAME] [--device auto] [--idle-timeout 300]
+
+Protocol, newline-delimited JSON, one request per connection:
+    {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
+    {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
+    {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
+    {"op": "stop"} -> {"ok": true}, then the server exits
+Anything wrong gets {"error": "<one line>"}. Closing the connection (either half) cancels the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from datetime import datetime
+
+from autocomplete import client
+from autocomplete.errors import UserError
+
+MAX_REQUEST = 64 << 20  # a whole piped file as the prompt is fine; the model keeps only its context's worth
+READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
+WRITE_TIMEOUT = 60.0  # a client that stops reading must not hold the model forever
+LOCK_WAIT = 3.0  # a server that was just stopped may still hold the lock for a moment
+DRAIN_WAIT = 10.0  # at exit, how long in-flight work may take to notice and stop
+POLL = 0.2  # how often the accept loop looks at the idle clock and the stop flag
+
+log = logging.getLogger("autocomplete.server")
+_STOPPED = {"ok": True}  # the stop reply; handle() stops the server once it has been sent
+
+
+class BadRequest(Exception):
+    """The request is wrong; the message goes back to the client as {"error": ...}."""
+
+
+class Cancelled(Exception):
+    """The client hung up, or the server is stopping: stop generating and free the model."""
+
+
+# name -> (accepted JSON types, check); ints are fine where a float is expected, booleans never are.
+_SETTINGS = {
+    "temperature": ((int, float), "check_temperature"),
+    "top_k": (int, "check_top_k"),
+    "top_p": ((int, float), "check_top_p"),
+    "max_tokens": (int, "check_max_tokens"),
+    "seed": ((int, type(None)), None),
+    "stop": (str, "check_stop"),
+}
+
+
+def parse_settings(raw) -> object:
+    """A request's settings dict -> Settings, checked exactly as the CLI checks them. Missing keys take defaults."""
+    from autocomplete import settings as checks
+
+    if not isinstance(raw, dict):
+        raise BadRequest("settings must be a JSON object")
+    for name, value in raw.items():
+        if name not in _SETTINGS:
+            raise BadRequest(f"unknown setting {name!r}")
+        types, check = _SETTINGS[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadRequest(f"setting {name} has the wrong type: {value!r}")
+        if check:
+            try:
+                getattr(checks, check)(value)
+            except ValueError as error:
+                raise BadRequest(str(error)) from None
+    floats = {name: float(raw[name]) for name in ("temperature", "top_p") if name in raw}
+    return checks.Settings(**{**raw, **floats})
+
+
+def _field(request: dict, name: str, kind: type, default=None):
+    if name not in request:
+        if default is None:
+            raise BadRequest(f"missing field {name!r}")
+        return default
+    value = request[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise BadRequest(f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client closed its end. It sends nothing after its request line, so readable means EOF."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Server:
+    def __init__(self, lm, key: str, idle_timeout: float):
+        self.lm, self.key, self.idle_timeout = lm, key, idle_timeout
+        self.since = datetime.now().astimezone().isoformat(timespec="seconds")
+        self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
+        self.state_lock = threading.Lock()
+        self.busy = 0  # work requests running or queued: the server is not idle while there are any
+        self.requests = 0
+        self.last_used = time.monotonic()
+        self.stopping = threading.Event()
+
+    def serve(self, listener: socket.socket) -> None:
+        listener.settimeout(POLL)
+        while not self.stopping.is_set() and not self._idle():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def _idle(self) -> bool:
+        if self.idle_timeout <= 0:
+            return False
+        with self.state_lock:
+            return self.busy == 0 and time.monotonic() - self.last_used >= self.idle_timeout
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            conn.settimeout(READ_TIMEOUT)
+            try:
+                line = reader.readline(MAX_REQUEST + 1)
+            except OSError:
+                return
+            if not line:
+                return  # client.running() only checks that we accept
+            conn.settimeout(WRITE_TIMEOUT)
+
+            def send(message: dict) -> None:
+                try:
+                    conn.sendall(json.dumps(message).encode() + b"\n")
+                except OSError as error:  # it hung up or stopped reading: stop working for it
+                    raise Cancelled(f"the client went away ({type(error).__name__})") from None
+
+            try:
+                reply = self.dispatch(line, conn, send)
+            except BadRequest as error:
+                reply = {"error": str(error)}
+            except Cancelled as error:
+                log.info("cancelled a request: %s", error)
+                reply = {"error": str(error)}
+            except Exception as error:
+                log.exception("request failed")
+                detail = (str(error).strip().splitlines() or [""])[0]
+                reply = {"error": f"{type(error).__name__}: {detail}"}
+            with contextlib.suppress(Cancelled):
+                send(reply)
+            if reply is _STOPPED:
+                self.stopping.set()  # only now: the accept loop may exit as soon as it sees this
+
+    def dispatch(self, line: bytes, conn: socket.socket, send) -> dict:
+        if len(line) > MAX_REQUEST:
+            raise BadRequest(f"request longer than {MAX_REQUEST} bytes")
+        try:
+            request = json.loads(line)
+        except ValueError as error:
+            raise BadRequest(f"not a JSON request: {error}") from None
+        if not isinstance(request, dict):
+            raise BadRequest("a request is a JSON object")
+        op = _field(request, "op", str)
+        if op == "status":
+            return self.status()
+        if op == "stop":
+            log.info("stop requested")
+            return _STOPPED
+        if op == "complete":
+            return self.complete(request, conn, send)
+        if op == "suggest":
+            return self.suggest(request)
+        raise BadRequest(f"unknown op {op!r} (complete, suggest, status or stop)")
+
+    def status(self) -> dict:
+        with self.state_lock:
+            requests = self.requests
+        return {"model": self.lm.name, "requested": self.key, "device": str(self.lm.model.device),
+                "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
+
+    @contextlib.contextmanager
+    def _working(self):
+        """Hold the model; counts as activity for the idle clock from the moment the request queues."""
+        with self.state_lock:
+            self.busy += 1
+        try:
+            with self.model_lock:
+                if self.stopping.is_set():  # queued behind the last request before a stop
+                    raise Cancelled("the model server is stopping")
+                with self.state_lock:
+                    self.requests += 1
+                yield
+        finally:
+            with self.state_lock:
+                self.busy -= 1
+                self.last_used = time.monotonic()
+
+    def complete(self, request: dict, conn: socket.socket, send) -> dict:
+        from autocomplete.complete import complete
+        from autocomplete.render import record
+
+        prompt = _field(request, "prompt", str)
+        settings = parse_settings(_field(request, "settings", dict, {}))
+        if not prompt:
+            raise BadRequest("the prompt is empty")
+
+        def observe(logits, token) -> None:  # every token: notice a hang-up even between released pieces
+            if self.stopping.is_set():
+                raise Cancelled("the model server is stopping")
+            if _hung_up(conn):
+                raise Cancelled("the client went away")
+
+        with self._working():
+            done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}), observe)
+        return {"done": record(done, self.lm.name, settings)}
+
+    def suggest(self, request: dict) -> dict:
+        from autocomplete.suggest import suggest
+
+        prefix = _field(request, "prefix", str)
+        settings = parse_settings(_field(request, "settings", dict, {}))
+        n, words = _field(request, "n", int, 5), _field(request, "words", int, 3)
+        if not prefix:
+            raise BadRequest("the prefix is empty")
+        if n < 1 or words < 1:
+            raise BadRequest("n and words must be >= 1")
+        with self._working():
+            found = suggest(self.lm, prefix, settings, n, words)
+        return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
+                                for s in found], "model": self.lm.name}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autocomplete.server",
+                                     description="Keep a model loaded and serve completions on a Unix socket.")
+    parser.add_argument("--model", default=None, help="model name as the CLI takes it (default: the default model)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="exit after this long without a request (0 = never)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.umask(0o177)  # the socket and the log are 0600 from the moment they exist
+    sys.stdout = sys.stderr  # detached, stdout is nowhere: a stray print belongs in the log
+    if not os.environ.get("AUTOCOMPLETE_DEBUG"):
+        warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
+    try:
+        path, log_file = client.socket_path(args.model), client.log_path(args.model)
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except (UserError, OSError) as error:
+        print(f"autocomplete server: {error}", file=sys.stderr)
+        return 1
+    os.fchmod(log_fd, 0o600)
+    handler = logging.StreamHandler(os.fdopen(log_fd, "a", buffering=1, encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:  # when client.start() runs us, stderr already is the log: don't write fatal lines there twice
+        to_log = not os.path.samestat(os.fstat(2), os.fstat(log_fd))
+    except OSError:
+        to_log = True
+
+    def fatal(message: str) -> int:
+        print(f"autocomplete server: {message}", file=sys.stderr, flush=True)
+        if to_log:
+            log.error(message)
+        return 1
+
+    shown = args.model or "the default model"
+    if client.running(args.model):
+        return fatal(f"a server for {shown} is already running ({path})")
+    # The lock (on the log file, held for our lifetime) makes check-unlink-bind safe against a second server
+    # starting at the same moment.
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return fatal(f"another server for {shown} is starting or stopping")
+            time.sleep(0.05)
+    if os.fstat(log_fd).st_size > 1 << 20:
+        os.ftruncate(log_fd, 0)  # the log only matters for the latest runs
+
+    signal.signal(signal.SIGTERM, _terminate)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # stale: nothing answered on it, and we hold the lock
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Bound before the model loads, so a racing client.start() connects here and waits instead of failing.
+        listener.bind(os.fspath(path))
+        listener.listen(64)
+        inode = os.stat(path).st_ino
+    except OSError as error:
+        listener.close()
+        return fatal(f"could not listen on {path}: {error}")
+
+    server = None
+    try:
+        try:
+            from autocomplete import models
+
+            lm = models.load(args.model, args.device)
+        except UserError as error:
+            return fatal(str(error))
+        except Exception as error:
+            log.exception("loading failed")
+            return fatal(f"could not load {shown}: {type(error).__name__}: {error}")
+        server = Server(lm, args.model or "", args.idle_timeout)
+        log.info("serving %s on %s (pid %d, device %s)", lm.name, path, os.getpid(), lm.model.device)
+        server.serve(listener)
+        log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")
+    except KeyboardInterrupt:
+        log.info("stopping: interrupted")
+    finally:
+        # Socket first (only if it is still ours), then the lock: a new server may start from here on.
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                path.unlink()
+        listener.close()
+        fcntl.flock(log_fd, fcntl.LOCK_UN)
+        if server is not None:
+            server.stopping.set()  # in-flight generations stop at their next token
+            if server.model_lock.acquire(timeout=DRAIN_WAIT):
+                server.model_lock.release()
+    return 0
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwinds main() through its clean-up, like Ctrl-C
+
+
+if __name__ == "__main__":
+    sys.exit(main())
