@@ -25,7 +25,7 @@ import platformdirs
 from autocomplete.errors import UserError
 
 CONNECT_TIMEOUT = 0.5  # a live server's listen backlog accepts at once, even while it is busy
-STATUS_TIMEOUT = 5.0  # status never waits for the model, so a slower answer means something is wrong
+STATUS_TIMEOUT = 5.0  # status skips the model queue: only a server still loading its model is slower
 REPLY_TIMEOUT = 600.0  # longest silence while a request waits in the queue or the model thinks
 STOP_WAIT = 10.0
 # sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.

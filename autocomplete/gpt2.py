@@ -52,16 +52,31 @@ class KVCache:
         return copy
 
 
+def _linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
+    """An nn.Linear (that exact type, so int8 quantization recognises it) left uninitialised: the checkpoint
+    provides its weights, and random initialisation costs most of a second at GPT-2 sizes."""
+    layer = nn.Linear.__new__(nn.Linear)
+    nn.Module.__init__(layer)
+    layer.in_features, layer.out_features = n_in, n_out
+    layer.weight = nn.Parameter(torch.empty(n_out, n_in), requires_grad=False)
+    layer.register_parameter("bias", nn.Parameter(torch.empty(n_out), requires_grad=False) if bias else None)
+    return layer
+
+
+def _embedding(n: int, dim: int) -> nn.Embedding:
+    return nn.Embedding(n, dim, _weight=torch.empty(n, dim), _freeze=True)  # given a weight: no initialisation
+
+
 class Block(nn.Module):
     def __init__(self, n_embd: int, n_head: int, eps: float):
         super().__init__()
         self.n_head = n_head
         self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)  # q, k, v in one matmul
-        self.attn_proj = nn.Linear(n_embd, n_embd)
+        self.c_attn = _linear(n_embd, 3 * n_embd)  # q, k, v in one matmul
+        self.attn_proj = _linear(n_embd, n_embd)
         self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd)
-        self.mlp_proj = nn.Linear(4 * n_embd, n_embd)
+        self.c_fc = _linear(n_embd, 4 * n_embd)
+        self.mlp_proj = _linear(4 * n_embd, n_embd)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
@@ -82,11 +97,11 @@ class GPT2(nn.Module):
         n_embd, eps = config["n_embd"], config.get("layer_norm_epsilon", 1e-5)
         self.n_head = config["n_head"]
         self.context_length = config.get("n_positions") or config.get("n_ctx") or 1024
-        self.wte = nn.Embedding(config["vocab_size"], n_embd)
-        self.wpe = nn.Embedding(self.context_length, n_embd)
+        self.wte = _embedding(config["vocab_size"], n_embd)
+        self.wpe = _embedding(self.context_length, n_embd)
         self.h = nn.ModuleList(Block(n_embd, self.n_head, eps) for _ in range(config["n_layer"]))
         self.ln_f = nn.LayerNorm(n_embd, eps=eps)
-        self.lm_head = nn.Linear(n_embd, config["vocab_size"], bias=False)
+        self.lm_head = _linear(n_embd, config["vocab_size"], bias=False)
 
     @property
     def device(self) -> torch.device:
@@ -120,8 +135,7 @@ def load(directory: Path) -> GPT2:
     from safetensors.torch import load_file
 
     config = json.loads((directory / "config.json").read_text())
-    with torch.device("meta"):
-        model = GPT2(config)
+    model = GPT2(config)
     state = {k.removeprefix("transformer."): v for k, v in load_file(directory / "model.safetensors").items()}
     renames = {"attn.c_attn": "c_attn", "attn.c_proj": "attn_proj", "mlp.c_fc": "c_fc", "mlp.c_proj": "mlp_proj"}
     ours = {}
@@ -132,10 +146,10 @@ def load(directory: Path) -> GPT2:
             if f".{old}." in key:
                 key = key.replace(old, new)
                 if key.endswith(".weight"):
-                    value = value.t()  # Conv1D is (in, out); Linear is (out, in)
+                    value = value.t()  # Conv1D is (in, out); Linear is (out, in): a view, no copy needed
         ours[key] = value
     ours.setdefault("lm_head.weight", ours["wte.weight"])  # tied to the token embedding
-    model.load_state_dict({k: v.float().contiguous() for k, v in ours.items()}, strict=True, assign=True)
+    model.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
     return model.eval()
 
 

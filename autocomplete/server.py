@@ -257,13 +257,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.umask(0o177)  # the socket and the log are 0600 from the moment they exist
     sys.stdout = sys.stderr  # detached, stdout is nowhere: a stray print belongs in the log
     if not os.environ.get("AUTOCOMPLETE_DEBUG"):
         warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
     try:
         path, log_file = client.socket_path(args.model), client.log_path(args.model)
-        log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # 0600 from the start
     except (UserError, OSError) as error:
         print(f"autocomplete server: {error}", file=sys.stderr)
         return 1
@@ -305,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # stale: nothing answered on it, and we hold the lock
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask makes the socket 0600 the moment it exists. Only around bind: the model loader makes cache
+    # directories, which need their x bits. (No other threads run yet, so the process-wide umask is ours.)
+    umask = os.umask(0o177)
     try:
         # Bound before the model loads, so a racing client.start() connects here and waits instead of failing.
         listener.bind(os.fspath(path))
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         listener.close()
         return fatal(f"could not listen on {path}: {error}")
+    finally:
+        os.umask(umask)
 
     server = None
     try:
@@ -324,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             return fatal(str(error))
         except Exception as error:
             log.exception("loading failed")
-            return fatal(f"could not load {shown}: {type(error).__name__}: {error}")
+            detail = (str(error).strip().splitlines() or [""])[0]
+            return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
         server = Server(lm, args.model or "", args.idle_timeout)
         log.info("serving %s on %s (pid %d, device %s)", lm.name, path, os.getpid(), lm.model.device)
         server.serve(listener)

@@ -22,6 +22,19 @@ def test_gpt2_runs_on_the_compact_implementation_without_transformers_modeling(t
     assert result.returncode == 0, result.stderr
 
 
+def test_a_greedy_gpt2_completion_never_imports_transformers(tiny_dir, env):
+    """The cold-start path of a shell call: transformers costs ~3 s to import with its modeling code."""
+    import subprocess
+
+    code = ("import sys; from autocomplete.cli import run\n"
+            f"assert run(['-m', {str(tiny_dir)!r}, '-t', '0', 'san']) == 0\n"
+            "assert run(['-m', " + repr(str(tiny_dir)) + ", '-t', '0.8', '-k', '0', '-p', '1', 'san']) == 0\n"
+            "assert 'transformers' not in sys.modules, 'transformers imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("san francisco weather is good in april?\nsan")
+
+
 def test_other_architectures_use_transformers(smollm2_cache):
     lm = models.load(str(smollm2_cache / "models" / "smollm2-135m"), "cpu")
     assert type(lm.model).__module__.startswith("transformers.models.llama")

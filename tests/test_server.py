@@ -225,6 +225,11 @@ def test_status_and_request_count(warm):
     assert before["device"] == "cpu" and before["idle_timeout"] == 600
     assert datetime.fromisoformat(before["since"]) <= datetime.now().astimezone()
     os.kill(before["pid"], 0)  # a live process
+    proc_status = Path(f"/proc/{before['pid']}/status")
+    if proc_status.exists():  # the socket's umask was for bind only: the loader must be able to make cache dirs
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert f"Umask:\t{umask:04o}" in proc_status.read_text()
     client.complete(warm, "san", GREEDY, lambda piece: None)
     client.suggest(warm, "san", GREEDY, 2, 2)
     assert client.status(warm)["requests"] == before["requests"] + 2  # status requests don't count
