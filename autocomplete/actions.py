@@ -4,6 +4,7 @@ REPL so both behave the same."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from autocomplete.models import LoadedModel
 from autocomplete.settings import Settings
@@ -28,11 +29,61 @@ class Options:
     precision: str = "fp32"
     json_lines: bool = False
     only_new: bool = False
+    server: bool = True  # use a warm server for this model when one is running
+    idle_timeout: float = 300  # for a server started from here
+
+    def server_key(self) -> str | None:
+        """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
+        if self.model and Path(self.model).expanduser().exists():
+            return str(Path(self.model).expanduser().resolve())
+        return self.model
+
+    def servable(self) -> bool:
+        # The server runs fp32 completions and suggestions; --explain and int8 run here.
+        return self.server and self.precision == "fp32" and not self.mode.explain
 
     def load(self) -> LoadedModel:
         from autocomplete import models
 
         return models.load(self.model, self.device, self.precision)
+
+
+def run_on_server(text: str, options: Options, out) -> bool | None:
+    """Like run(), on the warm server for this model. None when no server answered (nothing was written);
+    otherwise whether Ctrl-C cut it short."""
+    from autocomplete import client
+    from autocomplete.render import from_record
+
+    key, settings = options.server_key(), options.settings
+    if options.mode.suggest:
+        reply = client.suggest(key, text, settings.as_dict(), options.mode.suggest, options.mode.words)
+        if reply is None:
+            return None
+        from autocomplete.suggest import Suggestion
+
+        out.suggestions(text, [Suggestion(**s) for s in reply["suggestions"]], reply["model"], settings,
+                        options.mode.words)
+        return False
+    started = False
+
+    def on_piece(piece: str) -> None:
+        nonlocal started
+        if not started:  # the prompt is shown once a server answers, so a fallback never shows it twice
+            out.start(text)
+            started = True
+        out.piece(piece)
+
+    try:
+        record = client.complete(key, text, settings.as_dict(), on_piece)
+    except KeyboardInterrupt:  # the client hung up, which cancels the request on the server
+        out.blank()
+        return True
+    if record is None:
+        return None
+    if not started:
+        out.start(text)
+    out.finish(from_record(record), record["model"], settings)
+    return False
 
 
 def run(lm: LoadedModel, text: str, settings: Settings, mode: Mode, out) -> bool:

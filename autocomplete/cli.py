@@ -91,6 +91,15 @@ def main(
     precision: Annotated[Literal["fp32", "int8"], typer.Option(
         envvar="AUTOCOMPLETE_PRECISION",
         help="fp32: exact. int8: several times faster on CPU, less faithful to the model (see README)")] = "fp32",
+    server: Annotated[Optional[Literal["start", "stop", "status"]], typer.Option(
+        "--server", show_default=False,
+        help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
+             "Completions use it automatically while it runs")] = None,
+    no_server: Annotated[bool, typer.Option(
+        "--no-server", help="Load the model in this process even if a server is running")] = False,
+    idle_timeout: Annotated[float, typer.Option(
+        "--idle-timeout", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", min=0, metavar="SECONDS",
+        help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused (0 = never)")] = 300,
     list_models: Annotated[bool, typer.Option(
         "--list-models", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
@@ -103,8 +112,13 @@ def main(
     options = actions.Options(
         settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop),
         mode=actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature),
-        model=model, device=device, precision=precision, json_lines=json_lines, only_new=only_new)
+        model=model, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
+        server=not no_server, idle_timeout=idle_timeout)
     try:
+        if server:
+            from autocomplete.serve_cli import manage
+
+            return manage(server, options)
         return _dispatch(prompt, options, each_line, interactive, list_models)
     except BrokenPipeError:
         # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
@@ -160,8 +174,17 @@ def _run_all(prompts, options: actions.Options) -> int:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
-        lm = lm or options.load()
-        if actions.run(lm, text, options.settings, options.mode, out):
+        interrupted = None
+        if lm is None and options.servable():
+            if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
+                from autocomplete.serve_cli import ensure_running
+
+                ensure_running(options)
+            interrupted = actions.run_on_server(text, options, out)  # None: no server answered
+        if interrupted is None:
+            lm = lm or options.load()
+            interrupted = actions.run(lm, text, options.settings, options.mode, out)
+        if interrupted:
             return 130
     return 0
 

@@ -117,6 +117,14 @@ def record(c: Completion, model: str, settings: Settings) -> dict:
     }
 
 
+def from_record(r: dict) -> Completion:
+    """The Completion a record describes: a completion served by the warm server renders like a local one."""
+    return Completion(
+        prompt=r["prompt"], completion=r["completion"], tokens=r["tokens"], finish_reason=r["finish_reason"],
+        prompt_tokens=r["stats"]["prompt_tokens"], seed=r["settings"]["seed"],
+        time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"])
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 

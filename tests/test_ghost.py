@@ -67,7 +67,7 @@ def test_ghost_text_in_the_repl(env, tiny_dir, tmp_path):
         session.expect(" subway map")
         session.send("\x1b[C")  # → takes all of it
         session.send("\r")
-        session.expect(">")
+        session.expect("map\n>")  # the completion's line, then a fresh prompt (not the redrawn input line)
         session.send("\x04")
         assert session.wait() == 0
     finally:

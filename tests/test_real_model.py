@@ -92,7 +92,7 @@ def test_ctrl_c_in_the_repl_stops_the_completion_and_keeps_the_session(env, smol
         session.expect(">")
         session.send(FRANCE + "\r")
         session.expect(FRANCE + " Paris")
-        session.expect(">")
+        session.expect("\n>")  # a fresh prompt after the completion
         session.send("\x04")
         assert session.wait() == 0
     finally:

@@ -58,8 +58,7 @@ def test_terminal_session(env, tiny_dir, tmp_path):
         session.send("/temp 0\r")
         session.expect(">")
         session.send("seoul\r")
-        session.expect("seoul subway map")
-        session.expect(">")
+        session.expect("seoul subway map\n>")  # the completion's line, then a fresh prompt
         session.send("\x04")  # Ctrl-D
         assert session.wait() == 0
     finally:
