@@ -35,19 +35,26 @@ class Output:
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated to the context length: appending is a copy into place."""
+    """Keys and values of every layer in one tensor, grown by doubling: appending a token is a copy into place,
+    and a copy of the cache (one per suggestion being explored) holds only what is filled."""
 
     def __init__(self, n_layer: int, batch: int, n_head: int, capacity: int, head_dim: int, dtype, device):
-        shape = (n_layer, 2, batch, n_head, capacity, head_dim)
-        self.kv = torch.empty(shape, dtype=dtype, device=device)
+        self.kv = torch.empty((n_layer, 2, batch, n_head, capacity, head_dim), dtype=dtype, device=device)
         self.length = 0
 
+    def reserve(self, needed: int, limit: int) -> None:
+        if needed > self.kv.shape[4]:
+            grown = self.kv.new_empty((*self.kv.shape[:4], min(limit, max(needed, 2 * self.kv.shape[4])),
+                                       self.kv.shape[5]))
+            grown[:, :, :, :, :self.length] = self.kv[:, :, :, :, :self.length]
+            self.kv = grown
+
     def batch_repeat_interleave(self, repeats: int) -> None:
-        self.kv = self.kv.repeat_interleave(repeats, dim=2)
+        self.kv = self.kv[:, :, :, :, :self.length].repeat_interleave(repeats, dim=2)
 
     def __deepcopy__(self, memo) -> "KVCache":
         copy = KVCache.__new__(KVCache)
-        copy.kv = self.kv.clone()
+        copy.kv = self.kv[:, :, :, :, :self.length].clone()
         copy.length = self.length
         return copy
 
@@ -107,16 +114,17 @@ class GPT2(nn.Module):
     def device(self) -> torch.device:
         return self.wte.weight.device
 
-    def new_cache(self, batch: int) -> KVCache:
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
         n_embd = self.config["n_embd"]
-        return KVCache(len(self.h), batch, self.n_head, self.context_length, n_embd // self.n_head,
-                       self.wte.weight.dtype, self.device)
+        return KVCache(len(self.h), batch, self.n_head, capacity, n_embd // self.n_head, self.wte.weight.dtype,
+                       self.device)
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, use_cache: bool = True,
                 logits_to_keep: int = 0) -> Output:
         B, T = input_ids.shape
-        cache = cache or self.new_cache(B)
+        cache = cache or self.new_cache(B, capacity=T + 64)
         start = cache.length
+        cache.reserve(start + T, self.context_length)
         positions = torch.arange(start, start + T, device=input_ids.device)
         x = self.wte(input_ids) + self.wpe(positions)
         mask = None
