@@ -42,9 +42,8 @@ def generate(
 ) -> Iterator[int]:
     """Yield new token ids one at a time. temperature 0 is greedy (argmax).
     observe(logits, token), if given, sees each step's raw last-position logits and the token picked."""
-    idx = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
     warp = logits_warpers(temperature, top_k, top_p) if temperature > 0 else None
-    x, cache = idx, None
+    x, cache = torch.tensor([prompt_ids], dtype=torch.long, device=model.device), None
     for _ in range(max_new_tokens):
         # logits_to_keep=1: only the last position is needed, and a long prompt's full logits cost gigabytes.
         out = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1)
@@ -53,9 +52,8 @@ def generate(
         if warp is None:
             next_id = logits.argmax(dim=-1, keepdim=True)
         else:
-            probs = torch.softmax(warp(idx, logits), dim=-1)
+            probs = torch.softmax(warp(None, logits), dim=-1)  # top-k / top-p don't read the ids so far
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)
-        idx = torch.cat([idx, next_id], dim=1)
         x = next_id
         token = next_id.item()
         if observe is not None:
