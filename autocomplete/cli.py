@@ -90,7 +90,7 @@ def main(
         help="Where to run the model")] = "auto",
     precision: Annotated[Literal["fp32", "int8"], typer.Option(
         envvar="AUTOCOMPLETE_PRECISION",
-        help="fp32: exact. int8: several times faster on CPU, less faithful to the model (see README)")] = "fp32",
+        help="fp32: exact. int8: int8 weights, faster decoding on CPU, slightly less faithful (see README)")] = "fp32",
     server: Annotated[Optional[Literal["start", "stop", "status"]], typer.Option(
         "--server", show_default=False,
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). "

@@ -154,9 +154,9 @@ _loaded: dict[tuple[str, str, str], LoadedModel] = {}
 def load(name: str | None = None, device: str = "auto", precision: str = "fp32") -> LoadedModel:
     """Load (once per process) the model `name` names; None means the default.
 
-    precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" quantizes every linear layer,
-    the output head included, for several times faster decoding on CPU, at a cost in agreement with fp32 that
-    depends on the model (see the README's benchmark).
+    precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" gives every linear layer,
+    the output head included, int8 weights for faster decoding on CPU (see autocomplete.quant and the README's
+    benchmark for how faithful it stays).
     """
     key = (name or "", device, precision)
     if key not in _loaded:
@@ -180,7 +180,9 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str) -> Loade
         if precision == "int8" and device != "cpu":
             raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
         if precision == "int8":
-            model = quantize_int8(model)
+            from autocomplete import quant
+
+            model = quant.quantize(model)
         _choose_threads()
     context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
     eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
@@ -220,17 +222,6 @@ def _choose_threads() -> None:
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     wanted = os.environ.get("AUTOCOMPLETE_THREADS")
     torch.set_num_threads(int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else max(1, cores - busy))
-
-
-def quantize_int8(model):
-    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per call), fbgemm."""
-    import torch
-
-    quantize = getattr(getattr(torch, "ao", None) and torch.ao.quantization, "quantize_dynamic", None)
-    if quantize is None:  # deprecated by torch, and gone in some future release
-        raise UserError(f"--precision int8 needs torch.ao.quantization, which torch {torch.__version__} lacks")
-    with torch.no_grad():
-        return quantize(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def pick_device(device: str) -> str:

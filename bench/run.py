@@ -206,21 +206,31 @@ AGREEMENT_PROMPTS = [
 ]
 
 
+def decoded_argmax(model, prompt: list[int], text: list[int]) -> list[int]:
+    """The likeliest next token after the prompt's last token and after each token of `text`, teacher-forced the
+    way autocomplete decodes: the prompt in one forward, then one token per forward with the KV cache."""
+    import torch
+
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        picks = [int(out.logits[0, -1].argmax())]
+        for token in text:
+            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
+            picks.append(int(out.logits[0, -1].argmax()))
+    return picks
+
+
 def agreement(reference, candidate, encode, positions: int = 32) -> float:
     """Teacher-forced top-1 agreement: feed both models the same text (each prompt plus the reference's own
     greedy continuation) and count the positions where their likeliest next token is the same."""
-    import torch
-
     from autocomplete.generate import generate
 
     same = total = 0
     for prompt in AGREEMENT_PROMPTS:
         ids = encode(prompt)
-        text = ids + list(generate(reference, ids, positions, temperature=0))
-        with torch.inference_mode():
-            a = reference(input_ids=torch.tensor([text])).logits[0, len(ids) - 1:-1].argmax(-1)
-            b = candidate(input_ids=torch.tensor([text])).logits[0, len(ids) - 1:-1].argmax(-1)
-        same += int((a == b).sum())
+        text = list(generate(reference, ids, positions, temperature=0))[:-1]
+        a, b = decoded_argmax(reference, ids, text), decoded_argmax(candidate, ids, text)
+        same += sum(x == y for x, y in zip(a, b))
         total += len(a)
     return same / total
 

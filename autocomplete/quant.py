@@ -1,0 +1,85 @@
+"""--precision int8: int8 weights for decoding one token at a time on the CPU.
+
+Decoding is memory-bound (every weight is read once per token), so int8 weights read 4x fewer bytes than fp32.
+What keeps the model faithful (measured on SmolLM2 in bench/run.py):
+- one scale per output channel, not one per matrix;
+- activations are quantized per token, and the few input features far larger than the rest (outliers, found
+  in every layer of a real LLM) skip quantization and go through their fp32 weight columns, as in LLM.int8();
+- more than one row at a time (the prompt, a batch of suggestions) runs on the fp32 weights: that is
+  compute-bound, so exact costs little there, and a prompt's quantization error would stay in the KV cache.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autocomplete.errors import UserError
+
+OUTLIER = 6.0  # LLM.int8()'s threshold: features beyond it are computed in fp32
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, linear: nn.Linear, outlier: float = OUTLIER, reduce_range: bool = True):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        self.weight = weight  # the same tensor as the original layer's, not a copy
+        self.bias = None if linear.bias is None else linear.bias.detach().float()
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.outlier = outlier
+        self.reduce_range = reduce_range
+        scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127).double()
+        zero = torch.zeros(self.out_features, dtype=torch.long)
+        quantized = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(quantized, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] != 1:
+            return F.linear(x, self.weight, self.bias)
+        rows = rows.float()
+        big = (rows[0].abs() > self.outlier).nonzero()[:, 0]
+        if big.numel():
+            rest = rows.clone()
+            rest[:, big] = 0
+            y = torch.ops.quantized.linear_dynamic(rest, self.packed, self.reduce_range)
+            y = y + rows[:, big] @ self.weight[:, big].T
+        else:
+            y = torch.ops.quantized.linear_dynamic(rows, self.packed, self.reduce_range)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, outlier={self.outlier}"
+
+
+def quantize(model: nn.Module) -> nn.Module:
+    """Swap every nn.Linear of the model (the output head included) for an Int8Linear, in place."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines and \
+            "x86" not in torch.backends.quantized.supported_engines:
+        raise UserError("--precision int8 needs an x86 CPU (fbgemm); use --precision fp32 here")
+    reduce_range = not _has_vnni()
+    try:
+        with torch.no_grad():
+            for module in list(model.modules()):
+                for name, child in list(module.named_children()):
+                    if type(child) is nn.Linear:
+                        setattr(module, name, Int8Linear(child, reduce_range=reduce_range))
+    except (RuntimeError, AttributeError) as error:  # the quantized ops are deprecated and may go
+        raise UserError(f"--precision int8 is not available with torch {torch.__version__}: "
+                        f"{str(error).splitlines()[0]}")
+    return model
+
+
+def _has_vnni() -> bool:
+    """Without VNNI, fbgemm multiplies u8 x s8 pairs into a saturating int16, so activations must use 7 bits
+    (reduce_range); with it (AVX512-VNNI, AVX-VNNI) products go straight to int32 and all 8 bits are usable."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    except OSError:
+        pass
+    return False
