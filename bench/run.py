@@ -303,6 +303,10 @@ def main() -> None:
 
     from autocomplete import models, starter
 
+    # One thread count for every figure, ours and the baselines, in this process and in the ones it starts:
+    # what autocomplete picks on this machine now, before the benchmark's own work makes a core look busy.
+    models._choose_threads()
+    os.environ["AUTOCOMPLETE_THREADS"] = str(torch.get_num_threads())
     OUT.mkdir(parents=True, exist_ok=True)
     print("preparing the GPT-2-124M-sized model…", file=sys.stderr)
     directory = gpt2_124m(starter.model_dir())
