@@ -11,6 +11,8 @@ What keeps the model faithful (measured on SmolLM2 in bench/run.py):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +33,9 @@ class Int8Linear(nn.Module):
         self.reduce_range = reduce_range
         scale = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127).double()
         zero = torch.zeros(self.out_features, dtype=torch.long)
-        quantized = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        with warnings.catch_warnings():  # deprecated by torch in favour of torchao; quant.quantize says if it goes
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
         self.packed = torch.ops.quantized.linear_prepack(quantized, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

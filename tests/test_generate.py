@@ -57,7 +57,8 @@ def test_same_seed_same_tokens_other_seed_differs(tiny):
 
 
 def first_token_logits(lm, ids):
-    return lm.model(torch.tensor([ids])).logits[0, -1].float()
+    with torch.no_grad():
+        return lm.model(torch.tensor([ids])).logits[0, -1].float()
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor, bins: list[torch.Tensor]) -> float:
