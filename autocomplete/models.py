@@ -183,7 +183,7 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str) -> Loade
             from autocomplete import quant
 
             model = quant.quantize(model)
-        _choose_threads()
+        choose_threads()
     context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
     eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
     eos.discard(None)
@@ -213,7 +213,7 @@ def _load_transformers(directory: Path):
     return model, tokenizer, config
 
 
-def _choose_threads() -> None:
+def choose_threads() -> None:
     """Decoding one token at a time is memory-bound: threads help only on idle cores. With a core busy elsewhere,
     OpenMP threads waiting for each other make two threads ~10x slower than one, so count only idle cores."""
     import torch

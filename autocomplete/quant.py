@@ -42,7 +42,6 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] != 1:
             return F.linear(x, self.weight, self.bias)
-        rows = rows.float()
         big = (rows[0].abs() > self.outlier).nonzero()[:, 0]
         if big.numel():
             rest = rows.clone()
@@ -51,7 +50,7 @@ class Int8Linear(nn.Module):
             y = y + rows[:, big] @ self.weight[:, big].T
         else:
             y = torch.ops.quantized.linear_dynamic(rows, self.packed, self.reduce_range)
-        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, outlier={self.outlier}"

@@ -305,7 +305,7 @@ def main() -> None:
 
     # One thread count for every figure, ours and the baselines, in this process and in the ones it starts:
     # what autocomplete picks on this machine now, before the benchmark's own work makes a core look busy.
-    models._choose_threads()
+    models.choose_threads()
     os.environ["AUTOCOMPLETE_THREADS"] = str(torch.get_num_threads())
     OUT.mkdir(parents=True, exist_ok=True)
     print("preparing the GPT-2-124M-sized model…", file=sys.stderr)
