@@ -87,12 +87,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        kv[0, :, :, start:start + T] = k
-        kv[1, :, :, start:start + T] = v
+        # (3, B, n_head, T, head_dim) views of q, k, v: the new keys and values go into the cache in one copy
+        qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        kv[:, :, :, start:start + T] = qkv[1:]
         keys, values = kv[0, :, :, :start + T], kv[1, :, :, :start + T]
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None and T > 1)
+        y = F.scaled_dot_product_attention(qkv[0], keys, values, attn_mask=mask, is_causal=mask is None and T > 1)
         x = x + self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 

@@ -20,6 +20,7 @@ from torch import nn
 from autocomplete.errors import UserError
 
 OUTLIER = 6.0  # LLM.int8()'s threshold: features beyond it are computed in fp32
+INF = float("inf")
 
 
 class Int8Linear(nn.Module):
@@ -39,17 +40,16 @@ class Int8Linear(nn.Module):
         self.packed = torch.ops.quantized.linear_prepack(quantized, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] != 1:
+        if x.numel() != self.in_features:  # more than one row
             return F.linear(x, self.weight, self.bias)
+        if torch.linalg.vector_norm(x, INF).item() <= self.outlier:  # the usual case, in one reduction
+            return torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
+        rows = x.reshape(1, self.in_features)
         big = (rows[0].abs() > self.outlier).nonzero()[:, 0]
-        if big.numel():
-            rest = rows.clone()
-            rest[:, big] = 0
-            y = torch.ops.quantized.linear_dynamic(rest, self.packed, self.reduce_range)
-            y = y + rows[:, big] @ self.weight[:, big].T
-        else:
-            y = torch.ops.quantized.linear_dynamic(rows, self.packed, self.reduce_range)
+        rest = rows.clone()
+        rest[:, big] = 0
+        y = torch.ops.quantized.linear_dynamic(rest, self.packed, self.reduce_range)
+        y = y + rows[:, big] @ self.weight[:, big].T
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
