@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autocomplete.models import LoadedModel
 from autocomplete.settings import Settings
+
+if TYPE_CHECKING:  # the warm-server path never loads a model here
+    from autocomplete.models import LoadedModel
 
 
 @dataclass

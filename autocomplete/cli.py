@@ -14,8 +14,7 @@ import typer
 
 from autocomplete import __version__, actions, inputs, settings as checks
 from autocomplete.errors import UsageError, UserError
-from autocomplete.models import DEFAULT_MODEL
-from autocomplete.settings import Settings
+from autocomplete.settings import DEFAULT_MODEL, Settings
 
 DEFAULTS = Settings()
 

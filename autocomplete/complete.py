@@ -6,11 +6,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from autocomplete import ui
-from autocomplete.models import LoadedModel
 from autocomplete.settings import Settings
 from autocomplete.stream import TextStream
+
+if TYPE_CHECKING:  # render imports this module for Completion, on the warm-server path too
+    from autocomplete.models import LoadedModel
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from autocomplete import hub, paths, ui
 from autocomplete.errors import UserError
+from autocomplete.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = "gpt2"
 STARTER = "smollm2-135m"
 ALIASES = {
     "gpt2": "openai-community/gpt2",

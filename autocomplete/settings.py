@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 STOP_RULES = ("line", "sentence", "none")
+DEFAULT_MODEL = "gpt2"
 
 
 @dataclass

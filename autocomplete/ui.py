@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from functools import cache
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @cache
 def stderr() -> Console:
+    from rich.console import Console  # imported when first used: the warm-server path often never is
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
