@@ -16,21 +16,42 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
+T = TypeVar("T")
 
 
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and lazy initialisation
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def in_turns(runs: dict[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:
+    """What each run returns, `repeat` times: the runs take turns, round after round, so a slow spell of a shared
+    machine falls on ours and the baselines alike. A first round warms up (allocation, lazy initialisation, the
+    file cache) and is dropped."""
+    results: dict[str, list[T]] = {name: [] for name in runs}
+    for round_ in range(repeat + 1):
+        for name, run in runs.items():
+            result = run()
+            if round_:
+                results[name].append(result)
+    return results
+
+
+def median_times(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """The median wall time of each run, the runs taking turns."""
+
+    def timed(run):
+        def clocked() -> float:
+            start = time.perf_counter()
+            run()
+            return time.perf_counter() - start
+
+        return clocked
+
+    results = in_turns({name: timed(run) for name, run in runs.items()}, repeat)
+    return {name: statistics.median(values) for name, values in results.items()}
 
 
 def gpt2_124m(tokenizer_dir: Path) -> Path:
@@ -71,9 +92,25 @@ class Table:
         return "\n".join(lines)
 
 
+class Clock:
+    """A transformers streamer that only notes the time: generate() calls put() with the prompt, then once per new
+    token, then end()."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
 def bench_decode(directory: Path, table: Table, repeat: int) -> None:
     """Decode speed, greedy, 128 new tokens: autocomplete's loop (fp32 = the default, and int8) vs transformers'
-    GPT2LMHeadModel.generate() fp32 on the same weights."""
+    GPT2LMHeadModel.generate() fp32 on the same weights. Decoding is what follows the prompt: its rate is the 127
+    tokens after the first over the time between the first and the last; the time to the first token (the prompt's
+    forward pass) has its own row."""
     import torch
     from transformers import GPT2LMHeadModel
 
@@ -81,36 +118,54 @@ def bench_decode(directory: Path, table: Table, repeat: int) -> None:
     from autocomplete.generate import generate
 
     hf = GPT2LMHeadModel.from_pretrained(directory).eval()
+    loaded = {precision: models.load(str(directory), "cpu", precision).model for precision in ("fp32", "int8")}
+    n = 128
     for prompt_len in (8, 512):
         ids = torch.randint(100, 40000, (prompt_len,), generator=torch.Generator().manual_seed(0)).tolist()
-        n = 128
 
-        def baseline():
+        def baseline() -> list[float]:
+            clock = Clock()
             with torch.inference_mode():
-                hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0)
+                clock.times.append(time.perf_counter())
+                hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n,
+                            pad_token_id=0, streamer=clock)
+            times = [clock.times[0], *clock.times[2:]]  # the start, then each new token (not the prompt's put)
+            assert len(times) == n + 1, "generate() streamed a different number of tokens than asked"
+            return times
 
-        base = n / median_time(baseline, repeat)
-        for precision in ("fp32", "int8"):
-            model = models.load(str(directory), "cpu", precision).model
+        def ours(model) -> list[float]:
+            times = [time.perf_counter()]
+            for _ in generate(model, ids, n, temperature=0):
+                times.append(time.perf_counter())
+            return times
 
-            def ours():
-                for _ in generate(model, ids, n, temperature=0):
-                    pass
+        runs = in_turns({"generate": baseline, **{precision: (lambda m=model: ours(m))
+                                                  for precision, model in loaded.items()}}, repeat)
 
-            table.add(f"decode {precision}, {prompt_len}-token prompt, 128 new tokens", "transformers generate() fp32",
-                      base, n / median_time(ours, repeat), "tok/s", "≥ 2.5×" if precision == "int8" else "exact",
-                      higher_is_better=True)
+        def first_token(name: str) -> float:
+            return statistics.median(t[1] - t[0] for t in runs[name])
+
+        def decode_rate(name: str) -> float:
+            return statistics.median((len(t) - 2) / (t[-1] - t[1]) for t in runs[name])
+
+        for precision in loaded:
+            table.add(f"decode {precision}, after a {prompt_len}-token prompt", "transformers generate() fp32",
+                      decode_rate("generate"), decode_rate(precision), "tok/s",
+                      "≥ 2.5×" if precision == "int8" else "exact", higher_is_better=True)
+        # int8 runs the prompt on the fp32 weights too, so one row for both
+        table.add(f"first token after a {prompt_len}-token prompt", "transformers generate() fp32",
+                  first_token("generate"), first_token("fp32"), "s")
 
 
-def command_time(args: list[str], repeat: int, env: dict | None = None) -> float:
-    """Median wall time of a fresh process (what a shell user waits for)."""
+def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None) -> dict[str, float]:
+    """Median wall time of a fresh process for each command (what a shell user waits for), taking turns."""
     import subprocess
 
-    def run():
-        subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, **(env or {})}, check=True)
+    def process(args: list[str]):
+        return lambda: subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}, check=True)
 
-    return median_time(run, repeat)
+    return median_times({name: process(args) for name, args in commands.items()}, repeat)
 
 
 def autocomplete_command() -> list[str]:
@@ -119,20 +174,22 @@ def autocomplete_command() -> list[str]:
 
 def bench_start_up(directory: Path, table: Table, repeat: int) -> None:
     python = sys.executable
-    torch_import = command_time([python, "-c", "import torch"], repeat)
-    for label, extra in (("default settings", []), ("greedy -t 0", ["-t", "0"])):
-        cold = command_time([*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1", *extra, "san"],
-                            repeat)
-        table.add(f"cold one-shot, GPT-2-124M, -n 1, {label}", "python -c 'import torch'", torch_import, cold, "s",
-                  "ours ÷ baseline ≤ 1.5")
-    help_time = command_time([*autocomplete_command(), "--help"], repeat)
-    table.add("autocomplete --help", "python -c 'import typer, rich'",
-              command_time([python, "-c", "import typer, rich"], repeat), help_time, "s", "ours ÷ baseline ≤ 3")
+    one_shot = [*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1"]
+    times = command_times({"torch": [python, "-c", "import torch"],
+                           "default settings": [*one_shot, "san"],
+                           "greedy -t 0": [*one_shot, "-t", "0", "san"],
+                           "typer": [python, "-c", "import typer, rich"],
+                           "help": [*autocomplete_command(), "--help"]}, repeat)
+    for label in ("default settings", "greedy -t 0"):
+        table.add(f"cold one-shot, GPT-2-124M, -n 1, {label}", "python -c 'import torch'", times["torch"],
+                  times[label], "s", "ours ÷ baseline ≤ 1.5")
+    table.add("autocomplete --help", "python -c 'import typer, rich'", times["typer"], times["help"], "s",
+              "ours ÷ baseline ≤ 3")
 
 
 def bench_warm(directory: Path, table: Table, repeat: int) -> None:
     """With a warm server running: the whole `autocomplete -n 1 "san"` call (an upper bound on the time to the
-    first token) against the same call loading the model in process; and the server's peak memory."""
+    first token) against the same call loading the model in process (--no-server); and the server's peak memory."""
     import tempfile
 
     from autocomplete import client
@@ -140,18 +197,17 @@ def bench_warm(directory: Path, table: Table, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="ac-bench-", dir="/tmp") as runtime:
         env = {"AUTOCOMPLETE_RUNTIME_DIR": runtime}
         args = [*autocomplete_command(), "-m", str(directory), "-n", "1", "san"]
-        cold = command_time([*args[:3], "--no-server", *args[3:]], repeat, env)
         os.environ["AUTOCOMPLETE_RUNTIME_DIR"] = runtime
         try:
             status = client.start(str(directory), "cpu", idle_timeout=120)
-            warm = command_time(args, repeat, env)
+            times = command_times({"cold": [*args[:3], "--no-server", *args[3:]], "warm": args}, repeat, env)
             hwm = next(line for line in Path(f"/proc/{status['pid']}/status").read_text().splitlines()
                        if line.startswith("VmHWM"))
         finally:
             client.stop(str(directory))
             del os.environ["AUTOCOMPLETE_RUNTIME_DIR"]
     table.add("one-shot -n 1 with the warm server (= upper bound on first token)", "the same, model loaded in process",
-              cold, warm, "s", "warm ≤ 0.15 s; cold ÷ warm ≥ 10")
+              times["cold"], times["warm"], "s", "warm ≤ 0.15 s; cold ÷ warm ≥ 10")
     table.add("peak RSS, warm server with GPT-2-124M", "python -c 'import torch'",
               peak_rss_mb([sys.executable, "-c", "import torch"]), int(hwm.split()[1]) / 1024, "MB")
 
@@ -266,8 +322,8 @@ def bench_suggest(lm, hf, table: Table, repeat: int) -> None:
             torch.manual_seed(seed)
             hf.generate(torch.tensor([ids]), do_sample=True, max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
 
-    table.add("--suggest 5 latency (s)", "5 × generate(do_sample, 4 tokens)", median_time(naive, repeat),
-              median_time(ours, repeat), "s")
+    times = median_times({"naive": naive, "ours": ours}, repeat)
+    table.add("--suggest 5 latency (s)", "5 × generate(do_sample, 4 tokens)", times["naive"], times["ours"], "s")
 
 
 def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
@@ -286,14 +342,19 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
     def baseline():
         hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0)
 
+    times = median_times({"generate": baseline, "ghost": lambda: ghost(text)}, repeat)
     table.add(f"keystroke → ghost text ({n} tokens, {ghost.debounce * 1000:.0f} ms debounce) (s)",
-              f"generate() of {n} tokens", median_time(baseline, repeat), median_time(lambda: ghost(text), repeat),
-              "s")
+              f"generate() of {n} tokens", times["generate"], times["ghost"], "s")
+
+
+PARTS = ["decode", "agreement", "start-up", "warm", "suggest", "gguf", "memory"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per figure (the median is kept)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, metavar="PART",
+                        help=f"measure only these parts: {', '.join(PARTS)}")
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import warnings
@@ -311,18 +372,26 @@ def main() -> None:
     print("preparing the GPT-2-124M-sized model…", file=sys.stderr)
     directory = gpt2_124m(starter.model_dir())
     table, notes = Table(), []
-    bench_decode(directory, table, args.repeat)
-    bench_agreement(notes)
-    bench_start_up(directory, table, args.repeat)
-    bench_warm(directory, table, args.repeat)
-    lm = models.load(str(directory), "cpu")
-    from transformers import GPT2LMHeadModel
+    parts = set(args.only)
+    if "decode" in parts:
+        bench_decode(directory, table, args.repeat)
+    if "agreement" in parts:
+        bench_agreement(notes)
+    if "start-up" in parts:
+        bench_start_up(directory, table, args.repeat)
+    if "warm" in parts:
+        bench_warm(directory, table, args.repeat)
+    if "suggest" in parts:
+        lm = models.load(str(directory), "cpu")
+        from transformers import GPT2LMHeadModel
 
-    hf = GPT2LMHeadModel.from_pretrained(directory).eval()  # baselines: transformers on the same weights
-    bench_suggest(lm, hf, table, args.repeat)
-    bench_ghost(lm, hf, table, args.repeat)
-    bench_gguf(table)
-    bench_memory(directory, table)
+        hf = GPT2LMHeadModel.from_pretrained(directory).eval()  # baselines: transformers on the same weights
+        bench_suggest(lm, hf, table, args.repeat)
+        bench_ghost(lm, hf, table, args.repeat)
+    if "gguf" in parts:
+        bench_gguf(table)
+    if "memory" in parts:
+        bench_memory(directory, table)
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f} at the end")
