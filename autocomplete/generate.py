@@ -11,7 +11,7 @@ def logits_warpers(temperature: float, top_k: int, top_p: float) -> Callable[[to
     """logits / T, then keep the top k, then the smallest set holding probability top_p (softmax follows)."""
     filters = None
     if top_k > 0 or top_p < 1.0:
-        # transformers' own processors; imported only when used, as importing transformers costs ~0.4 s
+        # transformers' own processors; imported only when used, as importing transformers costs 0.5-1 s
         from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
         filters = LogitsProcessorList()
