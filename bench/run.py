@@ -10,6 +10,7 @@ GPT-2's 50,257); the starter model is fetched the way autocomplete fetches it, i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -39,18 +40,15 @@ def in_turns(runs: dict[str, Callable[[], T]], repeat: int) -> dict[str, list[T]
     return results
 
 
+def elapsed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 def median_times(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     """The median wall time of each run, the runs taking turns."""
-
-    def timed(run):
-        def clocked() -> float:
-            start = time.perf_counter()
-            run()
-            return time.perf_counter() - start
-
-        return clocked
-
-    results = in_turns({name: timed(run) for name, run in runs.items()}, repeat)
+    results = in_turns({name: functools.partial(elapsed, run) for name, run in runs.items()}, repeat)
     return {name: statistics.median(values) for name, values in results.items()}
 
 
