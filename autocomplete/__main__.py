@@ -1,3 +1,3 @@
-from autocomplete.cli import run
+from autocomplete.launch import main
 
-raise SystemExit(run())
+raise SystemExit(main())

@@ -1,19 +1,18 @@
-"""Command line: arguments -> settings -> one completion, one per stdin line, or the REPL.
+"""Command line: arguments -> an Invocation (settings and what to do), which autocomplete.dispatch runs.
 
 Imports no torch at module level: --help, --version, usage errors and --list-models stay fast.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
+from collections.abc import Callable
 from typing import Annotated, Literal, Optional
 
 import typer
 
-from autocomplete import __version__, actions, inputs, settings as checks
-from autocomplete.errors import UsageError, UserError
+from autocomplete import __version__, actions, settings as checks
+from autocomplete.dispatch import Invocation, execute, guarded, report
+from autocomplete.errors import UsageError
 from autocomplete.settings import DEFAULT_MODEL, Settings
 
 DEFAULTS = Settings()
@@ -103,7 +102,7 @@ def main(
         "--list-models", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
-) -> int:
+) -> Invocation:
     if len(temperature) > 1 and not explain:
         raise UsageError("give one --temperature (several only with --explain, to compare them)")
     if suggest and explain:
@@ -113,108 +112,53 @@ def main(
         mode=actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature),
         model=model, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
         server=not no_server, idle_timeout=idle_timeout)
-    try:
-        if server:
-            from autocomplete.serve_cli import manage
-
-            return manage(server, options)
-        return _dispatch(prompt, options, each_line, interactive, list_models)
-    except BrokenPipeError:
-        # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
-        # is quiet too. (Caught here because Typer would turn it into exit status 1.)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return Invocation(options, prompt, each_line, interactive, list_models, server)
 
 
-def _dispatch(prompt: str | None, options: actions.Options, each_line: bool, interactive: bool,
-              list_models: bool) -> int:
-    if list_models:
-        from autocomplete.catalog import show_models
-
-        show_models(options.json_lines)
-        return 0
-    stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
-    no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
-
-    if interactive or (prompt is None and stdin_is_terminal and not each_line):
-        from autocomplete.repl import Repl
-
-        if prompt is not None:
-            raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
-        lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
-        return Repl(options).run(lines)
-
-    if each_line:
-        if stdin_is_terminal or no_stdin:
-            raise UsageError("--each-line completes the lines of stdin: pipe them in")
-        prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
-        return _run_all(prompts, options)
-
-    piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
-    text = _join(piped, prompt)
-    if not text.strip():
-        raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
-    return _run_all([text], options)
-
-
-def _join(piped: str, prompt: str | None) -> str:
-    if prompt is None:
-        return piped
-    return f"{piped} {prompt}" if piped else prompt
-
-
-def _run_all(prompts, options: actions.Options) -> int:
-    """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
-    from autocomplete.render import renderer
-
-    lm = None
-    out = renderer(options.json_lines, options.only_new)
-    for text in prompts:
-        if not text.strip():
-            out.blank()  # keeps text output aligned with input lines
-            continue
-        interrupted = None
-        if lm is None and options.servable():
-            if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
-                from autocomplete.serve_cli import ensure_running
-
-                ensure_running(options)
-            interrupted = actions.run_on_server(text, options, out)  # None: no server answered
-        if interrupted is None:
-            lm = lm or options.load()
-            interrupted = actions.run(lm, text, options.settings, options.mode, out)
-        if interrupted:
-            return 130
-    return 0
-
-
-def _error(message: str) -> None:
-    from autocomplete import ui
-
-    ui.stderr().print(f"autocomplete: {message}", style="red", markup=False, highlight=False)
+def _parse(command, argv: list[str] | None) -> Invocation | int:
+    """The Invocation, or the exit status when Typer has answered already (--help, --version)."""
+    result = command.main(args=argv, prog_name="autocomplete", standalone_mode=False)
+    return result if isinstance(result, Invocation) else result or 0
 
 
 def run(argv: list[str] | None = None) -> int:
-    """The console script: every failure becomes one line on stderr and an exit status, never a traceback."""
+    """Parse the command line here (with no warm server to do it) and run it."""
     command = typer.main.get_command(app)
-    if not os.environ.get("AUTOCOMPLETE_DEBUG"):
-        warnings.simplefilter("ignore")  # library deprecation notes are for developers, not our users
-    try:
-        result = command.main(args=argv, prog_name="autocomplete", standalone_mode=False)
-        return result if isinstance(result, int) else 0
-    except typer.Exit as done:
-        return done.exit_code
-    except typer.TyperException as error:  # Typer's usage errors: bad option, bad value, missing argument
-        _error(f"{error.format_message()} (see autocomplete --help)")
-        return error.exit_code
-    except UserError as error:
-        _error(str(error))
-        return error.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        return 130
-    except Exception as error:
-        if os.environ.get("AUTOCOMPLETE_DEBUG"):
-            raise
-        detail = (str(error).strip().splitlines() or [""])[0]
-        _error(f"unexpected {type(error).__name__}: {detail} (AUTOCOMPLETE_DEBUG=1 shows the traceback)")
-        return 1
+
+    def work() -> int:
+        try:
+            invocation = _parse(command, argv)
+        except typer.Exit as done:
+            return done.exit_code
+        except typer.TyperException as error:  # Typer's usage errors: bad option, bad value, missing argument
+            report(f"{error.format_message()} (see autocomplete --help)")
+            return error.exit_code
+        except typer.Abort:
+            return 130
+        return invocation if isinstance(invocation, int) else execute(invocation)
+
+    return guarded(work)
+
+
+def client_parser() -> Callable[[list[str], dict[str, str]], Invocation]:
+    """For the warm server: parse a client's command line with the client's environment variables. The server's own
+    are ignored (it may have been started from another shell, with another AUTOCOMPLETE_MODEL)."""
+    command = typer.main.get_command(app)
+    flag_of = {}
+    for param in command.params:
+        if param.envvar:
+            flag_of[param.envvar] = max(param.opts, key=len)
+            param.envvar = None
+
+    def parse(argv: list[str], env: dict[str, str]) -> Invocation:
+        # An option given before the command line's own: the command line still wins, as over a variable.
+        given = [word for name, value in env.items() if name in flag_of and value for word in (flag_of[name], value)]
+        try:
+            invocation = _parse(command, [*given, *argv])
+        except (typer.TyperException, typer.Exit) as error:
+            raise UsageError(f"not a command line to run: {error}") from None
+        if isinstance(invocation, int):  # --help or --version: the launcher keeps those local
+            raise UsageError("--help and --version are answered by the command itself")
+        return invocation
+
+    return parse

@@ -12,20 +12,23 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from autocomplete.errors import UserError
 
+if TYPE_CHECKING:
+    import subprocess
+
 CONNECT_TIMEOUT = 0.5  # a live server's listen backlog accepts at once, even while it is busy
 STATUS_TIMEOUT = 5.0  # status skips the model queue: only a server still loading its model is slower
+PARSE_TIMEOUT = 1.0  # a parse takes milliseconds; a server still loading its model is not worth waiting for
 REPLY_TIMEOUT = 600.0  # longest silence while a request waits in the queue or the model thinks
 STOP_WAIT = 10.0
 # sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
@@ -45,6 +48,8 @@ def runtime_dir() -> Path:
         return _private_dir(preferred, parents=False)  # its parent belongs to the login session: don't make it
     except UserError:
         pass
+    import tempfile  # here, not at the top: every shell call imports this module
+
     return _private_dir(Path(tempfile.gettempdir()) / f"autocomplete-{os.getuid()}", parents=False)
 
 
@@ -218,6 +223,7 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
 
 
 def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> subprocess.Popen:
+    import subprocess
     command = [sys.executable, "-m", "autocomplete.server", "--device", device, "--idle-timeout", str(idle_timeout)]
     if model is not None:
         command += ["--model", model]
@@ -229,6 +235,28 @@ def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> su
                                 start_new_session=True)
     finally:
         os.close(fd)
+
+
+def parse(argv: list[str]) -> dict | None:
+    """Have a running server parse this command line (its process has Typer loaded), with this process's
+    AUTOCOMPLETE_* variables. Returns the Invocation as a dict, or None when no server answers or it declines
+    (a usage error, another version): then the caller parses here. Any of this user's servers will do."""
+    from autocomplete import __version__
+
+    try:
+        sockets = sorted(runtime_dir().glob("*.sock"))
+    except (UserError, OSError):
+        return None
+    env = {name: value for name, value in os.environ.items() if name.startswith("AUTOCOMPLETE_")}
+    request = {"op": "parse", "argv": argv, "env": env, "version": __version__}
+    for path in sockets:
+        try:
+            reply = _call(path, request, PARSE_TIMEOUT)
+        except UserError:
+            return None
+        if reply is not None:
+            return reply.get("invocation")
+    return None
 
 
 def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None]) -> dict | None:

@@ -7,6 +7,8 @@ Protocol, newline-delimited JSON, one request per connection:
     {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
     {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
     {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
+    {"op": "parse", "argv", "env", "version"} -> {"invocation": {...}}: a command line parsed by Typer, which this
+        process has loaded already (autocomplete.launch); env holds the client's AUTOCOMPLETE_* variables
     {"op": "stop"} -> {"ok": true}, then the server exits
 Anything wrong gets {"error": "<one line>"}. Closing the connection (either half) cancels the request.
 """
@@ -117,6 +119,10 @@ class Server:
         self.requests = 0
         self.last_used = time.monotonic()
         self.stopping = threading.Event()
+        from autocomplete.cli import client_parser
+
+        self.parse_command_line = client_parser()
+        self.parse_command_line(["warm up"], {})  # Typer builds its validators now, not in the first client's call
 
     def serve(self, listener: socket.socket) -> None:
         listener.settimeout(POLL)
@@ -185,7 +191,9 @@ class Server:
             return self.complete(request, conn, send)
         if op == "suggest":
             return self.suggest(request)
-        raise BadRequest(f"unknown op {op!r} (complete, suggest, status or stop)")
+        if op == "parse":
+            return self.parse(request)
+        raise BadRequest(f"unknown op {op!r} (complete, suggest, parse, status or stop)")
 
     def status(self) -> dict:
         with self.state_lock:
@@ -243,6 +251,21 @@ class Server:
             found = suggest(self.lm, prefix, settings, n, words)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name}
+
+    def parse(self, request: dict) -> dict:
+        """A command line -> the Invocation the CLI would build. Needs no model, so it never queues."""
+        from autocomplete import __version__
+
+        argv, env = _field(request, "argv", list), _field(request, "env", dict, {})
+        if request.get("version") != __version__:
+            raise BadRequest(f"this server runs autocomplete {__version__}; parse with the client's own")
+        if not all(isinstance(word, str) for word in [*argv, *env, *env.values()]):
+            raise BadRequest("argv and env hold strings only")
+        try:
+            invocation = self.parse_command_line(argv, env)
+        except UserError as error:  # the client parses it again itself, to show the error as the command does
+            raise BadRequest(str(error)) from None
+        return {"invocation": invocation.as_dict()}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,6 +23,11 @@ def test_server_lifecycle_from_the_cli(cli, tiny_dir):
         assert second["tokens"] == first["tokens"]
         assert cli(*model, "-t", "0", "san").stdout.decode() == "san francisco weather is good in april?\n"
         suggested = cli(*model, "--suggest", "2", "-t", "1", "san").stdout.decode().splitlines()
+        helped = cli(*model, "--help")  # the command answers these itself, server or not
+        assert helped.returncode == 0 and b"Usage" in helped.stdout
+        refused = cli(*model, "-t", "-1", "san")
+        assert refused.returncode == 2 and refused.stderr.decode().count("\n") == 1
+        assert b"temperature must be" in refused.stderr
         assert suggested[0].startswith("san francisco")
         assert json.loads(cli(*model, "--server", "status", "--json").stdout)["requests"] == 3
 

@@ -251,6 +251,70 @@ def test_client_imports_no_torch(warm, env, run_dir):
     assert done.returncode == 0, done.stderr
 
 
+def test_the_command_on_a_warm_server_imports_neither_torch_nor_typer(warm, env, run_dir):
+    """The launcher has the server parse the command line, then streams the completion from it."""
+    served = client.status(warm)["requests"]
+    code = (
+        "import sys\n"
+        "from autocomplete.launch import main\n"
+        f"assert main(['-m', {warm!r}, '-t', '0', 'san']) == 0\n"
+        "heavy = [name for name in ('torch', 'transformers', 'typer', 'pydantic') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "san francisco weather is good in april?\n"
+    assert client.status(warm)["requests"] == served + 1
+
+
+def local_parse(argv: list[str]):
+    """What the command line gives when this process parses it (with Typer, and this process's environment)."""
+    import typer
+
+    from autocomplete import cli
+
+    return typer.main.get_command(cli.app).main(args=argv, prog_name="autocomplete", standalone_mode=False)
+
+
+@pytest.mark.parametrize("argv", [
+    ["san"],
+    ["-t", "0.5", "-k", "3", "-p", "0.9", "-n", "7", "--seed", "4", "--stop", "line", "--json", "--only-new", "x"],
+    ["--suggest", "3", "--words", "2", "x"],
+    ["--explain", "-t", "0", "-t", "1", "x"],
+    ["-m", "./relative/dir", "--precision", "int8", "--device", "cpu", "--no-server", "x"],
+    ["-i"], ["--each-line", "x"], [], ["--list-models"], ["--server", "status", "--idle-timeout", "9"],
+    ["--", "-m"],
+])
+def test_parse_gives_what_the_cli_builds(warm, argv, monkeypatch):
+    from autocomplete.dispatch import Invocation
+
+    assert Invocation.from_dict(client.parse(argv)) == local_parse(argv)
+    # The client's variables count, and the command line beats them, as when parsed here.
+    monkeypatch.setenv("AUTOCOMPLETE_MODEL", "from-env")
+    monkeypatch.setenv("AUTOCOMPLETE_PRECISION", "int8")
+    for words in (argv, ["-m", "given", "--precision", "fp32", *argv]):
+        assert Invocation.from_dict(client.parse(words)) == local_parse(words)
+
+
+def test_parse_declines_what_the_command_answers_itself(warm):
+    assert client.parse(["-t", "-1", "x"]) is None  # usage errors: Typer's message comes from the command
+    assert client.parse(["--explain", "--suggest", "2", "x"]) is None
+
+    def error_for(request: dict) -> str:
+        (reply,) = raw(warm, json.dumps(request).encode() + b"\n")
+        assert set(reply) == {"error"}
+        return reply["error"]
+
+    from autocomplete import __version__
+
+    assert "--help and --version" in error_for({"op": "parse", "argv": ["--help"], "version": __version__})
+    assert "runs autocomplete" in error_for({"op": "parse", "argv": ["x"], "version": "0.0.0"})
+    assert "strings only" in error_for({"op": "parse", "argv": ["x", 3], "version": __version__})
+    assert "'argv' must be a list" in error_for({"op": "parse", "argv": "x", "version": __version__})
+    assert "no such option" in error_for({"op": "parse", "argv": ["--fly"], "version": __version__}).lower()
+
+
 def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
     model = str(tiny_dir)
     info = client.start(model, device="cpu", idle_timeout=600, wait=120)
@@ -270,6 +334,23 @@ def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
         assert client.stop(model) is False and client.status(model) is None and not client.running(model)
         assert client.complete(model, "san", GREEDY, lambda piece: None) is None  # the CLI then works in-process
         assert client.suggest(model, "san", GREEDY, 3, 3) is None
+    finally:
+        shut_down(model, info["pid"])
+
+
+def test_parse_ignores_the_servers_own_variables(tiny_dir, own_dir, monkeypatch):
+    """A server started from a shell with AUTOCOMPLETE_MODEL set parses other shells' command lines without it."""
+    model = str(tiny_dir)
+    monkeypatch.setenv("AUTOCOMPLETE_MODEL", "the-servers")
+    monkeypatch.setenv("AUTOCOMPLETE_PRECISION", "int8")
+    info = client.start(model, device="cpu", idle_timeout=600, wait=120)
+    try:
+        monkeypatch.delenv("AUTOCOMPLETE_MODEL")
+        monkeypatch.delenv("AUTOCOMPLETE_PRECISION")
+        options = client.parse(["x"])["options"]
+        assert options["model"] is None and options["precision"] == "fp32"
+        monkeypatch.setenv("AUTOCOMPLETE_MODEL", "the-clients")
+        assert client.parse(["x"])["options"]["model"] == "the-clients"
     finally:
         shut_down(model, info["pid"])
 
