@@ -9,6 +9,13 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handling starts (waiting on a busy server, say)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if not _local_only(argv):
         from autocomplete import client
 
