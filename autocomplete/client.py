@@ -224,6 +224,7 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
 
 def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> subprocess.Popen:
     import subprocess
+
     command = [sys.executable, "-m", "autocomplete.server", "--device", device, "--idle-timeout", str(idle_timeout)]
     if model is not None:
         command += ["--model", model]
