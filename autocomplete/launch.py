@@ -16,22 +16,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    if not _local_only(argv):
-        from autocomplete import client
+    invocation = None if _local_only(argv) else _parsed_by_a_server(argv)
+    if invocation is not None:
+        from autocomplete.dispatch import execute, guarded
 
-        parsed = client.parse(argv)
-        if parsed is not None:
-            from autocomplete.dispatch import Invocation, execute, guarded
-
-            try:
-                invocation = Invocation.from_dict(parsed)
-            except (TypeError, KeyError, ValueError):  # a server of another make: parse here
-                invocation = None
-            if invocation is not None:
-                return guarded(lambda: execute(invocation))
+        return guarded(lambda: execute(invocation))
     from autocomplete.cli import run
 
     return run(argv)
+
+
+def _parsed_by_a_server(argv: list[str]):
+    """The Invocation a running server parsed, or None (no server, or it declined)."""
+    from autocomplete import client
+    from autocomplete.dispatch import Invocation
+
+    parsed = client.parse(argv)
+    if parsed is None:
+        return None
+    try:
+        return Invocation.from_dict(parsed)
+    except (TypeError, KeyError, ValueError):  # a server of another make: parse here
+        return None
 
 
 def _local_only(argv: list[str]) -> bool:

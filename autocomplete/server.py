@@ -111,6 +111,8 @@ def _hung_up(conn: socket.socket) -> bool:
 
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float):
+        from autocomplete.cli import client_parser
+
         self.lm, self.key, self.idle_timeout = lm, key, idle_timeout
         self.since = datetime.now().astimezone().isoformat(timespec="seconds")
         self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
@@ -119,8 +121,6 @@ class Server:
         self.requests = 0
         self.last_used = time.monotonic()
         self.stopping = threading.Event()
-        from autocomplete.cli import client_parser
-
         self.parse_command_line = client_parser()
         self.parse_command_line(["warm up"], {})  # Typer builds its validators now, not in the first client's call
 
