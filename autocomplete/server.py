@@ -112,6 +112,8 @@ def _hung_up(conn: socket.socket) -> bool:
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float):
         from autocomplete.cli import client_parser
+        from autocomplete.complete import complete
+        from autocomplete.settings import Settings
 
         self.lm, self.key, self.idle_timeout = lm, key, idle_timeout
         self.since = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -122,7 +124,10 @@ class Server:
         self.last_used = time.monotonic()
         self.stopping = threading.Event()
         self.parse_command_line = client_parser()
-        self.parse_command_line(["warm up"], {})  # Typer builds its validators now, not in the first client's call
+        # Warm up now, not in the first client's call: Typer builds its validators, and one token with the default
+        # settings runs the first forward and imports the top-k/top-p processors (~0.5 s together).
+        self.parse_command_line(["warm up"], {})
+        complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
 
     def serve(self, listener: socket.socket) -> None:
         listener.settimeout(POLL)
