@@ -28,6 +28,7 @@ class Options:
     settings: Settings
     mode: Mode
     model: str | None = None  # None: the default model (which may fall back to the starter)
+    examples: str | None = None  # --examples FILE, read by the command itself (a server has another directory)
     device: str = "auto"
     precision: str = "fp32"
     json_lines: bool = False
@@ -44,6 +45,13 @@ class Options:
     def servable(self) -> bool:
         # The server runs fp32 completions and suggestions; --explain and int8 run here.
         return self.server and self.precision == "fp32" and not self.mode.explain
+
+    def read_examples(self) -> None:
+        """Put the --examples file's queries into the settings; a bad file is a usage error."""
+        if self.examples is not None and self.settings.examples is None:
+            from autocomplete.frames import read_examples
+
+            self.settings.examples = read_examples(self.examples)
 
     def load(self) -> LoadedModel:
         from autocomplete import models
@@ -65,7 +73,7 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
         from autocomplete.suggest import Suggestion
 
         out.suggestions(text, [Suggestion(**s) for s in reply["suggestions"]], reply["model"], settings,
-                        options.mode.words)
+                        options.mode.words, reply["style"])
         return False
     started = False
 
@@ -92,9 +100,11 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
 def run(lm: LoadedModel, text: str, settings: Settings, mode: Mode, out) -> bool:
     """Do `mode` with `text`, writing to the renderer `out`. Returns whether Ctrl-C cut it short."""
     if mode.suggest:
+        from autocomplete import frames
         from autocomplete.suggest import suggest
 
-        out.suggestions(text, suggest(lm, text, settings, mode.suggest, mode.words), lm.name, settings, mode.words)
+        found = suggest(lm, text, settings, mode.suggest, mode.words)
+        out.suggestions(text, found, lm.name, settings, mode.words, frames.resolve(settings.style, text))
         return False
     if mode.explain:
         from autocomplete.explain import explain

@@ -69,6 +69,14 @@ def main(
     stop: Annotated[Literal["sentence", "line", "none"], typer.Option(
         help="End the completion at the first sentence end, line break, or only at max-tokens / end of text")
     ] = DEFAULTS.stop,
+    style: Annotated[Literal["auto", "query", "text"], typer.Option(
+        envvar="AUTOCOMPLETE_STYLE",
+        help="query: complete a search query (ends at the line's end); text: continue plain text; "
+             "auto: query for a short one-line prompt, text otherwise")] = DEFAULTS.style,
+    examples: Annotated[Optional[str], typer.Option(
+        "--examples", metavar="FILE", show_default=False,
+        help="Your own example queries, one per line (say, a sample of your site's searches), "
+             "in place of the built-in ones for the query style")] = None,
     suggest: Annotated[int, typer.Option(
         "--suggest", min=0, show_default=False, metavar="N",
         help="List the N likeliest distinct continuations with their probabilities, like a search box")] = 0,
@@ -108,9 +116,9 @@ def main(
     if suggest and explain:
         raise UsageError("--suggest and --explain don't go together")
     options = actions.Options(
-        settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop),
+        settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop, style),
         mode=actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature),
-        model=model, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
+        model=model, examples=examples, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
         server=not no_server, idle_timeout=idle_timeout)
     return Invocation(options, prompt, each_line, interactive, list_models, server)
 

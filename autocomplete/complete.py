@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autocomplete import ui
 from autocomplete.settings import Settings
 from autocomplete.stream import TextStream
 
@@ -26,6 +25,7 @@ class Completion:
     seed: int
     time_to_first_token: float | None
     tokens_per_second: float | None
+    style: str = "text"  # the style that ran: "query" or "text"
 
     @property
     def interrupted(self) -> bool:
@@ -50,20 +50,19 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     import torch
 
     from autocomplete.generate import generate
+    from autocomplete.prompt import prepare
 
-    all_ids = lm.encode(prompt)
-    ids, max_new = fit_to_context(all_ids, lm.context_length, settings.max_tokens, lm.tokenizer.bos_token_id)
-    if len(ids) < len(all_ids):
-        ui.notice(f"The prompt is {len(all_ids)} tokens; keeping its last {len(ids)} "
-                  f"({lm.name} reads at most {lm.context_length}).")
+    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
     generator = torch.Generator(device=lm.model.device).manual_seed(seed)
-    stream = TextStream(lm.decode, settings.stop)
+    # A query ends at the end of its line whatever the stop rule.
+    stop = "line" if read.style == "query" and settings.stop == "none" else settings.stop
+    stream = TextStream(read.shown, stop)
 
     finish, first_at, started = "length", None, time.perf_counter()
     try:
-        for token in generate(lm.model, ids, max_new, settings.temperature, settings.top_k, settings.top_p,
-                              lm.eos_ids, generator, observe):
+        for token in generate(lm.model, read.ids, read.max_new, settings.temperature, settings.top_k,
+                              settings.top_p, lm.eos_ids, generator, observe, read.cache(), read.allowed):
             if first_at is None:
                 first_at = time.perf_counter()
             piece = stream.put(token)
@@ -86,8 +85,9 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
         completion=stream.text,
         tokens=stream.ids,
         finish_reason=finish,
-        prompt_tokens=len(ids),
+        prompt_tokens=read.prompt_tokens,
         seed=seed,
         time_to_first_token=None if first_at is None else first_at - started,
         tokens_per_second=(n - 1) / (ended - first_at) if n > 1 and ended > first_at else None,
+        style=read.style,
     )

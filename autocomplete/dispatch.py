@@ -55,6 +55,7 @@ def execute(invocation: Invocation) -> int:
 
 def _dispatch(invocation: Invocation) -> int:
     prompt, options = invocation.prompt, invocation.options
+    options.read_examples()
     if invocation.list_models:
         from autocomplete.catalog import show_models
 

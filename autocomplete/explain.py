@@ -34,6 +34,7 @@ class Step:
     picked: int
     picked_text: str
     entropy: dict[float, float]  # temperature -> entropy in bits
+    allowed: int | None = None  # token healing: how many tokens fit the typed letters (None: any token may come)
 
 
 def distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -54,24 +55,32 @@ def temperatures_shown(asked: list[float]) -> list[float]:
     return list(dict.fromkeys([1.0, *asked]))
 
 
-def view(lm: LoadedModel, logits: torch.Tensor, picked: int, temperatures: list[float], top: int = TOP) -> Step:
+def view(lm: LoadedModel, logits: torch.Tensor, picked: int, temperatures: list[float], top: int = TOP,
+         allowed: torch.Tensor | None = None) -> Step:
+    """One step. With token healing (`allowed` given) the logits of the tokens that don't fit the typed letters
+    are -inf: the probabilities shown are over the tokens that fit, as the sampler draws them."""
     shown = temperatures_shown(temperatures)
     dists = {t: distribution(logits, t) for t in shown}
-    order = logits.topk(min(top, logits.shape[-1])).indices.tolist()
+    top = min(top, logits.shape[-1], len(allowed) if allowed is not None else logits.shape[-1])
+    order = logits.topk(top).indices.tolist()
     if picked not in order:
         order.append(picked)  # a sampled outsider still gets its row
     candidates = [Candidate(i, lm.decode([i]), float(logits[i]), {t: float(d[i]) for t, d in dists.items()})
                   for i in order]
-    return Step(candidates, picked, lm.decode([picked]), {t: entropy_bits(d) for t, d in dists.items()})
+    return Step(candidates, picked, lm.decode([picked]), {t: entropy_bits(d) for t, d in dists.items()},
+                None if allowed is None else len(allowed))
 
 
 def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
     """Generate as usual (at the first temperature), showing every step as it happens."""
-    steps: list[Step] = []
-    printer = None if json_lines else _StepPrinter(prompt, temperatures_shown(temperatures))
+    from autocomplete.prompt import prepare
 
-    def observe(logits: torch.Tensor, token: int) -> None:
-        steps.append(view(lm, logits, token, temperatures))
+    steps: list[Step] = []
+    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens, quiet=True)
+    printer = None if json_lines else _StepPrinter(prompt, temperatures_shown(temperatures), read)
+
+    def observe(logits: torch.Tensor, token: int, allowed: torch.Tensor | None) -> None:
+        steps.append(view(lm, logits, token, temperatures, allowed=allowed))
         if printer:
             printer.show(steps[-1], len(steps))
 
@@ -93,6 +102,7 @@ def record(done: Completion, model: str, settings: Settings, temperatures: list[
         "steps": [
             {
                 "picked": {"token": s.picked, "text": s.picked_text},
+                "allowed_tokens": s.allowed,
                 "entropy_bits": {str(t): round(h, 4) for t, h in s.entropy.items()},
                 "candidates": [
                     {"token": c.token, "text": c.text, "logit": round(c.logit, 4),
@@ -108,20 +118,29 @@ def record(done: Completion, model: str, settings: Settings, temperatures: list[
 class _StepPrinter:
     """A Rich table per step: candidates, a bar per temperature, the pick marked."""
 
-    def __init__(self, prompt: str, temperatures: list[float]):
+    def __init__(self, prompt: str, temperatures: list[float], read):
         from rich.console import Console
+        from rich.text import Text
 
         self.console = Console(highlight=False)
         self.temperatures = temperatures
-        self.text = prompt
+        typed = read.healing.text if read.healing else ""
+        self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
+        about = ("query: the prompt is completed as a search query, after a hidden list of example queries"
+                 if read.style == "query" else "text: the prompt is continued as plain text")
+        if typed:
+            about += f"; the first tokens spell the typed {typed!r} again (token healing)"
+        self.console.print(Text(f"style {about}\n", style="dim"))
 
     def show(self, step: Step, number: int) -> None:
         from rich.bar import Bar
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=Text(f"step {number}: …{self.text[-50:]}", style="dim"), title_justify="left",
-                      box=None, pad_edge=False)
+        title = f"step {number}: …{self.text[-50:]}"
+        if step.allowed is not None:
+            title += f"   (only the {step.allowed} tokens that fit the typed letters; probabilities among them)"
+        table = Table(title=Text(title, style="dim"), title_justify="left", box=None, pad_edge=False)
         # token and logit take ~24 columns; the rest is shared by a percentage and a bar per temperature
         bar = max(4, min(20, (self.console.width - 26) // len(self.temperatures) - 9))
         table.add_column("", no_wrap=True)

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from autocomplete.heal import restrict
+
 
 def logits_warpers(temperature: float, top_k: int, top_p: float) -> Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor]:
     """logits / T, then keep the top k, then the smallest set holding probability top_p (softmax follows)."""
@@ -38,17 +40,23 @@ def generate(
     top_p: float = 1.0,
     eos_ids: frozenset[int] = frozenset(),
     generator: torch.Generator | None = None,
-    observe: Callable[[torch.Tensor, int], None] | None = None,
+    observe: Callable[[torch.Tensor, int, torch.Tensor | None], None] | None = None,
+    cache=None,
+    allowed: Callable[[list[int]], torch.Tensor | None] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids one at a time. temperature 0 is greedy (argmax).
-    observe(logits, token), if given, sees each step's raw last-position logits and the token picked."""
+    cache: the KV cache of what comes before prompt_ids (a hidden frame), extended in place.
+    allowed(new ids so far): the token ids the next one may be, or None for any (token healing).
+    observe(logits, token, allowed), if given, sees each step's last-position logits (tokens not allowed at -inf),
+    the token picked and what was allowed."""
     warp = logits_warpers(temperature, top_k, top_p) if temperature > 0 else None
-    x, cache = torch.tensor([prompt_ids], dtype=torch.long, device=model.device), None
+    x, new = torch.tensor([prompt_ids], dtype=torch.long, device=model.device), []
     for _ in range(max_new_tokens):
         # logits_to_keep=1: only the last position is needed, and a long prompt's full logits cost gigabytes.
         out = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache
-        logits = out.logits[:, -1, :].float()
+        only = allowed(new) if allowed else None
+        logits = restrict(out.logits[:, -1, :].float(), only)
         if warp is None:
             next_id = logits.argmax(dim=-1, keepdim=True)
         else:
@@ -56,8 +64,9 @@ def generate(
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)
         x = next_id
         token = next_id.item()
+        new.append(token)
         if observe is not None:
-            observe(logits[0], token)
+            observe(logits[0], token, only)
         yield token
         if token in eos_ids:
             return

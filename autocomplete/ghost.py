@@ -11,44 +11,42 @@ import threading
 import time
 from collections.abc import Callable
 
-from autocomplete.complete import fit_to_context
 from autocomplete.generate import generate
 from autocomplete.models import LoadedModel
+from autocomplete.prompt import prepare
+from autocomplete.settings import Settings
 
 
 def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = 12,
-                 wanted: Callable[[], bool] = lambda: True) -> str:
+                 wanted: Callable[[], bool] = lambda: True, style: str = "auto",
+                 examples: list[str] | None = None) -> str:
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
-    longer wanted)."""
-    stripped = text.rstrip()
-    trailing = text[len(stripped):]
-    if not stripped or "\n" in trailing:
+    longer wanted). A word being typed is finished from its letters (token healing), as in every mode."""
+    if not text.strip() or text.endswith("\n"):
         return ""
-    # Typed "san ": continue "san" and drop the space the model writes, since a prompt ending in a space reads
-    # as an odd token to BPE models.
-    ids, budget = fit_to_context(lm.encode(stripped), lm.context_length, max_tokens, lm.tokenizer.bos_token_id)
+    read = prepare(lm, text, style, examples, max_tokens, quiet=True)
     new: list[int] = []
-    for token in generate(lm.model, ids, budget, temperature=0, eos_ids=lm.eos_ids):
+    for token in generate(lm.model, read.ids, read.max_new, temperature=0, eos_ids=lm.eos_ids,
+                          cache=read.cache(), allowed=read.allowed):
         if not wanted():
             return ""
         new.append(token)
-        out = lm.decode(new)
+        out = read.shown(new)
         if "\n" in out or len(out.split()) > words:
             break
-    out = lm.decode(new).split("\n")[0]
+    out = read.shown(new).split("\n")[0]
     match = re.match(rf"(?:\s*[^\s]+){{1,{words}}}", out)
-    out = match.group(0).rstrip("\ufffd") if match else ""
-    if not out.startswith(trailing):
-        return ""
-    return out[len(trailing):]
+    return match.group(0).rstrip("\ufffd") if match else ""
 
 
 class Ghost:
     """Thread-safe front of `continuation`: call it from any thread; a call superseded by a newer one (or by
     cancel()) returns '' quickly."""
 
-    def __init__(self, model: Callable[[], LoadedModel], words: int = 4, debounce: float = 0.08):
+    def __init__(self, model: Callable[[], LoadedModel], words: int = 4, debounce: float = 0.08,
+                 settings: Callable[[], Settings] = Settings):
         self._model = model
+        self._settings = settings  # the session's, read at each keystroke: /style applies at once
         self.words = words
         self.debounce = debounce
         self._latest = None
@@ -70,4 +68,6 @@ class Ghost:
         with self._lock:
             if not wanted():
                 return ""
-            return continuation(self._model(), text, self.words, wanted=wanted)
+            settings = self._settings()
+            return continuation(self._model(), text, self.words, wanted=wanted, style=settings.style,
+                                examples=settings.examples)

@@ -170,11 +170,15 @@ class Tokenizer:
         self.bos_token_id = config.get("bos_token_id")
         self.eos_token_id = config.get("eos_token_id")
 
-    def __call__(self, text: str) -> dict:
-        return {"input_ids": self._tok.encode(text).ids}
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        return {"input_ids": self._tok.encode(text, add_special_tokens=add_special_tokens).ids}
 
     def __len__(self) -> int:
         return self._tok.get_vocab_size()
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [i for i, token in self._tok.get_added_tokens_decoder().items() if token.special]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool = False) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)

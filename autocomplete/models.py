@@ -42,9 +42,12 @@ class LoadedModel:
     tokenizer: object
     context_length: int
     eos_ids: frozenset[int] = field(default_factory=frozenset)
+    vocab: object = None  # every token's bytes (autocomplete.heal.Vocab), built when first needed
+    frames: dict = field(default_factory=dict)  # example queries -> their KV cache (autocomplete.prompt)
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """Token ids; special=False leaves out what the tokenizer adds at the start of a text (a BOS token)."""
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         # No clean-up of spaces: it would rewrite text already streamed (" ." -> ".").

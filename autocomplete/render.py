@@ -37,7 +37,7 @@ class TextRenderer:
     def blank(self) -> None:
         self._write("\n", None)
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int) -> None:
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
         """A search box's dropdown: each suggestion with its probability."""
         from rich.console import Console
         from rich.table import Table
@@ -86,13 +86,14 @@ class JsonRenderer:
     def blank(self) -> None:
         pass  # a blank input line has nothing to report
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int) -> None:
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
         self._line({
             "prefix": prefix,
             "suggestions": [{"text": prefix + s.completion, "completion": s.completion,
                              "probability": s.probability, "tokens": s.tokens} for s in found],
             "model": model,
-            "settings": {**settings.as_dict(), "suggest": len(found), "words": words},
+            "style": style,
+            "settings": {**settings.shown(), "suggest": len(found), "words": words},
         })
 
     def _line(self, obj: dict) -> None:
@@ -107,7 +108,8 @@ def record(c: Completion, model: str, settings: Settings) -> dict:
         "model": model,
         "tokens": c.tokens,
         "finish_reason": c.finish_reason,
-        "settings": {**settings.as_dict(), "seed": c.seed},
+        "style": c.style,
+        "settings": {**settings.shown(), "seed": c.seed},
         "stats": {
             "prompt_tokens": c.prompt_tokens,
             "completion_tokens": len(c.tokens),
@@ -122,7 +124,8 @@ def from_record(r: dict) -> Completion:
     return Completion(
         prompt=r["prompt"], completion=r["completion"], tokens=r["tokens"], finish_reason=r["finish_reason"],
         prompt_tokens=r["stats"]["prompt_tokens"], seed=r["settings"]["seed"],
-        time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"])
+        time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"],
+        style=r["style"])
 
 
 def _round(value: float | None) -> float | None:

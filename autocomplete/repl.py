@@ -15,6 +15,7 @@ Type text and press Enter to complete it. Commands:
   /temp T      temperature (0 = greedy)      /top-k K   sample from the K likeliest (0 = off)
   /top-p P     nucleus sampling, 0 < P <= 1   /max N     at most N new tokens
   /seed N|off  fix or free the random seed    /stop line|sentence|none
+  /style auto|query|text  complete as a search query, as plain text, or choose by the line (auto)
   /suggest N   list N suggestions per line    /suggest off  back to completions
   /explain     show every step (/explain off) /settings  show the current settings
   /model NAME  switch model (no NAME: show)
@@ -29,6 +30,7 @@ _SETTERS = {
     "/top-p": ("top_p", checks.check_top_p, float),
     "/max": ("max_tokens", checks.check_max_tokens, int),
     "/stop": ("stop", checks.check_stop, str),
+    "/style": ("style", checks.check_style, str),
 }
 
 
@@ -52,7 +54,7 @@ class Repl:
             return 0
         from autocomplete.ghost import Ghost
 
-        ghost = Ghost(lambda: self.lm)
+        ghost = Ghost(lambda: self.lm, settings=lambda: self.settings)
         session = _session(ghost)
         ui.notice("Type text to complete it (→ takes the grey suggestion); /help for commands, Ctrl-D to leave.")
         while True:

@@ -60,6 +60,8 @@ _SETTINGS = {
     "max_tokens": (int, "check_max_tokens"),
     "seed": ((int, type(None)), None),
     "stop": (str, "check_stop"),
+    "style": (str, "check_style"),
+    "examples": ((list, type(None)), "check_examples"),
 }
 
 
@@ -125,7 +127,8 @@ class Server:
         self.stopping = threading.Event()
         self.parse_command_line = client_parser()
         # Warm up now, not in the first client's call: Typer builds its validators, and one token with the default
-        # settings runs the first forward and imports the top-k/top-p processors (~0.5 s together).
+        # settings runs the first forward, computes the query frame's KV cache and imports the top-k/top-p
+        # processors (~0.5 s together).
         self.parse_command_line(["warm up"], {})
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
 
@@ -232,7 +235,7 @@ class Server:
         if not prompt:
             raise BadRequest("the prompt is empty")
 
-        def observe(logits, token) -> None:  # every token: notice a hang-up even between released pieces
+        def observe(logits, token, allowed) -> None:  # every token: notice a hang-up even between released pieces
             if self.stopping.is_set():
                 raise Cancelled("the model server is stopping")
             if _hung_up(conn):
@@ -243,6 +246,7 @@ class Server:
         return {"done": record(done, self.lm.name, settings)}
 
     def suggest(self, request: dict) -> dict:
+        from autocomplete import frames
         from autocomplete.suggest import suggest
 
         prefix = _field(request, "prefix", str)
@@ -255,7 +259,7 @@ class Server:
         with self._working():
             found = suggest(self.lm, prefix, settings, n, words)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
-                                for s in found], "model": self.lm.name}
+                                for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix)}
 
     def parse(self, request: dict) -> dict:
         """A command line -> the Invocation the CLI would build. Needs no model, so it never queues."""

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 STOP_RULES = ("line", "sentence", "none")
+STYLES = ("auto", "query", "text")
 DEFAULT_MODEL = "gpt2"
 
 
@@ -18,9 +19,15 @@ class Settings:
     max_tokens: int = 24
     seed: int | None = None
     stop: str = "sentence"
+    style: str = "auto"  # query, text, or auto: query for a short one-line prompt (autocomplete.frames)
+    examples: list[str] | None = None  # the user's example queries for the query style (--examples)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def shown(self) -> dict:
+        """The settings as --json shows them: the example queries are the user's own file, not repeated."""
+        return {k: v for k, v in asdict(self).items() if k != "examples"}
 
 
 # Each check returns the value or raises ValueError with the sentence the user sees.
@@ -51,4 +58,16 @@ def check_max_tokens(value: int) -> int:
 def check_stop(value: str) -> str:
     if value not in STOP_RULES:
         raise ValueError(f"stop must be one of {', '.join(STOP_RULES)}, not {value!r}")
+    return value
+
+
+def check_style(value: str) -> str:
+    if value not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {value!r}")
+    return value
+
+
+def check_examples(value: list | None) -> list | None:
+    if value is not None and (not value or not all(isinstance(line, str) and line for line in value)):
+        raise ValueError("examples must be a non-empty list of example queries")
     return value

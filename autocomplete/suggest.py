@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from autocomplete.complete import fit_to_context
 from autocomplete.generate import logits_warpers
+from autocomplete.heal import restrict
 from autocomplete.models import LoadedModel
+from autocomplete.prompt import prepare, vocabulary
 from autocomplete.settings import Settings
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
@@ -37,8 +38,12 @@ class Suggestion:
 
 
 def normalise(text: str) -> str:
-    """Suggestions that differ only in case or spacing are one suggestion."""
-    return " ".join(text.lower().split())
+    """Suggestions that differ only in case, spacing or trailing punctuation are one suggestion: "Paris" already
+    counts the times "Paris." follows (a full stop begins a new word), so "Paris." would only repeat it."""
+    return " ".join(text.lower().split()).rstrip(_PUNCTUATION)
+
+
+_PUNCTUATION = ".,;:!?…"
 
 
 def next_token_probs(logits: torch.Tensor, settings: Settings) -> torch.Tensor:
@@ -54,30 +59,39 @@ def next_token_probs(logits: torch.Tensor, settings: Settings) -> torch.Tensor:
 def word_starts(lm: LoadedModel, size: int) -> torch.Tensor:
     """A mask over the vocabulary: tokens that begin a new word (space, punctuation) or end the text."""
     if getattr(lm, "_word_starts", None) is None or lm._word_starts.numel() != size:
-        tokenizer = lm.tokenizer
-        n = min(size, len(tokenizer))
-        texts = tokenizer.batch_decode([[i] for i in range(n)], clean_up_tokenization_spaces=False)
-        raw = tokenizer.convert_ids_to_tokens(list(range(n)))
-        mask = torch.zeros(size, dtype=torch.bool)
-        for i, (text, piece) in enumerate(zip(texts, raw)):
-            # "Ġ" (byte-level BPE) and "▁" (SentencePiece) mark a leading space in the raw token
-            mask[i] = bool(text) and not text[0].isalnum() and text[0] != "\ufffd" or str(piece)[:1] in ("Ġ", "▁")
-        for eos in lm.eos_ids:
-            if eos < size:
-                mask[eos] = True
-        lm._word_starts = mask
+        firsts = [piece[:4].decode("utf-8", errors="replace")[:1] for piece in vocabulary(lm).pieces[:size]]
+        lm._word_starts = _mask(lm, size, [bool(c) and not c.isalnum() and c != "\ufffd" for c in firsts])
     return lm._word_starts
+
+
+def line_ends(lm: LoadedModel, size: int) -> torch.Tensor:
+    """A mask over the vocabulary: tokens that end a query (a line break, or the end of the text)."""
+    if getattr(lm, "_line_ends", None) is None or lm._line_ends.numel() != size:
+        lm._line_ends = _mask(lm, size, [piece[:1] in (b"\n", b"\r") for piece in vocabulary(lm).pieces[:size]])
+    return lm._line_ends
+
+
+def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> torch.Tensor:
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[: len(flags)] = torch.tensor(flags, dtype=torch.bool)
+    mask[[eos for eos in lm.eos_ids if eos < size]] = True  # the end of the text ends a word and a query too
+    return mask
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
             batch: int = 16) -> list[Suggestion]:
+    """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
+    its tokens and then the end of the query. In the text style it ends at a word boundary."""
     model = lm.model
-    ids, _ = fit_to_context(lm.encode(prefix), lm.context_length, words * 8, lm.tokenizer.bos_token_id)
+    read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
     with torch.inference_mode():
-        out = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1)
-    prompt_cache, root = out.cache, next_token_probs(out.logits[:, -1], settings)[0]
-    ends_word = word_starts(lm, root.shape[-1]).to(root.device)
-    batch = max(1, min(batch, CACHE_BUDGET // max(1, len(ids))))
+        out = model(input_ids=torch.tensor([read.ids], device=model.device), cache=read.cache(), use_cache=True,
+                    logits_to_keep=1)
+    prompt_cache = out.cache
+    root = next_token_probs(restrict(out.logits[:, -1].float(), read.allowed([])), settings)[0]
+    ends = (line_ends if read.style == "query" else word_starts)(lm, root.shape[-1]).to(root.device)
+    context = len(read.ids) + (len(read.frame.ids) if read.frame else 0)
+    batch = max(1, min(batch, CACHE_BUDGET // max(1, context)))
 
     found: dict[str, Suggestion] = {}
     frontier: list[tuple[float, int, tuple[int, ...]]] = []  # (-probability, tiebreak, tokens)
@@ -90,9 +104,10 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         return sorted((s.probability for s in found.values()), reverse=True)[n - 1]
 
     def expand(tokens: tuple[int, ...], p: float, probs: torch.Tensor) -> None:
-        text = lm.decode(list(tokens))
-        if any(ch.isalnum() for ch in text) and not text.endswith("\ufffd"):
-            score = p * float(probs[ends_word].sum())
+        text = read.shown(list(tokens))
+        spelled = read.healing is None or not read.healing.remaining(list(tokens))
+        if spelled and any(ch.isalnum() for ch in text) and not text.endswith("\ufffd"):
+            score = p * float(probs[ends].sum())
             key = normalise(text)
             if score > 0 and (key not in found or score > found[key].probability):
                 found[key] = Suggestion(text, score, list(tokens))
@@ -104,7 +119,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             if token in lm.eos_ids:
                 continue  # the end of the text was counted as a word boundary above
             child = tokens + (token,)
-            text = lm.decode(list(child))
+            text = read.shown(list(child))
             if "\n" not in text and len(text.split()) <= words:  # one line, at most `words` words
                 heapq.heappush(frontier, (-p * q, next(tiebreak), child))
 
@@ -114,15 +129,19 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         if -frontier[0][0] <= bar():
             break  # nothing waiting can beat the N-th best: the answer is exact
         nodes = [heapq.heappop(frontier) for _ in range(min(batch, len(frontier)))]
-        for (neg_p, _, tokens), probs in zip(nodes, _next_probs(model, prompt_cache, [t for _, _, t in nodes],
-                                                                 settings)):
+        continuations = [t for _, _, t in nodes]
+        logits = _next_logits(model, prompt_cache, continuations)
+        allowed = [read.allowed(list(t)) for t in continuations]
+        if any(a is not None for a in allowed):
+            logits = torch.stack([restrict(row, a) for row, a in zip(logits, allowed)])
+        for (neg_p, _, tokens), probs in zip(nodes, next_token_probs(logits, settings)):
             expand(tokens, -neg_p, probs)
         expansions += len(nodes)
     return sorted(found.values(), key=lambda s: -s.probability)[:n]
 
 
 @torch.inference_mode()
-def _next_probs(model, prompt_cache, continuations: list[tuple[int, ...]], settings: Settings) -> torch.Tensor:
+def _next_logits(model, prompt_cache, continuations: list[tuple[int, ...]]) -> torch.Tensor:
     """One forward for the whole batch: each continuation after the shared prompt cache, right-padded (causal
     attention never lets a real token see the padding after it), read at its own last position."""
     lengths = [len(c) for c in continuations]
@@ -131,5 +150,4 @@ def _next_probs(model, prompt_cache, continuations: list[tuple[int, ...]], setti
     cache = copy.deepcopy(prompt_cache)
     cache.batch_repeat_interleave(len(continuations))
     logits = model(input_ids=rows, cache=cache, use_cache=True).logits
-    last = logits[torch.arange(len(continuations)), torch.tensor(lengths) - 1]
-    return next_token_probs(last, settings)
+    return logits[torch.arange(len(continuations)), torch.tensor(lengths) - 1].float()

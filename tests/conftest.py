@@ -92,13 +92,15 @@ def console_script() -> str:
 @pytest.fixture
 def env(tmp_path) -> dict:
     """An environment with nothing of the user's: empty caches, no network to the Hub, no colour settings, and
-    a runtime directory of its own so no warm server of the user's answers (short: socket paths are limited)."""
+    a runtime directory of its own so no warm server of the user's answers (short: socket paths are limited).
+    The style is text: the tiny model memorised plain phrases, not lists of queries; the tests of the query
+    style (and of the default, auto) say so."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("AUTOCOMPLETE_", "HF_", "NO_COLOR", "FORCE_COLOR"))}
     runtime = tempfile.mkdtemp(prefix="ac-")
     base.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", AUTOCOMPLETE_CACHE_DIR=str(tmp_path / "cache"),
                 AUTOCOMPLETE_DATA_DIR=str(tmp_path / "data"), AUTOCOMPLETE_RUNTIME_DIR=runtime,
-                PYTHONIOENCODING="utf-8", COLUMNS="200")
+                PYTHONIOENCODING="utf-8", COLUMNS="200", AUTOCOMPLETE_STYLE="text")
     yield base
     shutil.rmtree(runtime, ignore_errors=True)
 

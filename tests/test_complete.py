@@ -6,9 +6,10 @@ import pytest
 
 from autocomplete.complete import complete, fit_to_context
 from autocomplete.generate import generate
+from autocomplete.prompt import prepare
 from autocomplete.settings import Settings
 
-GREEDY = Settings(temperature=0, max_tokens=20, stop="none")
+GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text")
 
 
 @pytest.mark.parametrize(
@@ -35,18 +36,26 @@ def test_completion_pieces_join_to_completion(tiny):
 
 
 def test_length_limit(tiny):
-    done = complete(tiny, "san", Settings(temperature=0, max_tokens=2, stop="none"), lambda piece: None)
-    assert done.finish_reason == "length" and len(done.tokens) == 2
-    assert done.completion == tiny.decode(done.tokens)
+    """--max-tokens counts the new tokens past the ones that spell the typed word again (token healing)."""
+    done = complete(tiny, "san", Settings(temperature=0, max_tokens=2, stop="none", style="text"), lambda piece: None)
+    spelled = len(tiny.encode("san"))  # the whole prompt is the word being typed
+    assert done.finish_reason == "length" and len(done.tokens) == 2 + spelled
+    assert "san" + done.completion == tiny.decode(done.tokens)
 
 
 def test_prompt_longer_than_context_keeps_its_end(tiny, capsys):
     prompt = "seoul subway map " * 40 + "san"  # far over the tiny model's 64 positions
     assert len(tiny.encode(prompt)) > tiny.context_length
     done = complete(tiny, prompt, GREEDY, lambda piece: None)
-    assert done.prompt_tokens + 20 <= tiny.context_length
-    tail = tiny.encode(prompt)[-done.prompt_tokens:]
-    assert done.tokens == list(generate(tiny.model, tail, 20, temperature=0, eos_ids=tiny.eos_ids))
+    read = prepare(tiny, prompt, "text", None, 20, quiet=True)
+    assert len(read.ids) + read.max_new <= tiny.context_length and read.max_new >= 20
+    ids = tiny.encode(prompt)
+    assert read.healing.text in (" san", "san")  # the tiny vocabulary has no " san": it may keep the space
+    typed = next(k for k in range(1, 5) if tiny.decode(ids[-k:]) == read.healing.text)  # the word's tokens
+    assert read.ids == ids[:-typed][-len(read.ids):]  # the end of the prompt, before the word being typed
+    assert done.tokens == list(generate(tiny.model, read.ids, read.max_new, temperature=0, eos_ids=tiny.eos_ids,
+                                        allowed=read.allowed))
+    assert done.prompt_tokens == len(read.ids) + typed
     err = capsys.readouterr().err
     assert "keeping its last" in err and len(err.strip().splitlines()) == 1
 
@@ -66,7 +75,7 @@ def test_ctrl_c_keeps_what_was_generated(tiny):
 
 
 def test_seed_is_reported_and_reproduces(tiny):
-    sampled = Settings(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none")
+    sampled = Settings(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none", style="text")
     first = complete(tiny, "xyz", sampled, lambda piece: None)
     again = complete(tiny, "xyz", Settings(**{**sampled.as_dict(), "seed": first.seed}), lambda piece: None)
     assert again.tokens == first.tokens

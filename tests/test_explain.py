@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from autocomplete.explain import distribution, entropy_bits, view
+from autocomplete.heal import restrict
+from autocomplete.prompt import prepare
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +44,33 @@ def test_cli_json_steps(cli, tiny_dir, tiny):
     result = cli("-m", str(tiny_dir), "--explain", "-t", "0.3", "-t", "2", "--json", "--stop", "none", "san")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
-    assert record["temperatures"] == [1.0, 0.3, 2.0]
+    assert record["temperatures"] == [1.0, 0.3, 2.0] and record["style"] == "text"
     assert [step["picked"]["token"] for step in record["steps"]] == record["tokens"]
-    first = record["steps"][0]
+    # "san" is the word being typed: step 1 may only pick tokens that spell it (token healing), and its
+    # probabilities are the model's renormalised over those; step 2 is free again.
+    read = prepare(tiny, "san", "text", None, 24, quiet=True)
+    allowed = read.allowed([])
+    first, second = record["steps"][:2]
+    assert first["allowed_tokens"] == len(allowed) and second["allowed_tokens"] is None
+    assert {c["token"] for c in first["candidates"]} <= set(allowed.tolist())
     with torch.no_grad():
-        logits = tiny.model(torch.tensor([tiny.encode("san")])).logits[0, -1]
-    for c in first["candidates"]:
-        for t in ("1.0", "0.3", "2.0"):
-            assert c["probability"][t] == pytest.approx(float(torch.softmax(logits / float(t), -1)[c["token"]]),
-                                                        rel=1e-4)
-    assert first["entropy_bits"]["0.3"] < first["entropy_bits"]["1.0"] < first["entropy_bits"]["2.0"]
+        logits = tiny.model(torch.tensor([read.ids])).logits[0, -1]
+        after = tiny.model(torch.tensor([read.ids + record["tokens"][:1]])).logits[0, -1]
+    for step, expected in ((first, restrict(logits, allowed)), (second, after)):
+        for c in step["candidates"]:
+            for t in ("1.0", "0.3", "2.0"):
+                assert c["probability"][t] == pytest.approx(
+                    float(torch.softmax(expected / float(t), -1)[c["token"]]), rel=1e-4, abs=1e-12)
+    assert second["entropy_bits"]["0.3"] < second["entropy_bits"]["1.0"] < second["entropy_bits"]["2.0"]
+
+
+def test_cli_table_says_the_style_and_the_constrained_step(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--explain", "-t", "0", "-n", "2", "--style", "text", "san fr")
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr
+    assert "style text" in out and "spell the typed ' fr'" in out
+    step1 = out[out.index("step 1"):out.index("step 2")]
+    assert "tokens that fit the typed letters" in step1 and "picked ' francisco'" in step1
 
 
 def test_cli_table(cli, tiny_dir):

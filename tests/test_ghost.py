@@ -5,22 +5,27 @@ from __future__ import annotations
 import threading
 
 from autocomplete.ghost import Ghost, continuation
+from autocomplete.settings import Settings
 from conftest import console_script
 from ptyrun import PtySession
 
 
+def TEXT():
+    return Settings(style="text")  # the tiny model memorised plain phrases
+
+
 def test_continuation_is_the_greedy_next_words(tiny):
-    assert continuation(tiny, "san") == " francisco weather is good"
-    assert continuation(tiny, "san", words=2) == " francisco weather"
-    assert continuation(tiny, "seoul") == " subway map"  # the model ended the text: fewer words
+    assert continuation(tiny, "san", style="text") == " francisco weather is good"
+    assert continuation(tiny, "san", style="text", words=2) == " francisco weather"
+    assert continuation(tiny, "seoul", style="text") == " subway map"  # the model ended the text: fewer words
 
 
 def test_trailing_space_is_continued_like_a_word_boundary(tiny):
-    assert continuation(tiny, "san ") == "francisco weather is good"
+    assert continuation(tiny, "san ", style="text") == "francisco weather is good"
 
 
 def test_nothing_for_empty_text_or_a_new_line(tiny):
-    assert continuation(tiny, "") == "" and continuation(tiny, "   ") == "" and continuation(tiny, "san\n") == ""
+    assert all(continuation(tiny, text, style="text") == "" for text in ("", "   ", "san\n"))
 
 
 def test_continuation_stops_when_no_longer_wanted(tiny):
@@ -30,11 +35,11 @@ def test_continuation_stops_when_no_longer_wanted(tiny):
         asked.append(1)
         return len(asked) < 2
 
-    assert continuation(tiny, "san", wanted=wanted) == ""
+    assert continuation(tiny, "san", style="text", wanted=wanted) == ""
 
 
 def test_newer_keystroke_wins(tiny):
-    ghost = Ghost(lambda: tiny, debounce=2.0)  # ample time for the newer call to arrive
+    ghost = Ghost(lambda: tiny, debounce=2.0, settings=TEXT)  # ample time for the newer call to arrive
     results = {}
     older = threading.Thread(target=lambda: results.update(older=ghost("sa")))
     older.start()
@@ -44,7 +49,7 @@ def test_newer_keystroke_wins(tiny):
 
 
 def test_cancel_drops_pending_work(tiny):
-    ghost = Ghost(lambda: tiny, debounce=2.0)  # ample time for the newer call to arrive
+    ghost = Ghost(lambda: tiny, debounce=2.0, settings=TEXT)  # ample time for the newer call to arrive
     result = []
     pending = threading.Thread(target=lambda: result.append(ghost("san")))
     pending.start()

@@ -25,9 +25,9 @@ from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.suggest import suggest
 
-GREEDY = Settings(temperature=0, max_tokens=20, stop="none").as_dict()
+GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text").as_dict()
 # Sampled and unbounded by the stop rule: the longest generation the tiny model makes.
-LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4).as_dict()
+LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").as_dict()
 
 
 def short_dir() -> str:
@@ -124,7 +124,7 @@ def test_complete_streams_pieces_like_in_process(warm, tiny):
 
 
 def test_suggest_matches_in_process(warm, tiny):
-    settings = Settings(temperature=1.0).as_dict()
+    settings = Settings(temperature=1.0, style="text").as_dict()
     reply = client.suggest(warm, "san", settings, 3, 2)
     local = suggest(tiny, "san", Settings(**settings), 3, 2)
     assert reply["model"] == warm

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from autocomplete.prompt import prepare
 from autocomplete.settings import Settings
 from autocomplete.suggest import normalise, suggest, word_starts
 
@@ -27,26 +28,43 @@ def sampler_probs(logits: torch.Tensor, s: Settings) -> torch.Tensor:
     return p
 
 
-def next_probs(lm, prefix_ids, tokens, s):
+def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
+    """Token healing written out independently: the tokens that begin with what is left of the typed word, or,
+    when none does, those that are a piece of it. None once it is spelled."""
+    pieces = lm.vocab.pieces
+    spelled = b"".join(pieces[t] for t in tokens)
+    if len(spelled) >= len(tail):
+        return None
+    rest = tail[len(spelled):]
+    return ([i for i, p in enumerate(pieces) if p and p.startswith(rest)]
+            or [i for i, p in enumerate(pieces) if p and rest.startswith(p) and p != rest])
+
+
+def next_probs(lm, read, tokens, s):
     with torch.no_grad():
-        logits = lm.model(torch.tensor([prefix_ids + list(tokens)])).logits[0, -1]
+        logits = lm.model(torch.tensor([read.ids + list(tokens)])).logits[0, -1]
+    allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
+    if allowed is not None:
+        logits = torch.where(torch.isin(torch.arange(len(logits)), torch.tensor(allowed)), logits, -torch.inf)
     return sampler_probs(logits, s)
 
 
 def probability(lm, prefix, tokens, s) -> float:
     """P(the sampler writes `tokens`, then a token that starts a new word or ends the text)."""
-    ids, p = lm.encode(prefix), 1.0
+    read = prepare(lm, prefix, s.style, None, 24, quiet=True)
+    p = 1.0
     for i, token in enumerate(tokens):
-        p *= float(next_probs(lm, ids, tokens[:i], s)[token])
+        p *= float(next_probs(lm, read, tokens[:i], s)[token])
     ends = word_starts(lm, lm.model.lm_head.out_features)
-    return p * float(next_probs(lm, ids, tokens, s)[ends].sum())
+    return p * float(next_probs(lm, read, tokens, s)[ends].sum())
 
 
 def brute_force(lm, prefix, s, n, words):
     """Every token sequence, scored, filtered and merged like suggestions: a plain depth-first walk of the token
     tree. A branch is cut only when its probability so far is below the n-th best score found: every sequence
     under it scores at most that, so nothing it holds could enter the top n."""
-    ids = lm.encode(prefix)
+    read = prepare(lm, prefix, s.style, None, 24, quiet=True)
+    tail = read.healing.tail if read.healing else b""
     ends = word_starts(lm, lm.model.lm_head.out_features)
     found = {}
 
@@ -54,18 +72,22 @@ def brute_force(lm, prefix, s, n, words):
         scores = sorted((v[0] for v in found.values()), reverse=True)
         return scores[n - 1] if len(scores) >= n else 0.0
 
+    def text_of(tokens):
+        return b"".join(lm.vocab.pieces[t] for t in tokens)[len(tail):].decode(errors="replace")
+
     def walk(tokens, p):
         assert len(tokens) < 40, "the walk should end long before this"
-        probs = next_probs(lm, ids, tokens, s)
-        text = lm.decode(list(tokens))
-        if any(c.isalnum() for c in text) and not text.endswith("\ufffd"):
+        probs = next_probs(lm, read, tokens, s)
+        text = text_of(tokens)
+        spelled = allowed_after(lm, tail, tokens) is None
+        if spelled and any(c.isalnum() for c in text) and not text.endswith("\ufffd"):
             score = p * float(probs[ends].sum())
             key = normalise(text)
             if score > found.get(key, (0, None))[0]:
                 found[key] = (score, list(tokens))
         for token in torch.nonzero(probs).flatten().tolist():
             child = tokens + (token,)
-            child_text = lm.decode(list(child))
+            child_text = text_of(child)
             if token in lm.eos_ids or "\n" in child_text or len(child_text.split()) > words:
                 continue
             if p * float(probs[token]) >= nth_best():
@@ -76,9 +98,11 @@ def brute_force(lm, prefix, s, n, words):
 
 
 # The tiny tokenizer cuts words into several tokens, so brute force must go deep; a small top-k keeps it small.
-@pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7)])
+# "san fr" ends mid-word: its suggestions must spell " fr" first (token healing).
+@pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7),
+                                                        ("san fr", 3, 1.0)])
 def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature):
-    s = Settings(temperature=temperature, top_k=top_k, top_p=1.0)
+    s = Settings(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
     expected = brute_force(tiny, prefix, s, n=5, words=2)
     assert len(expected) == 5
     got = suggest(tiny, prefix, s, n=5, words=2)
@@ -87,13 +111,13 @@ def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temper
 
 
 def test_probabilities_are_the_models_under_default_settings(tiny):
-    s = Settings()  # temperature 0.7, top-k 50, top-p 0.95
+    s = Settings(style="text")  # temperature 0.7, top-k 50, top-p 0.95
     got = suggest(tiny, "san", s, n=4, words=3)
     assert got and all(0 < g.probability <= 1 for g in got)
     assert [g.probability for g in got] == sorted((g.probability for g in got), reverse=True)
     for g in got:
         assert g.probability == pytest.approx(probability(tiny, "san", g.tokens, s), rel=1e-4)
-        assert g.completion == tiny.decode(g.tokens)
+        assert "san" + g.completion == tiny.decode(g.tokens)  # the tokens spell the typed word again
     assert got[0].completion == " francisco"
 
 

@@ -1,0 +1,153 @@
+"""Token healing: complete the word being typed from its letters, not from a token boundary the model never saw.
+
+"stock mar" tokenizes as `stock`, ` mar`, but the model learned ` market` as one token: after ` mar` it writes
+`ques`. So the partial word at the end of the prompt is taken back out of the prompt (`back_up`), and the first
+generated tokens must spell it again (`Healing`): each one either begins with the letters still to spell (` market`)
+or, when no token does, is a piece of them (a word the vocabulary splits, a multi-byte character). Everything is in
+bytes, so a character split across tokens is no different from a word split across tokens.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from functools import cache
+
+import torch
+
+# How many tokens of a long word are taken back at most: each costs one forward to spell again.
+MAX_TAIL_TOKENS = 8
+
+
+@cache
+def _byte_level_chars() -> dict[str, int]:
+    """GPT-2's byte-level BPE writes each byte as a printable character: printable bytes as themselves, the
+    others shifted past U+0100, in order. The inverse of that table."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, shift = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + shift)] = b
+            shift += 1
+    return chars
+
+
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece's byte fallback
+
+
+class Vocab:
+    """Every token's bytes, and which tokens begin with (or are a piece of) given bytes."""
+
+    def __init__(self, tokenizer):
+        raw = [str(piece or "") for piece in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+        sentencepiece = any("▁" in piece for piece in raw[:2000])
+        to_bytes = str.maketrans({c: chr(b) for c, b in _byte_level_chars().items()})
+        self.pieces: list[bytes] = []
+        for piece in raw:
+            if sentencepiece:
+                byte = _BYTE_TOKEN.fullmatch(piece)
+                self.pieces.append(bytes([int(byte.group(1), 16)]) if byte else piece.replace("▁", " ").encode())
+                continue
+            try:
+                self.pieces.append(piece.translate(to_bytes).encode("latin-1"))
+            except UnicodeEncodeError:
+                self.pieces.append(piece.encode())  # an added token, written as itself
+        for i in tokenizer.all_special_ids:
+            if i < len(self.pieces):
+                self.pieces[i] = b""  # never written out, never spells anything
+        self._index: tuple[list[bytes], list[int]] | None = None
+
+    def _sorted(self) -> tuple[list[bytes], list[int]]:
+        """The tokens sorted by their bytes, so that those beginning with some bytes are one run; built when
+        first needed."""
+        if self._index is None:
+            ids = sorted((i for i, p in enumerate(self.pieces) if p), key=self.pieces.__getitem__)
+            self._index = [self.pieces[i] for i in ids], ids
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def bytes_of(self, ids: list[int]) -> bytes:
+        return b"".join(self.pieces[i] for i in ids if i < len(self.pieces))
+
+    def text(self, ids: list[int]) -> str:
+        """The text of `ids`: like the tokenizer's decode without special tokens, and exact in bytes (a leading
+        space is kept; an unfinished character is U+FFFD until its other bytes come)."""
+        return self.bytes_of(ids).decode("utf-8", errors="replace")
+
+    def starting_with(self, prefix: bytes, exact: bool = False) -> list[int]:
+        """Tokens whose bytes begin with `prefix` (exact: are `prefix`)."""
+        keys, ids = self._sorted()
+        lo = hi = bisect.bisect_left(keys, prefix)
+        while hi < len(keys) and (keys[hi] == prefix if exact else keys[hi].startswith(prefix)):
+            hi += 1
+        return ids[lo:hi]
+
+    def pieces_of(self, text: bytes) -> list[int]:
+        """Tokens that are a proper beginning of `text`."""
+        return [i for k in range(1, len(text)) for i in self.starting_with(text[:k], exact=True)]
+
+
+def back_up(ids: list[int], vocab: Vocab) -> tuple[list[int], bytes]:
+    """(ids without the word being typed, that word's bytes). The word is the last run of tokens with no
+    whitespace inside, with its leading space; a prompt ending in whitespace gives back just that whitespace, so
+    the completion starts a new word. Never stops inside a character."""
+    n, tail = 0, b""
+    while n < len(ids):
+        piece = vocab.pieces[ids[len(ids) - 1 - n]]
+        if not piece:
+            break  # a special token is not typed text
+        if tail and not _inside_character(tail):
+            if n >= MAX_TAIL_TOKENS or not piece.strip() or _has_space(piece.lstrip()):
+                break  # whitespace, or another word, comes before the word
+        tail, n = piece + tail, n + 1
+        if _has_space(piece) and not _inside_character(tail):
+            break  # the word's leading space: the word starts here
+    return ids[: len(ids) - n], tail
+
+
+def _has_space(data: bytes) -> bool:
+    return any(b in b" \t\n\r\x0b\x0c" for b in data)
+
+
+def _inside_character(data: bytes) -> bool:
+    return bool(data) and 0x80 <= data[0] <= 0xBF  # a UTF-8 continuation byte
+
+
+class Healing:
+    """The constraint on the first generated tokens: together they must spell `tail`, then anything goes."""
+
+    def __init__(self, vocab: Vocab, tail: bytes):
+        self.vocab, self.tail = vocab, tail
+        self._allowed: dict[bytes, torch.Tensor] = {}
+
+    @property
+    def text(self) -> str:
+        return self.tail.decode("utf-8", errors="replace")
+
+    def remaining(self, generated: list[int]) -> bytes:
+        """What of the tail is still to spell after `generated` (b"" once spelled)."""
+        spelled = self.vocab.bytes_of(generated)
+        return self.tail[len(spelled):] if len(spelled) < len(self.tail) else b""
+
+    def allowed(self, generated: list[int]) -> torch.Tensor | None:
+        """The token ids the next token may be, or None when anything may come."""
+        rest = self.remaining(generated)
+        if not rest:
+            return None
+        if rest not in self._allowed:
+            ids = self.vocab.starting_with(rest) or self.vocab.pieces_of(rest)
+            self._allowed[rest] = torch.tensor(ids, dtype=torch.long)
+        return self._allowed[rest]
+
+
+def restrict(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """logits with every token outside `allowed` at -inf (so its probability is 0 at any temperature)."""
+    if allowed is None:
+        return logits
+    out = torch.full_like(logits, float("-inf"))
+    out[..., allowed] = logits[..., allowed]
+    return out
