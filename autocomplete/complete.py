@@ -55,9 +55,7 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
     generator = torch.Generator(device=lm.model.device).manual_seed(seed)
-    # A query ends at the end of its line whatever the stop rule.
-    stop = "line" if read.style == "query" and settings.stop == "none" else settings.stop
-    stream = TextStream(read.shown, stop)
+    stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
 
     finish, first_at, started = "length", None, time.perf_counter()
     try:

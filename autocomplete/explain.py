@@ -126,10 +126,9 @@ class _StepPrinter:
         self.temperatures = temperatures
         typed = read.healing.text if read.healing else ""
         self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
-        about = ("query: the prompt is completed as a search query, after a hidden list of example queries"
-                 if read.style == "query" else "text: the prompt is continued as plain text")
+        about = "query (a search query, after hidden example queries)" if read.style == "query" else "text"
         if typed:
-            about += f"; the first tokens spell the typed {typed!r} again (token healing)"
+            about += f"; token healing: the first tokens spell the typed {typed!r} again"
         self.console.print(Text(f"style {about}\n", style="dim"))
 
     def show(self, step: Step, number: int) -> None:
@@ -139,7 +138,7 @@ class _StepPrinter:
 
         title = f"step {number}: …{self.text[-50:]}"
         if step.allowed is not None:
-            title += f"   (only the {step.allowed} tokens that fit the typed letters; probabilities among them)"
+            title += f"   (only the {step.allowed} tokens that fit the typed letters)"
         table = Table(title=Text(title, style="dim"), title_justify="left", box=None, pad_edge=False)
         # token and logit take ~24 columns; the rest is shared by a percentage and a bar per temperature
         bar = max(4, min(20, (self.console.width - 26) // len(self.temperatures) - 9))

@@ -53,13 +53,18 @@ EXAMPLES = (
 MAX_EXAMPLES_BYTES = 1 << 20  # a sample of a query log, not the log itself
 
 
+# A sentence ends inside the prompt (". Then", not "u.s. open"), or the prompt ends like a sentence (a question
+# mark excepted: people type questions into search boxes).
+_SENTENCE = re.compile(r"[.!?…;:]\s+(?![a-z])|[.!…;:]$|[。！？]")
+
+
 def resolve(style: str, text: str) -> str:
     """The style that runs: auto is query for a short one-line prompt (8 words at most, no sentence
     punctuation), text for anything longer or on several lines (piped notes, documents)."""
     if style != "auto":
         return style
     stripped = text.strip()
-    if "\n" in stripped or len(stripped.split()) > 8 or re.search(r"[.!?;:](\s|$)|[。！？]", stripped):
+    if "\n" in stripped or len(stripped.split()) > 8 or _SENTENCE.search(stripped):
         return "text"
     return "query"
 

@@ -4,7 +4,9 @@
 `ques`. So the partial word at the end of the prompt is taken back out of the prompt (`back_up`), and the first
 generated tokens must spell it again (`Healing`): each one either begins with the letters still to spell (` market`)
 or, when no token does, is a piece of them (a word the vocabulary splits, a multi-byte character). Everything is in
-bytes, so a character split across tokens is no different from a word split across tokens.
+bytes, so a character split across tokens is no different from a word split across tokens. Preferring a token
+that covers all the typed letters keeps the model on the tokenization it was trained on: offered ` it` for "ita",
+it would pick the common word and then have to force "a…" after it.
 """
 
 from __future__ import annotations
@@ -57,15 +59,16 @@ class Vocab:
         for i in tokenizer.all_special_ids:
             if i < len(self.pieces):
                 self.pieces[i] = b""  # never written out, never spells anything
-        self._index: tuple[list[bytes], list[int]] | None = None
+        self._index: dict[bool, tuple[list[bytes], list[int]]] = {}
 
-    def _sorted(self) -> tuple[list[bytes], list[int]]:
-        """The tokens sorted by their bytes, so that those beginning with some bytes are one run; built when
-        first needed."""
-        if self._index is None:
-            ids = sorted((i for i, p in enumerate(self.pieces) if p), key=self.pieces.__getitem__)
-            self._index = [self.pieces[i] for i in ids], ids
-        return self._index
+    def _sorted(self, fold: bool) -> tuple[list[bytes], list[int]]:
+        """The tokens sorted by their bytes (lower-cased if fold), so that those beginning with some bytes are one
+        run; built when first needed."""
+        if fold not in self._index:
+            keys = [p.lower() for p in self.pieces] if fold else self.pieces
+            ids = sorted((i for i, p in enumerate(keys) if p), key=keys.__getitem__)
+            self._index[fold] = [keys[i] for i in ids], ids
+        return self._index[fold]
 
     def __len__(self) -> int:
         return len(self.pieces)
@@ -78,17 +81,18 @@ class Vocab:
         space is kept; an unfinished character is U+FFFD until its other bytes come)."""
         return self.bytes_of(ids).decode("utf-8", errors="replace")
 
-    def starting_with(self, prefix: bytes, exact: bool = False) -> list[int]:
-        """Tokens whose bytes begin with `prefix` (exact: are `prefix`)."""
-        keys, ids = self._sorted()
+    def starting_with(self, prefix: bytes, exact: bool = False, fold: bool = False) -> list[int]:
+        """Tokens whose bytes begin with `prefix` (exact: are `prefix`; fold: ignoring the case of ASCII letters)."""
+        keys, ids = self._sorted(fold)
+        prefix = prefix.lower() if fold else prefix
         lo = hi = bisect.bisect_left(keys, prefix)
         while hi < len(keys) and (keys[hi] == prefix if exact else keys[hi].startswith(prefix)):
             hi += 1
         return ids[lo:hi]
 
-    def pieces_of(self, text: bytes) -> list[int]:
+    def pieces_of(self, text: bytes, fold: bool = False) -> list[int]:
         """Tokens that are a proper beginning of `text`."""
-        return [i for k in range(1, len(text)) for i in self.starting_with(text[:k], exact=True)]
+        return [i for k in range(1, len(text)) for i in self.starting_with(text[:k], exact=True, fold=fold)]
 
 
 def back_up(ids: list[int], vocab: Vocab) -> tuple[list[int], bytes]:
@@ -100,17 +104,18 @@ def back_up(ids: list[int], vocab: Vocab) -> tuple[list[int], bytes]:
         piece = vocab.pieces[ids[len(ids) - 1 - n]]
         if not piece:
             break  # a special token is not typed text
-        if tail and not _inside_character(tail):
-            if n >= MAX_TAIL_TOKENS or not piece.strip() or _has_space(piece.lstrip()):
-                break  # whitespace, or another word, comes before the word
+        if tail and not _inside_character(tail):  # whole characters so far: may stop here
+            if tail.decode("utf-8", errors="replace")[0].isspace():
+                break  # the word's leading space (or the prompt's trailing whitespace) is in
+            before = piece.decode("utf-8", errors="ignore")  # a piece of a character has no whitespace
+            if n >= MAX_TAIL_TOKENS or before.isspace() or _has_space(before.lstrip()):
+                break  # whitespace alone, or another word, comes before the word
         tail, n = piece + tail, n + 1
-        if _has_space(piece) and not _inside_character(tail):
-            break  # the word's leading space: the word starts here
     return ids[: len(ids) - n], tail
 
 
-def _has_space(data: bytes) -> bool:
-    return any(b in b" \t\n\r\x0b\x0c" for b in data)
+def _has_space(text: str) -> bool:
+    return any(c.isspace() for c in text)
 
 
 def _inside_character(data: bytes) -> bool:
@@ -118,10 +123,12 @@ def _inside_character(data: bytes) -> bool:
 
 
 class Healing:
-    """The constraint on the first generated tokens: together they must spell `tail`, then anything goes."""
+    """The constraint on the first generated tokens: together they must spell `tail`, then anything goes.
+    fold: letters match whatever their case, as in a search box ("las veg" finds " Vegas"); the tokens keep the
+    model's case, and what is shown after the typed letters is the model's."""
 
-    def __init__(self, vocab: Vocab, tail: bytes):
-        self.vocab, self.tail = vocab, tail
+    def __init__(self, vocab: Vocab, tail: bytes, fold: bool = False):
+        self.vocab, self.tail, self.fold = vocab, tail, fold
         self._allowed: dict[bytes, torch.Tensor] = {}
 
     @property
@@ -139,7 +146,7 @@ class Healing:
         if not rest:
             return None
         if rest not in self._allowed:
-            ids = self.vocab.starting_with(rest) or self.vocab.pieces_of(rest)
+            ids = self.vocab.starting_with(rest, fold=self.fold) or self.vocab.pieces_of(rest, fold=self.fold)
             self._allowed[rest] = torch.tensor(ids, dtype=torch.long)
         return self._allowed[rest]
 

@@ -73,7 +73,7 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
         ui.notice(f"The prompt is {len(ids)} tokens; keeping its last {len(fitted) + spell} "
                   f"({lm.name} reads at most {lm.context_length}).")
     return Prompt(style, ([lead] if lead is not None else []) + fitted, frame,
-                  Healing(vocab, tail) if tail else None, max_new, len(fitted) + spell, vocab)
+                  Healing(vocab, tail, fold=style == "query") if tail else None, max_new, len(fitted) + spell, vocab)
 
 
 def vocabulary(lm: LoadedModel) -> Vocab:

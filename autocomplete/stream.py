@@ -19,12 +19,16 @@ _RULES = {"sentence": _SENTENCE_END, "line": _LINE_END, "none": None}
 _MAX_HELD = 16
 
 
-def stop_index(text: str, rule: str) -> int | None:
+def stop_index(text: str, rule: str, query: bool = False) -> int | None:
     """Where the completion ends under `rule`, or None if it goes on.
 
     Only stops after the completion has begun (its first non-space character): a model that opens with a line
-    break would otherwise always produce nothing.
+    break would otherwise always produce nothing. A query (query=True) ends at its line's end, even at once: the
+    query as typed is the likeliest whole query.
     """
+    if query and "\n" in text:
+        cut = stop_index(text, rule)
+        return min(text.index("\n"), len(text) if cut is None else cut)
     pattern = _RULES[rule]
     if pattern is None:
         return None
@@ -41,9 +45,10 @@ class TextStream:
     """Feed token ids with put(); it returns the text that became final. Joined, every returned piece equals
     `self.text`, the decoded completion (cut at the stop rule)."""
 
-    def __init__(self, decode: Callable[[list[int]], str], stop: str = "none"):
+    def __init__(self, decode: Callable[[list[int]], str], stop: str = "none", query: bool = False):
         self._decode = decode
         self._stop = stop
+        self._query = query
         self.ids: list[int] = []
         self.text = ""  # released so far
         self.stopped = False
@@ -51,7 +56,7 @@ class TextStream:
     def put(self, token_id: int) -> str:
         self.ids.append(token_id)
         full = self._decode(self.ids)
-        cut = stop_index(full, self._stop)
+        cut = stop_index(full, self._stop, self._query)
         if cut is not None:
             self.stopped = True
             return self._release(full[: max(cut, len(self.text))])

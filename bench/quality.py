@@ -1,0 +1,120 @@
+"""Query-autocomplete quality on the pip-shipped SmolLM2: is the word being typed completed right?
+
+    python bench/quality.py          # or as part of: python bench/run.py --only quality
+
+Each line of bench/queries.txt is an everyday query with "|" where the typing stops, mid-word ("stock mar|ket").
+For every style (query, text), with and without token healing, it measures over the prefixes:
+- success@1 / success@5: the typed word completed right by the first / any of the top-5 `--suggest 5` rows,
+- MRR: the mean of 1 / rank of the first right row (0 when none is),
+- greedy: the typed word completed right by the one-shot completion at temperature 0,
+- the median time of one suggestion list, warm (model loaded, frame cached).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ROOT / "bench" / "queries.txt"
+PUNCTUATION = ".,;:!?\"'()"
+
+
+def load_queries(path: Path = QUERIES) -> list[tuple[str, str]]:
+    """(typed, the whole word being typed) per line."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        typed, rest = line.split("|", 1)
+        out.append((typed, typed.split()[-1] + rest.split(" ", 1)[0]))
+    return out
+
+
+def completes(typed: str, word: str, text: str) -> bool:
+    """Whether `text` (the typed prefix and what was added) has the whole `word` where the typing stopped."""
+    at = len(typed.split()) - 1
+    words = text.split()
+    return len(words) > at and words[at].lower().strip(PUNCTUATION) == word.lower()
+
+
+@contextmanager
+def healing(on: bool):
+    """Token healing off: no word is taken back out of the prompt (a measurement switch, not a product one)."""
+    from autocomplete import prompt
+
+    original = prompt.back_up
+    if not on:
+        prompt.back_up = lambda ids, vocab: (ids, b"")
+    try:
+        yield
+    finally:
+        prompt.back_up = original
+
+
+def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool) -> dict:
+    from autocomplete.complete import complete
+    from autocomplete.settings import Settings
+    from autocomplete.suggest import suggest
+
+    settings = Settings(style=style)
+    greedy = Settings(temperature=0, style=style)
+    at1 = at5 = greedy_right = 0
+    reciprocal, times = [], []
+    with healing(heal):
+        suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary index
+        for typed, word in queries:
+            start = time.perf_counter()
+            found = suggest(lm, typed, settings, n=5, words=3)
+            times.append(time.perf_counter() - start)
+            ranks = [i for i, s in enumerate(found, 1) if completes(typed, word, typed + s.completion)]
+            at1 += bool(ranks and ranks[0] == 1)
+            at5 += bool(ranks)
+            reciprocal.append(1 / ranks[0] if ranks else 0.0)
+            done = complete(lm, typed, greedy, lambda piece: None)
+            greedy_right += completes(typed, word, typed + done.completion)
+    n = len(queries)
+    return {"style": style, "healing": heal, "prefixes": n, "success@1": at1 / n, "success@5": at5 / n,
+            "mrr": statistics.fmean(reciprocal), "greedy": greedy_right / n,
+            "suggest_latency_s": statistics.median(times)}
+
+
+def run(lm) -> list[dict]:
+    queries = load_queries()
+    rows = []
+    for style in ("query", "text"):
+        for heal in (True, False):
+            rows.append(evaluate(lm, queries, style, heal))
+            print(f"  quality {style}, healing {'on' if heal else 'off'}: {markdown_row(rows[-1])}", file=sys.stderr)
+    return rows
+
+
+def markdown_row(r: dict) -> str:
+    return (f"| {r['style']} | {'on' if r['healing'] else 'off'} | {r['success@1']:.0%} | {r['success@5']:.0%} | "
+            f"{r['mrr']:.2f} | {r['greedy']:.0%} | {r['suggest_latency_s']:.2f} s |")
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| style | token healing | success@1 | success@5 | MRR | greedy one-shot | --suggest 5, warm (median) |\n"
+            "|---|---|---|---|---|---|---|")
+    return "\n".join([head, *map(markdown_row, rows)])
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from autocomplete import models, starter
+
+    lm = models.load(str(starter.model_dir()), "cpu")
+    rows = run(lm)
+    print(f"Query autocomplete on SmolLM2-135M, {rows[0]['prefixes']} prefixes typed mid-word (bench/queries.txt):\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
