@@ -119,7 +119,8 @@ class GPT2(nn.Module):
                        self.device)
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, use_cache: bool = True,
-                logits_to_keep: int = 0) -> Output:
+                logits_to_keep: int | torch.Tensor = 0) -> Output:
+        """logits_to_keep: the last n positions' logits (0: all), or the positions a tensor lists."""
         B, T = input_ids.shape
         cache = cache or self.new_cache(B, capacity=T + 64)
         start = cache.length
@@ -132,7 +133,9 @@ class GPT2(nn.Module):
         for layer, block in enumerate(self.h):
             x = block(x, cache.kv[layer], start, mask)
         cache.length = start + T
-        if logits_to_keep:
+        if isinstance(logits_to_keep, torch.Tensor):
+            x = x[:, logits_to_keep]
+        elif logits_to_keep:
             x = x[:, -logits_to_keep:]
         return Output(self.lm_head(self.ln_f(x)), cache)
 

@@ -42,6 +42,7 @@ class LoadedModel:
     tokenizer: object
     context_length: int
     eos_ids: frozenset[int] = field(default_factory=frozenset)
+    directory: Path | None = None  # where its files are (what the query frame's stored cache is keyed by)
     vocab: object = None  # every token's bytes (autocomplete.heal.Vocab), built when first needed
     frames: dict = field(default_factory=dict)  # example queries -> their KV cache (autocomplete.prompt)
 
@@ -190,7 +191,7 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str) -> Loade
     context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
     eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
     eos.discard(None)
-    return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos))
+    return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos), directory)
 
 
 def _load_compact(directory: Path):

@@ -6,11 +6,14 @@ Every mode goes through prepare(): one-shot completions, --suggest, --explain, t
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autocomplete import frames, ui
+from autocomplete import frames, paths, ui
 from autocomplete.heal import Healing, Vocab, back_up
 
 if TYPE_CHECKING:
@@ -83,11 +86,11 @@ def vocabulary(lm: LoadedModel) -> Vocab:
 
 
 def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
-    """The frame for these examples, computed once per model: as many as fit in half the context window."""
+    """The frame for these examples, computed once per model: as many as fit in half the context window. Its KV
+    cache is also kept on disk, so a cold one-shot call loads it (milliseconds) instead of computing it (~0.4 s
+    for GPT-2-124M)."""
     key = tuple(examples)
     if key not in lm.frames:
-        import torch
-
         lines = list(examples)
         ids = lm.encode("\n".join(lines) + "\n", special=True)
         while len(ids) > lm.context_length // 2 and len(lines) > 1:
@@ -95,8 +98,96 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
             ids = lm.encode("\n".join(lines) + "\n", special=True)
         cache = None
         if len(ids) > 1:
-            with torch.inference_mode():
-                cache = lm.model(input_ids=torch.tensor([ids[:-1]], device=lm.model.device), use_cache=True,
-                                 logits_to_keep=1).cache
+            stored = _stored_path(lm, ids)
+            cache = _load_cache(stored, lm, len(ids) - 1)
+            if cache is None:
+                cache = _compute_cache(lm, ids[:-1])
+                _save_cache(cache, stored)
         lm.frames[key] = Frame(ids[:-1], ids[-1], cache)
     return lm.frames[key]
+
+
+def _compute_cache(lm: LoadedModel, ids: list[int]):
+    import torch
+
+    with torch.inference_mode():
+        return lm.model(input_ids=torch.tensor([ids], device=lm.model.device), use_cache=True, logits_to_keep=1).cache
+
+
+_FORMAT = "frame-cache-1"
+
+
+def _stored_path(lm: LoadedModel, ids: list[int]) -> Path | None:
+    """Where this model's cache of these frame tokens is kept: keyed by the model's files (path, size, time), the
+    tokens, the device and the precision, so any change computes it anew."""
+    if lm.directory is None:
+        return None
+    import hashlib
+
+    directory = Path(lm.directory).resolve()
+    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.safetensors"))]
+    weight = next(iter(lm.model.parameters()), None)
+    identity = repr((_FORMAT, str(directory), files, ids, str(lm.model.device), type(lm.model).__name__,
+                     str(weight.dtype) if weight is not None else ""))
+    return paths.cache_dir() / "frames" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.safetensors"
+
+
+def _save_cache(cache, path: Path | None) -> None:
+    """Best effort: a cache that can't be written is computed again next time."""
+    tensors = _tensors(cache)
+    if path is None or tensors is None:
+        return
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+        os.close(fd)
+        save_file(tensors, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _tensors(cache) -> dict | None:
+    from autocomplete.gpt2 import KVCache
+
+    if isinstance(cache, KVCache):
+        return {"kv": cache.kv[:, :, :, :, : cache.length].contiguous()}
+    layers = getattr(cache, "layers", None)
+    if type(cache).__name__ == "DynamicCache" and layers and all(type(x).__name__ == "DynamicLayer" for x in layers):
+        return {f"{kind}{i}": getattr(layer, kind).contiguous() for i, layer in enumerate(layers)
+                for kind in ("keys", "values")}
+    return None  # another kind of cache (sliding windows, say): computed in each process
+
+
+def _load_cache(path: Path | None, lm: LoadedModel, length: int):
+    if path is None or not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path, device=str(lm.model.device))
+    except Exception:  # a torn or foreign file: compute it again
+        return None
+    if "kv" in tensors:
+        from autocomplete.gpt2 import KVCache
+
+        cache = KVCache.__new__(KVCache)
+        cache.kv, cache.length = tensors["kv"], tensors["kv"].shape[4]
+    else:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for i in range(len(tensors) // 2):
+            cache.update(tensors[f"keys{i}"], tensors[f"values{i}"], i)
+    return cache if _length(cache) == length else None
+
+
+def _length(cache) -> int:
+    return cache.length if hasattr(cache, "length") else cache.get_seq_length()

@@ -79,9 +79,12 @@ def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> torch.Tensor:
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
-            batch: int = 16) -> list[Suggestion]:
+            batch: int = 4) -> list[Suggestion]:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
-    its tokens and then the end of the query. In the text style it ends at a word boundary."""
+    its tokens and then the end of the query. In the text style it ends at a word boundary.
+    batch: prefixes expanded per forward. Small batches waste less: a forward costs about its rows x their
+    lengths, and a wide batch mostly expands prefixes that turn out not to matter (measured on SmolLM2: 4 rows
+    took half the time of 16, the same suggestions)."""
     model = lm.model
     read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
     with torch.inference_mode():
@@ -149,5 +152,8 @@ def _next_logits(model, prompt_cache, continuations: list[tuple[int, ...]]) -> t
     rows = torch.tensor([list(c) + [c[-1]] * (width - len(c)) for c in continuations], device=model.device)
     cache = copy.deepcopy(prompt_cache)
     cache.batch_repeat_interleave(len(continuations))
-    logits = model(input_ids=rows, cache=cache, use_cache=True).logits
-    return logits[torch.arange(len(continuations)), torch.tensor(lengths) - 1].float()
+    # The output head (a fifth of a small model's weights) only at the positions some row ends at.
+    ends = sorted(set(lengths))
+    logits = model(input_ids=rows, cache=cache, use_cache=True,
+                   logits_to_keep=torch.tensor([n - 1 for n in ends], device=model.device)).logits
+    return logits[torch.arange(len(continuations)), torch.tensor([ends.index(n) for n in lengths])].float()

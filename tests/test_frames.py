@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -110,3 +111,42 @@ def test_examples_file_lines(tmp_path):
     path = tmp_path / "e.txt"
     path.write_text("  cheap   flights \n\nweather\r\n")
     assert frames.read_examples(str(path)) == ["cheap flights", "weather"]
+
+
+@pytest.mark.parametrize("model", ["tiny", "smol"])
+def test_the_frame_cache_kept_on_disk_equals_the_computed_one(model, request, tmp_path, monkeypatch):
+    import torch
+
+    from autocomplete import prompt
+
+    lm = request.getfixturevalue(model)
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    examples = ["zebra quilt", "violet xylophone", f"{model} kettle"]
+    ids = lm.encode("\n".join(examples) + "\n")
+    path = prompt._stored_path(lm, ids)
+    assert not path.exists()
+    computed = prompt._compute_cache(lm, ids[:-1])
+    prompt._save_cache(computed, path)
+    assert path.stat().st_mode & 0o077 == 0  # the user's own
+    loaded = prompt._load_cache(path, lm, len(ids) - 1)
+    assert type(loaded) is type(computed)
+    after = torch.tensor([[ids[-1]] + lm.encode("san", special=False)])
+    with torch.inference_mode():
+        a = lm.model(input_ids=after, cache=copy.deepcopy(loaded), use_cache=True).logits
+        b = lm.model(input_ids=after, cache=copy.deepcopy(computed), use_cache=True).logits
+    assert torch.equal(a, b)
+    assert prompt._load_cache(path, lm, len(ids)) is None  # not the frame asked for: computed again
+    path.write_bytes(b"torn")
+    assert prompt._load_cache(path, lm, len(ids) - 1) is None
+
+
+def test_a_second_process_loads_the_stored_frame(cli, tiny_dir, tmp_path, env):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("\n".join(EXAMPLES) + "\n")
+    args = ("-m", str(tiny_dir), "--style", "query", "--examples", str(examples), "-t", "0", "--json", "seoul")
+    first = cli(*args)
+    (stored,) = (tmp_path / "cache" / "frames").iterdir()
+    stamp = stored.stat().st_mtime_ns
+    second = cli(*args)
+    assert stored.stat().st_mtime_ns == stamp  # read, not written again
+    assert json.loads(first.stdout)["tokens"] == json.loads(second.stdout)["tokens"]
