@@ -61,7 +61,7 @@ def view(lm: LoadedModel, logits: torch.Tensor, picked: int, temperatures: list[
     are -inf: the probabilities shown are over the tokens that fit, as the sampler draws them."""
     shown = temperatures_shown(temperatures)
     dists = {t: distribution(logits, t) for t in shown}
-    top = min(top, logits.shape[-1], len(allowed) if allowed is not None else logits.shape[-1])
+    top = min(top, logits.shape[-1] if allowed is None else len(allowed))
     order = logits.topk(top).indices.tolist()
     if picked not in order:
         order.append(picked)  # a sampled outsider still gets its row

@@ -36,7 +36,11 @@ class Output:
 
 class KVCache:
     """Keys and values of every layer in one tensor, grown by doubling: appending a token is a copy into place,
-    and a copy of the cache (one per suggestion being explored) holds only what is filled."""
+    and a copy of the cache (one per suggestion being explored) holds only what is filled.
+    shared ([layers, 2, 1, heads, n, head_dim]), when set: keys and values before the cache's own that every row
+    reads, kept once rather than copied per row (the suggestion search's prompt)."""
+
+    shared: torch.Tensor | None = None
 
     def __init__(self, n_layer: int, batch: int, n_head: int, capacity: int, head_dim: int, dtype, device):
         self.kv = torch.empty((n_layer, 2, batch, n_head, capacity, head_dim), dtype=dtype, device=device)
@@ -49,14 +53,41 @@ class KVCache:
             grown[:, :, :, :, :self.length] = self.kv[:, :, :, :, :self.length]
             self.kv = grown
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self.kv = self.kv[:, :, :, :, :self.length].repeat_interleave(repeats, dim=2)
+    def batch_repeat_interleave(self, repeats: int, room: int = 16) -> None:
+        """Each row `repeats` times, with `room` free positions after what is filled: the tokens about to come
+        then need no second copy to grow into."""
+        L, two, B, H, _, D = self.kv.shape
+        grown = self.kv.new_empty((L, two, B * repeats, H, self.length + room, D))
+        grown.view(L, two, B, repeats, H, self.length + room, D)[..., :self.length, :] = \
+            self.kv[:, :, :, None, :, :self.length]
+        self.kv = grown
 
     def __deepcopy__(self, memo) -> "KVCache":
         copy = KVCache.__new__(KVCache)
         copy.kv = self.kv[:, :, :, :, :self.length].clone()
         copy.length = self.length
         return copy
+
+
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
+           shared: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention of q [B, heads, T, D] over keys and values [B, kv_heads, S, D]; each key/value
+    head serves heads / kv_heads query heads (grouped-query attention). shared [2, 1, kv_heads, n, D]: keys and
+    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs)."""
+    if shared is None:
+        causal = mask is None and q.shape[2] > 1
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True)
+    B, heads, T, D = q.shape
+    assert T == 1, "shared keys and values are read one new token at a time"
+    kv_heads = keys.shape[1]
+    g = q.reshape(B, kv_heads, heads // kv_heads, D) * D ** -0.5  # query heads grouped by their key/value head
+    own = g @ keys.transpose(-1, -2)
+    if mask is not None:
+        own = own.masked_fill(~mask, float("-inf"))
+    weights = torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1).softmax(dim=-1)
+    n = shared.shape[3]
+    y = weights[..., :n] @ shared[1] + weights[..., n:] @ values
+    return y.reshape(B, heads, T, D)
 
 
 def _linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
@@ -85,13 +116,13 @@ class Block(nn.Module):
         self.c_fc = _linear(n_embd, 4 * n_embd)
         self.mlp_proj = _linear(4 * n_embd, n_embd)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
+                shared: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         # (3, B, n_head, T, head_dim) views of q, k, v: the new keys and values go into the cache in one copy
         qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         kv[:, :, :, start:start + T] = qkv[1:]
-        keys, values = kv[0, :, :, :start + T], kv[1, :, :, :start + T]
-        y = F.scaled_dot_product_attention(qkv[0], keys, values, attn_mask=mask, is_causal=mask is None and T > 1)
+        y = attend(qkv[0], kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared)
         x = x + self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
@@ -119,19 +150,24 @@ class GPT2(nn.Module):
                        self.device)
 
     def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, use_cache: bool = True,
-                logits_to_keep: int | torch.Tensor = 0) -> Output:
-        """logits_to_keep: the last n positions' logits (0: all), or the positions a tensor lists."""
+                logits_to_keep: int | torch.Tensor = 0, positions: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> Output:
+        """logits_to_keep: the last n positions' logits (0: all), or the positions a tensor lists.
+        positions ([B, T]) and attn_mask ([B, 1, T, cached + T], True = may attend): for rows whose cached tokens
+        differ in number (the suggestion search's tree); by default the new tokens follow the cache in order."""
         B, T = input_ids.shape
         cache = cache or self.new_cache(B, capacity=T + 64)
         start = cache.length
         cache.reserve(start + T, self.context_length)
-        positions = torch.arange(start, start + T, device=input_ids.device)
+        if positions is None:
+            positions = torch.arange(start, start + T, device=input_ids.device)
         x = self.wte(input_ids) + self.wpe(positions)
-        mask = None
-        if start > 0 and T > 1:  # new tokens after cached ones: each sees the cache and the new ones before it
+        mask = attn_mask
+        if mask is None and start > 0 and T > 1:
+            # new tokens after cached ones: each sees the cache and the new ones before it
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
         for layer, block in enumerate(self.h):
-            x = block(x, cache.kv[layer], start, mask)
+            x = block(x, cache.kv[layer], start, mask, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
         if isinstance(logits_to_keep, torch.Tensor):
             x = x[:, logits_to_keep]
@@ -170,8 +206,8 @@ class Tokenizer:
         from tokenizers import Tokenizer as Fast
 
         self._tok = Fast.from_file(str(directory / "tokenizer.json"))
-        self.bos_token_id = config.get("bos_token_id")
-        self.eos_token_id = config.get("eos_token_id")
+        self.bos_token_id = _first(config.get("bos_token_id"))
+        self.eos_token_id = _first(config.get("eos_token_id"))
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
         return {"input_ids": self._tok.encode(text, add_special_tokens=add_special_tokens).ids}
@@ -192,3 +228,7 @@ class Tokenizer:
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         return [self._tok.id_to_token(i) or "" for i in ids]
 
+
+def _first(value):
+    """A config's token id, which some configs give as a list."""
+    return value[0] if isinstance(value, list) and value else value

@@ -170,12 +170,14 @@ def load(name: str | None = None, device: str = "auto", precision: str = "fp32")
 
 
 def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:
-    from autocomplete import gpt2
+    from autocomplete import gpt2, llama
 
     with ui.status(f"Loading {shown}…"):
         try:
             if gpt2.is_compact_gpt2(directory):
-                model, tokenizer, config = _load_compact(directory)
+                model, tokenizer, config = _load_compact(directory, gpt2.load)
+            elif llama.is_compact_llama(directory):
+                model, tokenizer, config = _load_compact(directory, llama.load)
             else:
                 model, tokenizer, config = _load_transformers(directory)
         except Exception as error:
@@ -194,7 +196,9 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str) -> Loade
     return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos), directory)
 
 
-def _load_compact(directory: Path):
+def _load_compact(directory: Path, load):
+    """A model with a compact forward of ours (load: gpt2.load or llama.load) and the `tokenizers` library's
+    tokenizer: neither imports transformers."""
     import json
 
     from autocomplete import gpt2
@@ -203,7 +207,7 @@ def _load_compact(directory: Path):
     generation = directory / "generation_config.json"
     if generation.is_file():  # its eos ids win, as in transformers
         config.update({k: v for k, v in json.loads(generation.read_text()).items() if k.endswith("token_id")})
-    return gpt2.load(directory), gpt2.Tokenizer(directory, config), config
+    return load(directory), gpt2.Tokenizer(directory, config), config
 
 
 def _load_transformers(directory: Path):

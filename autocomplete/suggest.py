@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from autocomplete.generate import logits_warpers
+from autocomplete.gpt2 import KVCache
 from autocomplete.heal import restrict
 from autocomplete.models import LoadedModel
 from autocomplete.prompt import prepare, vocabulary
@@ -127,13 +128,14 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
                 heapq.heappush(frontier, (-p * q, next(tiebreak), child))
 
     expand((), 1.0, root)
+    tree = Tree(prompt_cache) if isinstance(prompt_cache, KVCache) else None
     expansions = 0
     while frontier and expansions < MAX_EXPANSIONS:
         if -frontier[0][0] <= bar():
             break  # nothing waiting can beat the N-th best: the answer is exact
         nodes = [heapq.heappop(frontier) for _ in range(min(batch, len(frontier)))]
         continuations = [t for _, _, t in nodes]
-        logits = _next_logits(model, prompt_cache, continuations)
+        logits = tree.next_logits(model, continuations) if tree else _next_logits(model, prompt_cache, continuations)
         allowed = [read.allowed(list(t)) for t in continuations]
         if any(a is not None for a in allowed):
             logits = torch.stack([restrict(row, a) for row, a in zip(logits, allowed)])
@@ -143,10 +145,42 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     return sorted(found.values(), key=lambda s: -s.probability)[:n]
 
 
+class Tree:
+    """The keys and values of every prefix the search has expanded, for our compact models: a new prefix is its
+    parent plus one token, so a forward reads one token per row instead of the whole continuation again."""
+
+    def __init__(self, prompt_cache: KVCache):
+        self.prompt = prompt_cache  # the frame and the prompt, shared by every row
+        self.kv: dict[tuple[int, ...], torch.Tensor] = {(): prompt_cache.kv[:, :, :, :, :0]}  # [layers, 2, 1, H, n, D]
+
+    @torch.inference_mode()
+    def next_logits(self, model, continuations: list[tuple[int, ...]]) -> torch.Tensor:
+        n = self.prompt.length
+        own = [self.kv[c[:-1]] for c in continuations]  # the parents' keys and values after the prompt
+        width = max(kv.shape[4] for kv in own)
+        layers, two, _, heads, _, dim = self.prompt.kv.shape
+        cache = KVCache.__new__(KVCache)
+        cache.shared = self.prompt.kv[:, :, :, :, :n]  # read by every row, never copied
+        cache.kv = self.prompt.kv.new_zeros((layers, two, len(continuations), heads, width + 1, dim))
+        mask = torch.zeros(len(continuations), 1, 1, width + 1, dtype=torch.bool, device=cache.kv.device)
+        mask[..., -1] = True  # the row's new token itself
+        for row, kv in enumerate(own):
+            cache.kv[:, :, row:row + 1, :, :kv.shape[4]] = kv
+            mask[row, ..., :kv.shape[4]] = True  # padding after a shorter parent is never seen
+        cache.length = width
+        tokens = torch.tensor([[c[-1]] for c in continuations], device=cache.kv.device)
+        positions = torch.tensor([[n + len(c) - 1] for c in continuations], device=cache.kv.device)
+        logits = model(input_ids=tokens, cache=cache, positions=positions, attn_mask=mask).logits[:, -1]
+        for row, (c, kv) in enumerate(zip(continuations, own)):
+            self.kv[c] = torch.cat((kv, cache.kv[:, :, row:row + 1, :, width:width + 1]), dim=4)
+        return logits.float()
+
+
 @torch.inference_mode()
 def _next_logits(model, prompt_cache, continuations: list[tuple[int, ...]]) -> torch.Tensor:
-    """One forward for the whole batch: each continuation after the shared prompt cache, right-padded (causal
-    attention never lets a real token see the padding after it), read at its own last position."""
+    """For other models (transformers' modeling): one forward for the whole batch, each continuation after the
+    shared prompt cache, right-padded (causal attention never lets a real token see the padding after it), read at
+    its own last position."""
     lengths = [len(c) for c in continuations]
     width = max(lengths)
     rows = torch.tensor([list(c) + [c[-1]] * (width - len(c)) for c in continuations], device=model.device)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
 from autocomplete import models
+from autocomplete.complete import complete
+from autocomplete.settings import Settings
 
 
 def test_gpt2_runs_on_the_compact_implementation_without_transformers_modeling(tiny_dir, env):
@@ -20,23 +23,55 @@ def test_gpt2_runs_on_the_compact_implementation_without_transformers_modeling(t
     assert result.returncode == 0, result.stderr
 
 
-def test_a_greedy_gpt2_completion_never_imports_transformers(tiny_dir, env):
-    """The cold-start path of a shell call: transformers costs ~3 s to import with its modeling code."""
+def run_without_transformers(tiny_dir, env, *argvs: list[str]):
+    """Run the CLI in a fresh interpreter on each argv; fails if any of it imported transformers."""
     import subprocess
 
+    model = ["-m", str(tiny_dir)]
     code = ("import sys; from autocomplete.cli import run\n"
-            f"assert run(['-m', {str(tiny_dir)!r}, '-t', '0', 'san']) == 0\n"
-            "assert run(['-m', " + repr(str(tiny_dir)) + ", '-t', '0.8', '-k', '0', '-p', '1', 'san']) == 0\n"
-            "assert 'transformers' not in sys.modules, 'transformers imported'\n")
+            + "".join(f"assert run({model + argv!r}) == 0\n" for argv in argvs)
+            + "assert 'transformers' not in sys.modules, 'transformers imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().startswith("san francisco weather is good in april?\nsan")
+    return result.stdout.decode()
 
 
-def test_other_architectures_use_transformers(smollm2_cache):
-    lm = models.load(str(smollm2_cache / "models" / "smollm2-135m"), "cpu")
-    assert type(lm.model).__module__.startswith("transformers.models.llama")
-    assert lm.context_length == 8192 and lm.eos_ids
+def test_a_greedy_gpt2_completion_never_imports_transformers(tiny_dir, env):
+    """The cold-start path of a shell call: transformers costs ~3 s to import with its modeling code."""
+    out = run_without_transformers(tiny_dir, env, ["-t", "0", "san"], ["-t", "0.8", "-k", "0", "-p", "1", "san"])
+    assert out.startswith("san francisco weather is good in april?\nsan")
+    # The default style, a query: its frame computed and kept on disk, then loaded from there.
+    for _ in range(2):
+        run_without_transformers(tiny_dir, {**env, "AUTOCOMPLETE_STYLE": "auto"}, ["-t", "0", "san fr"])
+    assert len(list((Path(env["AUTOCOMPLETE_CACHE_DIR"]) / "frames").iterdir())) == 1
+
+
+def test_other_architectures_use_transformers(smollm2_cache, tmp_path):
+    """The starter's Llama runs on our compact forward; a model that forward doesn't cover (here a Qwen2, with
+    the starter's tokenizer) loads through transformers' modeling and completes all the same."""
+    import shutil
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    starter = smollm2_cache / "models" / "smollm2-135m"
+    assert type(models.load(str(starter), "cpu").model).__module__ == "autocomplete.llama"
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         bos_token_id=1, eos_token_id=2)
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(starter / name, tmp_path / name)
+    lm = models.load(str(tmp_path), "cpu")
+    assert type(lm.model).__module__.startswith("transformers.models.qwen2")
+    assert lm.context_length == 256 and lm.eos_ids == {2}
+    pieces = []
+    done = complete(lm, "stock mar", Settings(temperature=0, max_tokens=4, stop="none"), pieces.append)
+    assert "".join(pieces) == done.completion and lm.decode(done.tokens).lower().startswith(" mar")
+    from autocomplete.suggest import suggest
+
+    found = suggest(lm, "stock mar", Settings(style="query"), n=3, words=2)  # transformers' cache, recomputed rows
+    assert found and all(lm.decode(s.tokens).lower().startswith(" mar") for s in found)
 
 
 def test_int8_is_cpu_only(cli, tiny_dir):
