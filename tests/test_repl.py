@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -21,7 +22,8 @@ def repl():
 @pytest.mark.parametrize(
     "line, field, value",
     [("/temp 1.2", "temperature", 1.2), ("/top-k 40", "top_k", 40), ("/top-p 0.9", "top_p", 0.9),
-     ("/max 20", "max_tokens", 20), ("/seed 7", "seed", 7), ("/stop line", "stop", "line")],
+     ("/max 20", "max_tokens", 20), ("/seed 7", "seed", 7), ("/stop line", "stop", "line"),
+     ("/style query", "style", "query"), ("/style text", "style", "text")],
 )
 def test_commands_change_settings(repl, line, field, value):
     assert repl.command(line) is None
@@ -29,7 +31,7 @@ def test_commands_change_settings(repl, line, field, value):
 
 
 @pytest.mark.parametrize("line", ["/temp -1", "/temp nan", "/top-p 0", "/top-k -2", "/max 0", "/stop word",
-                                  "/temp", "/max lots"])
+                                  "/temp", "/max lots", "/style poem"])
 def test_bad_values_are_refused_and_change_nothing(repl, line, capsys):
     before = repl.settings.as_dict()
     repl.command(line)
@@ -66,3 +68,13 @@ def test_terminal_session(env, tiny_dir, tmp_path):
     history = tmp_path / "data" / "history"
     assert "san" in history.read_text() and "seoul" in history.read_text()
     assert stat.S_IMODE(history.stat().st_mode) == 0o600
+
+
+def test_style_command_applies_to_the_next_line(cli, tiny_dir, tmp_path):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("zebra quilt\namber kettle\n")
+    result = cli("-m", str(tiny_dir), "-t", "0", "--json", "--examples", str(examples), "-i",
+                 input=b"san\n/style query\nsan\n/style auto\nsan francisco weather is good. In\n")
+    assert result.returncode == 0, result.stderr
+    styles = [json.loads(line)["style"] for line in result.stdout.decode().splitlines()]
+    assert styles == ["text", "query", "text"]

@@ -132,6 +132,21 @@ def test_suggest_matches_in_process(warm, tiny):
     assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in local])
 
 
+def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
+    """The style, the examples (sent as lines: the server's working directory is not the caller's) and token
+    healing apply on the server exactly as in process."""
+    query = Settings(temperature=0, max_tokens=8, style="query", examples=["zebra quilt", "amber kettle"])
+    done = client.complete(warm, "san fr", query.as_dict(), lambda piece: None)
+    local = complete(tiny, "san fr", query, lambda piece: None)
+    assert done["style"] == "query" and "examples" not in done["settings"]
+    assert (done["completion"], done["tokens"]) == (local.completion, local.tokens)
+    reply = client.suggest(warm, "san fr", query.as_dict() | {"temperature": 1.0}, 3, 2)
+    found = suggest(tiny, "san fr", Settings(**query.as_dict() | {"temperature": 1.0}), 3, 2)
+    assert reply["style"] == "query" and [s["tokens"] for s in reply["suggestions"]] == [s.tokens for s in found]
+    bad = raw(warm, json.dumps({"op": "complete", "prompt": "san", "settings": {"examples": []}}).encode() + b"\n")
+    assert "examples" in bad[-1]["error"]
+
+
 def test_cancel_mid_stream_then_serve_again(warm, run_dir):
     request = json.dumps({"op": "complete", "prompt": "san", "settings": LONG}).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # read one piece, then hang up
