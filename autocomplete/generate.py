@@ -10,24 +10,35 @@ from autocomplete.heal import restrict
 
 
 def logits_warpers(temperature: float, top_k: int, top_p: float) -> Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor]:
-    """logits / T, then keep the top k, then the smallest set holding probability top_p (softmax follows)."""
-    filters = None
-    if top_k > 0 or top_p < 1.0:
-        # transformers' own processors; imported only when used, as importing transformers costs 0.5-1 s
-        from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
-
-        filters = LogitsProcessorList()
-        if top_k > 0:
-            filters.append(TopKLogitsWarper(top_k))
-        if top_p < 1.0:
-            filters.append(TopPLogitsWarper(top_p))
+    """logits / T, then keep the top k, then the smallest set holding probability top_p (softmax follows).
+    Written here rather than imported from transformers (0.5-1 s of a cold shell call); tests/test_generate.py
+    checks them against transformers' TopKLogitsWarper and TopPLogitsWarper."""
 
     def warp(input_ids: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
         if temperature != 1.0:
             logits = logits / temperature
-        return filters(input_ids, logits) if filters else logits
+        if top_k > 0:
+            logits = keep_top_k(logits, top_k)
+        if top_p < 1.0:
+            logits = keep_top_p(logits, top_p)
+        return logits
 
     return warp
+
+
+def keep_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The k highest logits (and any tied with the k-th) stay; the rest go to -inf."""
+    kth = logits.topk(min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The likeliest tokens that together hold probability p stay (at least one); the rest go to -inf. Counted from
+    the unlikely end: a token goes if it and everything less likely hold at most 1 - p."""
+    ascending, order = logits.sort(dim=-1)
+    drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - p
+    drop[..., -1] = False
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
 
 
 @torch.inference_mode()

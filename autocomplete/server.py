@@ -127,8 +127,7 @@ class Server:
         self.stopping = threading.Event()
         self.parse_command_line = client_parser()
         # Warm up now, not in the first client's call: Typer builds its validators, and one token with the default
-        # settings runs the first forward, computes the query frame's KV cache and imports the top-k/top-p
-        # processors (~0.5 s together).
+        # settings runs the first forward and loads (or computes) the query frame's KV cache.
         self.parse_command_line(["warm up"], {})
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
 

@@ -124,3 +124,24 @@ def test_prompt_forward_computes_last_position_logits_only(tiny):
     finally:
         hook.remove()
     assert [s[1] for s in shapes] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("k, p", [(1, 1.0), (5, 1.0), (50, 1.0), (0, 0.5), (0, 0.95), (0, 0.999), (40, 0.9),
+                                  (500, 0.3)])
+def test_top_k_top_p_equal_transformers_warpers(k, p):
+    """Our few lines of top-k / top-p against transformers' own processors, the reference: equal results on random
+    logits (with ties and -inf among them), at several temperatures."""
+    from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
+
+    from autocomplete.generate import logits_warpers
+
+    generator = torch.Generator().manual_seed(k * 1000 + int(p * 1000))
+    for temperature in (0.5, 1.0, 1.7):
+        logits = torch.randn(3, 400, generator=generator) * 4
+        logits[0, :10] = logits[0, 10]  # ties
+        logits[1, ::7] = float("-inf")  # tokens already ruled out (token healing)
+        processors = LogitsProcessorList(([TopKLogitsWarper(k)] if k else []) + ([TopPLogitsWarper(p)] if p < 1 else []))
+        expected = processors(None, logits / temperature)
+        got = logits_warpers(temperature, k, p)(None, logits)
+        assert torch.equal(got.isinf(), expected.isinf())
+        assert torch.allclose(got[~got.isinf()], expected[~expected.isinf()])
