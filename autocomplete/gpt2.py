@@ -90,6 +90,21 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torc
     return y.reshape(B, heads, T, D)
 
 
+def causal_mask(start: int, T: int, device) -> torch.Tensor | None:
+    """New tokens after `start` cached ones: each sees the cache and the new ones before it. None where the
+    attention needs no mask (one new token) or only its own causal one (nothing cached)."""
+    if start == 0 or T == 1:
+        return None
+    return torch.ones(T, start + T, dtype=torch.bool, device=device).tril(diagonal=start)
+
+
+def kept(x: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """The positions whose logits are wanted: the last n (0: all), or those a tensor lists."""
+    if isinstance(logits_to_keep, torch.Tensor):
+        return x[:, logits_to_keep]
+    return x[:, -logits_to_keep:] if logits_to_keep else x
+
+
 def _linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
     """An nn.Linear (that exact type, so int8 quantization recognises it) left uninitialised: the checkpoint
     provides its weights, and random initialisation costs most of a second at GPT-2 sizes."""
@@ -162,18 +177,11 @@ class GPT2(nn.Module):
         if positions is None:
             positions = torch.arange(start, start + T, device=input_ids.device)
         x = self.wte(input_ids) + self.wpe(positions)
-        mask = attn_mask
-        if mask is None and start > 0 and T > 1:
-            # new tokens after cached ones: each sees the cache and the new ones before it
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        mask = causal_mask(start, T, x.device) if attn_mask is None else attn_mask
         for layer, block in enumerate(self.h):
             x = block(x, cache.kv[layer], start, mask, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        if isinstance(logits_to_keep, torch.Tensor):
-            x = x[:, logits_to_keep]
-        elif logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        return Output(self.lm_head(self.ln_f(x)), cache)
+        return Output(self.lm_head(self.ln_f(kept(x, logits_to_keep))), cache)
 
 
 def load(directory: Path) -> GPT2:

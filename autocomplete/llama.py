@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autocomplete.gpt2 import KVCache, Output, _embedding, _linear, attend
+from autocomplete.gpt2 import KVCache, Output, _embedding, _linear, attend, causal_mask, kept
 
 
 def is_compact_llama(directory: Path) -> bool:
@@ -125,19 +125,12 @@ class Llama(nn.Module):
             angles = angles[:, None]  # over the heads
         cos, sin = angles.cos(), angles.sin()
         x = self.embed_tokens(input_ids)
-        mask = attn_mask
-        if mask is None and start > 0 and T > 1:
-            # new tokens after cached ones: each sees the cache and the new ones before it
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        mask = causal_mask(start, T, x.device) if attn_mask is None else attn_mask
         for layer, block in enumerate(self.layers):
             x = block(x, cache.kv[layer], start, mask, cos, sin,
                       None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        if isinstance(logits_to_keep, torch.Tensor):
-            x = x[:, logits_to_keep]
-        elif logits_to_keep:
-            x = x[:, -logits_to_keep:]
-        return Output(self.lm_head(self.norm(x)), cache)
+        return Output(self.lm_head(self.norm(kept(x, logits_to_keep))), cache)
 
 
 def load(directory: Path) -> Llama:

@@ -79,3 +79,9 @@ def test_ghost_text_in_the_repl(env, tiny_dir, tmp_path):
         session.close()
     entered = [line[1:] for line in (tmp_path / "data" / "history").read_text().splitlines() if line.startswith("+")]
     assert entered == ["san francisco", "seoul subway map"]
+
+
+def test_ghost_text_finishes_the_word_being_typed_on_the_real_model(smol):
+    """Ghost text heals too: typed "stock mar", the grey text starts with the rest of the word."""
+    assert continuation(smol, "stock mar", style="query").startswith("ket")
+    assert continuation(smol, "The capital of Fra", style="text").startswith("nce")
