@@ -1,7 +1,9 @@
-"""Search-box suggestions: the N likeliest distinct continuations of a prefix that end at a word boundary.
+"""Search-box suggestions: the N likeliest distinct completions of a prefix.
 
-A suggestion's probability is the chance that the model, sampling under the current temperature / top-k / top-p,
-writes exactly its tokens and then ends the word: P(tokens) x P(next token starts a new word or ends the text).
+In the query style a suggestion is a whole query: P(its tokens) x P(the query ends there: a line break or the end
+of the text). In the text style it ends at a word boundary: P(tokens) x P(next token starts a new word or ends the
+text). Either way the probability is the chance that the model, sampling under the current temperature / top-k /
+top-p, writes exactly those tokens, with the first ones spelling the word being typed again (token healing).
 
 Best-first search over the token tree finds them exactly. A continuation is never likelier than its prefix, so
 once the N-th best suggestion found beats every prefix still waiting, nothing left can overtake it. Each step

@@ -121,8 +121,9 @@ def test_probabilities_are_the_models_under_default_settings(tiny):
     assert got[0].completion == " francisco"
 
 
-def test_case_and_space_variants_are_merged():
+def test_case_space_and_trailing_punctuation_variants_are_merged():
     assert normalise(" San  Francisco") == normalise("san francisco")
+    assert normalise(" Paris.") == normalise(" Paris,") == normalise(" Paris") != normalise(" Paris. The")
 
 
 def test_cli_json_and_each_line(cli, tiny_dir):
