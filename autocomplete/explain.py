@@ -136,7 +136,9 @@ class _StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        title = f"step {number}: …{self.text[-50:]}"
+        from autocomplete.render import visible
+
+        title = f"step {number}: …{visible(self.text[-50:])}"
         if step.allowed is not None:
             title += f"   (only the {step.allowed} tokens that fit the typed letters)"
         table = Table(title=Text(title, style="dim"), title_justify="left", box=None, pad_edge=False)
@@ -162,4 +164,6 @@ class _StepPrinter:
     def finish(self, done: Completion) -> None:
         from rich.text import Text
 
-        self.console.print(Text(done.prompt, style="dim") + Text(done.completion, style="bold cyan"))
+        from autocomplete.render import visible
+
+        self.console.print(Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
@@ -10,8 +11,19 @@ from autocomplete.complete import Completion
 from autocomplete.settings import Settings
 
 
+# Control characters a terminal would act on (ESC starts cursor moves, title changes, hyperlinks…), but not the line
+# breaks and tabs that text is made of. C1 controls (U+0080-U+009F) included: some terminals obey them too.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text safe to show on a terminal: each control character written out as its escape (ESC -> \\x1b)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 class TextRenderer:
-    """The prompt (dim on a terminal) then the completion (highlighted) as it streams, then a newline."""
+    """The prompt (dim on a terminal) then the completion (highlighted) as it streams, then a newline. On a
+    terminal, control characters in either are shown, not obeyed: a model (or a server) could write any."""
 
     json = False
 
@@ -49,7 +61,8 @@ class TextRenderer:
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         for s in found:
-            table.add_row(Text(shown, style="dim") + Text(s.completion, style="bold cyan"), f"{s.probability:.1%}")
+            table.add_row(Text(visible(shown), style="dim") + Text(visible(s.completion), style="bold cyan"),
+                          f"{s.probability:.1%}")
         console = self.console or Console(file=self.file, highlight=False, color_system=None, width=200)
         if found:
             console.print(table)
@@ -59,7 +72,7 @@ class TextRenderer:
 
     def _write(self, text: str, style: str | None) -> None:
         if self.console is not None:
-            self.console.out(text, style=style, highlight=False, end="")
+            self.console.out(visible(text), style=style, highlight=False, end="")
             self.console.file.flush()
         else:
             self.file.write(text)

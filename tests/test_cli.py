@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -148,6 +149,31 @@ def test_terminal_output_is_coloured(env, tiny_dir):
     shown = run_in_pty(["-m", str(tiny_dir), "-t", "0", "san"], env)
     assert "\x1b[" in shown
     assert "francisco" in shown
+
+
+def test_control_characters_are_shown_not_obeyed_on_a_terminal(env, tiny_dir):
+    """A terminal acts on ESC sequences (a title change here); what the tool writes to one shows them instead."""
+    prompt = "san\x1b]0;pwned\x07 \x9b2J"
+    shown = run_in_pty(["-m", str(tiny_dir), "-t", "0", "-n", "2", prompt], env)
+    assert "\x1b]0;pwned" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "san\\x1b]0;pwned\\x07 \\x9b2J" in shown
+    as_json = subprocess.run([console_script(), "-m", str(tiny_dir), "-t", "0", "-n", "2", "--json", prompt],
+                             capture_output=True, env=env)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["prompt"] == prompt  # JSON keeps the exact text
+
+
+def test_model_text_is_shown_not_obeyed_on_a_terminal():
+    from autocomplete.render import TextRenderer
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    out = TextRenderer(file=screen)
+    out.piece(" hi\x1b[2J\x1b]8;;http://x\x07there\n\tok")
+    assert "\x1b[2J" not in screen.getvalue() and "\x1b]8" not in screen.getvalue()
+    assert " hi\\x1b[2J\\x1b]8;;http://x\\x07there" in screen.getvalue() and "ok" in screen.getvalue()
 
 
 def test_no_color_is_honoured(env, tiny_dir):
