@@ -35,30 +35,37 @@ STOP_WAIT = 10.0
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 
 
-def runtime_dir() -> Path:
-    """A private (0700) directory for sockets and logs: $AUTOCOMPLETE_RUNTIME_DIR, else the user runtime dir,
-    else <tmp>/autocomplete-<uid> when that can't be created (no /run/user/<uid> in containers, cron, su)."""
+def runtime_dir(create: bool = True) -> Path:
+    """A private directory for sockets and logs: $AUTOCOMPLETE_RUNTIME_DIR, else the user runtime dir, else
+    <tmp>/autocomplete-<uid> when that can't be created (no /run/user/<uid> in containers, cron, su).
+    create=False (looking for a server): one that doesn't exist yet is not made, and is a UserError."""
     explicit = os.environ.get("AUTOCOMPLETE_RUNTIME_DIR")
     if explicit:
-        return _private_dir(Path(explicit), parents=True)
+        return _private_dir(Path(explicit), parents=True, create=create)
     with warnings.catch_warnings():  # platformdirs warns on stderr when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         preferred = Path(platformdirs.user_runtime_dir("autocomplete"))
     try:
-        return _private_dir(preferred, parents=False)  # its parent belongs to the login session: don't make it
+        return _private_dir(preferred, parents=False, create=create)  # its parent is the login session's
     except UserError:
         pass
     import tempfile  # here, not at the top: every shell call imports this module
 
-    return _private_dir(Path(tempfile.gettempdir()) / f"autocomplete-{os.getuid()}", parents=False)
+    return _private_dir(Path(tempfile.gettempdir()) / f"autocomplete-{os.getuid()}", parents=False, create=create)
 
 
-def _private_dir(path: Path, parents: bool) -> Path:
+def _private_dir(path: Path, parents: bool, create: bool = True) -> Path:
+    """`path` as a directory of this user's that nobody else can write to. Only a directory made here is
+    chmod'ed (to 0700): one that already exists (a $HOME named by AUTOCOMPLETE_RUNTIME_DIR, say) keeps its mode,
+    and is refused if others may write to it."""
+    made = False
     try:
-        if parents:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o700)
+        if create:
+            if parents:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o700)
+                made = True
         info = os.lstat(path)  # lstat: in a shared /tmp, a symlink planted by someone else must not be followed
     except OSError as error:
         raise UserError(f"can't create the runtime directory {path}: {error.strerror or error}") from None
@@ -67,8 +74,11 @@ def _private_dir(path: Path, parents: bool) -> Path:
     if info.st_uid != os.getuid():
         raise UserError(f"{path} belongs to another user; refusing to keep model server sockets there "
                         f"(set AUTOCOMPLETE_RUNTIME_DIR to a directory of your own)")
-    if stat.S_IMODE(info.st_mode) != 0o700:
+    if made:
         os.chmod(path, 0o700)
+    elif info.st_mode & 0o022:
+        raise UserError(f"{path} is writable by other users (mode {stat.S_IMODE(info.st_mode):o}); refusing to "
+                        f"keep model server sockets there (set AUTOCOMPLETE_RUNTIME_DIR to a private directory)")
     return path
 
 
@@ -76,12 +86,12 @@ def _key(model: str | None) -> str:
     return model or ""  # "" is the default model (models.load(None))
 
 
-def _base(model: str | None) -> Path:
-    return runtime_dir() / hashlib.sha256(_key(model).encode()).hexdigest()[:16]
+def _base(model: str | None, create: bool = True) -> Path:
+    return runtime_dir(create) / hashlib.sha256(_key(model).encode()).hexdigest()[:16]
 
 
-def socket_path(model: str | None) -> Path:
-    path = _base(model).with_suffix(".sock")
+def socket_path(model: str | None, create: bool = True) -> Path:
+    path = _base(model, create).with_suffix(".sock")
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise UserError(f"the runtime directory path is too long for a Unix socket ({path}); "
                         f"set AUTOCOMPLETE_RUNTIME_DIR to a shorter path")
@@ -93,10 +103,10 @@ def log_path(model: str | None) -> Path:
 
 
 def _found(model: str | None) -> Path | None:
-    """The socket path, or None when the runtime dir is unusable. Then no server can be running either, so the
-    CLI works in-process instead of failing; start() is the one that reports why."""
+    """The socket path, or None when the runtime dir is unusable or not there (it is made only by start()). Then
+    no server can be running either, so the CLI works in-process instead of failing; start() reports why."""
     try:
-        return socket_path(model)
+        return socket_path(model, create=False)
     except UserError:
         return None
 
@@ -245,7 +255,7 @@ def parse(argv: list[str]) -> dict | None:
     from autocomplete import __version__
 
     try:
-        sockets = sorted(runtime_dir().glob("*.sock"))
+        sockets = sorted(runtime_dir(create=False).glob("*.sock"))
     except (UserError, OSError):
         return None
     env = {name: value for name, value in os.environ.items() if name.startswith("AUTOCOMPLETE_")}

@@ -404,10 +404,19 @@ def test_idle_timeout_exits_and_removes_socket(tiny_dir, own_dir, env):
 def test_runtime_dir_is_private(monkeypatch):
     base = Path(short_dir())
     try:
-        loose = base / "loose"
-        loose.mkdir(mode=0o755)
-        monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(loose))
-        assert client.runtime_dir() == loose and stat.S_IMODE(loose.stat().st_mode) == 0o700  # tightened
+        home = base / "home"  # a directory of the user's that exists already: used, its mode left alone
+        home.mkdir(mode=0o755)
+        monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(home))
+        assert client.runtime_dir() == home and stat.S_IMODE(home.stat().st_mode) == 0o755
+        home.chmod(0o777)  # …unless others may write to it
+        with pytest.raises(UserError, match="writable by other users"):
+            client.runtime_dir()
+        made = base / "new" / "run"  # one made here is private
+        monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(made))
+        with pytest.raises(UserError):
+            client.runtime_dir(create=False)  # looking for a server makes nothing
+        assert not made.exists()
+        assert client.runtime_dir() == made and stat.S_IMODE(made.stat().st_mode) == 0o700
 
         # No usable user runtime dir (no /run/user/<uid>): a private dir in the temp dir instead.
         monkeypatch.delenv("AUTOCOMPLETE_RUNTIME_DIR")
@@ -422,3 +431,17 @@ def test_runtime_dir_is_private(monkeypatch):
                 client.runtime_dir()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_calls_that_need_no_server_leave_the_runtime_dir_alone(cli, tiny_dir, tmp_path):
+    absent, shared = tmp_path / "absent" / "run", tmp_path / "shared"
+    done = cli("-m", str(tiny_dir), "-t", "0", "san", extra_env={"AUTOCOMPLETE_RUNTIME_DIR": str(absent)})
+    assert done.returncode == 0 and not absent.parent.exists()  # not created
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {"AUTOCOMPLETE_RUNTIME_DIR": str(shared)}
+    assert cli("-m", str(tiny_dir), "-t", "0", "san", extra_env=env).returncode == 0  # completes all the same
+    refused = cli("-m", str(tiny_dir), "--server", "start", extra_env=env)
+    err = refused.stderr.decode()
+    assert refused.returncode == 1 and "writable by other users" in err and len(err.strip().splitlines()) == 1
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777 and not list(shared.iterdir())
