@@ -5,6 +5,7 @@ Imports no torch at module level: --help, --version, usage errors and --list-mod
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Literal, Optional
 
@@ -34,6 +35,24 @@ def _checked(check):
             raise typer.BadParameter(str(error)) from None
 
     return callback
+
+
+def _at_least_one(option: str):
+    def check(value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be 1 or more, not {value}")
+        return value
+
+    return check
+
+
+def _plain(message: str) -> str:
+    """Typer's usage errors in our own words: it words some of them as its validation library does."""
+    message = message.replace("Value error, ", "")
+    message = re.sub(r"Input should be greater than or equal to (\S+)", r"must be \1 or more", message)
+    message = re.sub(r"Input should be a valid (number|integer)[^(]*", lambda m: "must be a " + (
+        "number" if m.group(1) == "number" else "whole number"), message)
+    return message.strip()
 
 
 def _version(value: bool) -> None:
@@ -77,11 +96,12 @@ def main(
         "--examples", metavar="FILE", show_default=False,
         help="Your own example queries, one per line (say, a sample of your site's searches), "
              "in place of the built-in ones for the query style")] = None,
-    suggest: Annotated[int, typer.Option(
-        "--suggest", min=0, show_default=False, metavar="N",
-        help="List the N likeliest distinct continuations with their probabilities, like a search box")] = 0,
-    words: Annotated[int, typer.Option(
-        "--words", min=1, metavar="W", help="Longest suggestion, in words (with --suggest)")] = 3,
+    suggest: Annotated[Optional[int], typer.Option(
+        "--suggest", show_default=False, metavar="N", callback=_checked(_at_least_one("--suggest")),
+        help="List the N likeliest distinct continuations with their probabilities, like a search box")] = None,
+    words: Annotated[Optional[int], typer.Option(
+        "--words", metavar="W", show_default=False, callback=_checked(_at_least_one("--words")),
+        help="Longest suggestion, in words (with --suggest) [default: 3]")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
                           "the pick and the entropy")] = False,
@@ -115,9 +135,11 @@ def main(
         raise UsageError("give one --temperature (several only with --explain, to compare them)")
     if suggest and explain:
         raise UsageError("--suggest and --explain don't go together")
+    if words is not None and not suggest:
+        raise UsageError("--words sets the length of suggestions: use it with --suggest N")
     options = actions.Options(
         settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop, style),
-        mode=actions.Mode(suggest=suggest, words=words, explain=explain, temperatures=temperature),
+        mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
         model=model, examples=examples, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
         server=not no_server, idle_timeout=idle_timeout)
     return Invocation(options, prompt, each_line, interactive, list_models, server)
@@ -139,7 +161,7 @@ def run(argv: list[str] | None = None) -> int:
         except typer.Exit as done:
             return done.exit_code
         except typer.TyperException as error:  # Typer's usage errors: bad option, bad value, missing argument
-            report(f"{error.format_message()} (see autocomplete --help)")
+            report(f"{_plain(error.format_message())} (see autocomplete --help)")
             return error.exit_code
         except typer.Abort:
             return 130

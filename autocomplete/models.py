@@ -132,15 +132,22 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
     try:
         with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…"):
             transformers = _transformers()
+            # The GGUF alone, in a folder of its own: tokenizer or config files lying beside it must not be read.
+            alone = tmp / "gguf"
+            alone.mkdir()
+            (alone / path.name).symlink_to(path)
             try:
-                tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-                model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+                tokenizer = transformers.AutoTokenizer.from_pretrained(alone, gguf_file=path.name,
+                                                                       trust_remote_code=False)
+                model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
+                                                                          trust_remote_code=False)
             except Exception as error:
                 raise UserError(f"could not read GGUF file {path}: {_first_line(error)}")
             # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
             # are plain float32 by now.
             model.hf_quantizer = None
             del model.config.quantization_config
+            shutil.rmtree(alone)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         try:
@@ -212,7 +219,7 @@ def _load_compact(directory: Path, load):
 
 def _load_transformers(directory: Path):
     transformers = _transformers()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True,
                                                               trust_remote_code=False).eval()
     config = model.config.to_dict()

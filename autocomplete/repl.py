@@ -92,13 +92,16 @@ class Repl:
             elif name == "/settings":
                 ui.notice(f"model {self.lm.name}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
             elif name == "/suggest":
-                self.mode.suggest = 0 if arg in ("off", "0") else int(arg or 5)
+                count = 0 if arg == "off" else _number(name, arg or "5", int)
+                if count < 1 and arg != "off":
+                    raise ValueError(f"/suggest takes a number of suggestions, 1 or more (or off), not {arg}")
+                self.mode.suggest = count
                 self.mode.explain = False
             elif name == "/explain":
                 self.mode.explain = arg != "off"
                 self.mode.suggest = 0
             elif name == "/seed":
-                self.settings.seed = None if arg in ("off", "none", "") else int(arg)
+                self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
             elif name == "/model":
                 if arg:
                     previous, self.options.model = self.options.model, arg
@@ -110,12 +113,11 @@ class Repl:
                 ui.notice(f"model {self.lm.name}")
             elif name in _SETTERS:
                 field, check, parse = _SETTERS[name]
-                setattr(self.settings, field, check(parse(arg)))
+                setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
             else:
                 ui.notice(f"unknown command {name}; /help lists them")
         except ValueError as error:
-            message = str(error) if "must" in str(error) else f"{name} needs a value: {error}"
-            ui.notice(message)
+            ui.notice(str(error))
         except UserError as error:
             ui.notice(str(error))
         except KeyboardInterrupt:
@@ -124,6 +126,15 @@ class Repl:
 
     def _load(self) -> None:
         self.lm = self.options.load()
+
+
+def _number(command: str, text: str, kind: type):
+    """int or float of the command's argument, or ValueError saying so in the REPL's own words."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{command} takes {what}, not {text!r}" if text else f"{command} needs {what}") from None
 
 
 def _session(ghost):

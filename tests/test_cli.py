@@ -199,12 +199,22 @@ def test_no_color_is_honoured(env, tiny_dir):
         (("--device", "tpu", "san"), "--device"),
         (("--no-such-option",), "--no-such-option"),
         (("-i", "san"), "PROMPT"),
+        (("--suggest", "0", "san"), "--suggest must be 1 or more"),
+        (("--suggest", "-1", "san"), "--suggest must be 1 or more"),
+        (("--words", "0", "--suggest", "3", "san"), "--words must be 1 or more"),
+        (("--words", "2", "san"), "use it with --suggest"),
+        (("--suggest", "x", "san"), "must be a whole number"),
+        (("-t", "abc", "san"), "must be a number"),
+        (("--idle-timeout", "-1", "san"), "must be 0 or more"),
+        (("--style", "poem", "san"), "'poem' is not one of"),
     ],
 )
 def test_usage_errors(cli, args, needle):
     result = cli(*args)
     assert result.returncode == 2
-    assert needle in one_error_line(result)
+    line = one_error_line(result)
+    assert needle in line
+    assert "Value error" not in line and "Input should" not in line  # the tool's own words
     assert result.stdout == b""
 
 

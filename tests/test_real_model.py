@@ -150,3 +150,20 @@ def test_streamed_text_equals_the_final_text_with_healing(cli, smollm2_cache, pr
     shown = cli("-t", "0", prompt, extra_env=env)
     record = json.loads(cli("-t", "0", "--json", prompt, extra_env=env).stdout)
     assert shown.stdout.decode() == prompt + record["completion"] + "\n"
+
+
+def test_a_gguf_tokenizer_comes_from_the_file_alone(cli, smollm2_gguf, tiny_dir, tmp_path):
+    """Files lying beside a .gguf (here another model's tokenizer and config) are not read in its place."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / smollm2_gguf.name).symlink_to(smollm2_gguf)
+    for decoy in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        if (tiny_dir / decoy).exists():
+            (folder / decoy).write_bytes((tiny_dir / decoy).read_bytes())
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(tmp_path / "cache")}
+    result = cli("-m", str(folder / smollm2_gguf.name), "-t", "0", "--style", "text", "--only-new", FRANCE,
+                 extra_env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith(" Paris")
+    (converted,) = (tmp_path / "cache" / "gguf").iterdir()
+    assert json.loads((converted / "tokenizer.json").read_text())["model"]["vocab"].__len__() > 40000
