@@ -126,7 +126,8 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
                 continue  # the end of the text was counted as a word boundary above
             child = tokens + (token,)
             text = read.shown(list(child))
-            if "\n" not in text and len(text.split()) <= words:  # one line, at most `words` words
+            # one line, at most `words` words, and within the context window (a long word can be many tokens)
+            if "\n" not in text and len(text.split()) <= words and len(child) <= read.max_new:
                 heapq.heappush(frontier, (-p * q, next(tiebreak), child))
 
     expand((), 1.0, root)

@@ -151,3 +151,20 @@ def test_repl_suggest_command(cli, tiny_dir):
     rows = result.stdout.decode().splitlines()
     assert rows[0].startswith("san francisco") and rows[0].endswith("%") and len(rows) == 3
     assert rows[2] == "seoul subway map"
+
+
+def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
+    """A prompt that leaves room for only 2 new tokens: no suggestion is explored past them, however short in
+    words (the tiny vocabulary spells " francisco" in several tokens)."""
+    import autocomplete.suggest as search
+
+    real = search.prepare
+
+    def nearly_full(*args, **kwargs):
+        read = real(*args, **kwargs)
+        read.max_new = 2
+        return read
+
+    monkeypatch.setattr(search, "prepare", nearly_full)
+    found = suggest(tiny, "san ", Settings(temperature=1.0, style="text"), n=5, words=3)
+    assert found and all(len(s.tokens) <= 2 for s in found)
