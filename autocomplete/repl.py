@@ -20,6 +20,7 @@ Type text and press Enter to complete it. Commands:
   /explain     show every step (/explain off) /settings  show the current settings
   /model NAME  switch model (no NAME: show)
   /help        this text                      /quit      leave (Ctrl-D does too)
+While you type, grey ghost text shows the likeliest next words: → takes all of it, Ctrl-→ (or Alt-f) one word.
 Ctrl-C stops a completion and keeps what was written."""
 
 # command -> (settings field, check, parse)
@@ -97,11 +98,14 @@ class Repl:
                     raise ValueError(f"/suggest takes a number of suggestions, 1 or more (or off), not {arg}")
                 self.mode.suggest = count
                 self.mode.explain = False
+                ui.notice(f"suggestions: {count} per line" if count else "suggestions off: lines are completed")
             elif name == "/explain":
                 self.mode.explain = arg != "off"
                 self.mode.suggest = 0
+                ui.notice("explain on: every step is shown" if self.mode.explain else "explain off")
             elif name == "/seed":
                 self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
+                ui.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
             elif name == "/model":
                 if arg:
                     previous, self.options.model = self.options.model, arg
@@ -114,12 +118,13 @@ class Repl:
             elif name in _SETTERS:
                 field, check, parse = _SETTERS[name]
                 setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
+                ui.notice(f"{field.replace('_', '-')} {getattr(self.settings, field)}")
             else:
                 ui.notice(f"unknown command {name}; /help lists them")
         except ValueError as error:
             ui.notice(str(error))
         except UserError as error:
-            ui.notice(str(error))
+            ui.notice(str(error).replace("--model ", "/model "))  # the advice in the REPL's own terms
         except KeyboardInterrupt:
             ui.notice("cancelled")
         return None

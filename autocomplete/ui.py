@@ -22,6 +22,21 @@ def notice(message: str) -> None:
     stderr().print(message, style="dim", markup=False)
 
 
+def notice_once(key: str, message: str) -> None:
+    """A notice shown once per user (a marker in the data directory): advice that every call would repeat."""
+    from autocomplete import paths
+
+    marker = paths.data_dir() / "notices" / key
+    if marker.exists():
+        return
+    notice(message)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # shown again next time: better than not at all
+
+
 @contextlib.contextmanager
 def status(message: str):
     """A spinner on stderr while something slow runs (nothing at all when stderr is not a terminal)."""

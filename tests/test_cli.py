@@ -120,6 +120,15 @@ def test_list_models(cli, tiny_hf_home):
     assert rows["gpt2"]["local"] and rows["gpt2"]["default"] and not rows["gpt2-xl"]["local"]
     table = cli("--list-models", extra_env={"HF_HOME": str(tiny_hf_home)}).stdout.decode()
     assert "gpt2 (default)" in table and "openai-community/gpt2" in table
+    assert rows["gpt2-xl"]["if_missing"] == "HF_HUB_OFFLINE is set: not usable now" and not rows["gpt2"]["if_missing"]
+
+
+def test_list_models_says_what_a_missing_default_would_do(cli):
+    """With no Hub and gpt2 not cached, the default falls back to the starter: the list says so."""
+    rows = {row["alias"]: row for row in map(json.loads, lines(cli("--list-models", "--json")))}
+    assert rows["gpt2"]["if_missing"] == "HF_HUB_OFFLINE is set: the default falls back to smollm2-135m"
+    assert "first use" in rows["smollm2-135m"]["if_missing"]
+    assert "downloads on first use" not in cli("--list-models").stdout.decode()
 
 
 # --- terminal output ---------------------------------------------------------------------------------------

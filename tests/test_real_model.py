@@ -37,6 +37,9 @@ def test_default_model_falls_back_offline(cli, smollm2_cache):
     assert result.stdout.decode().startswith(FRANCE + " Paris")
     err = result.stderr.decode().strip().splitlines()
     assert len(err) == 1 and "smollm2-135m" in err[0] and "HF_HUB_OFFLINE is set" in err[0]
+    assert "AUTOCOMPLETE_MODEL=smollm2-135m" in err[0]  # how to make the choice permanent
+    again = cli("-t", "0", FRANCE, extra_env={"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    assert again.stdout == result.stdout and again.stderr == b""  # said once
 
 
 def test_default_model_falls_back_when_the_hub_is_unreachable(cli, smollm2_cache):

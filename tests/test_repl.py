@@ -80,3 +80,13 @@ def test_style_command_applies_to_the_next_line(cli, tiny_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     styles = [json.loads(line)["style"] for line in result.stdout.decode().splitlines()]
     assert styles == ["text", "query", "text"]
+
+
+def test_commands_say_what_changed(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "-i", input=b"/temp 1.2\n/suggest 3\n/seed 7\n/style query\n/help\n"
+                                                   b"/model gpt2-xl\n")
+    err = result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in err
+    for said in ("temperature 1.2", "suggestions: 3 per line", "seed 7", "style query", "Ctrl-→"):
+        assert said in err
+    assert "/model" in err.splitlines()[-1] and "--model" not in err.splitlines()[-1]
