@@ -18,11 +18,7 @@ from autocomplete.settings import DEFAULT_MODEL, Settings
 
 DEFAULTS = Settings()
 
-app = typer.Typer(
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    help="Complete text with a language model, streamed word by word like a search box filling in.",
-)
+app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def _checked(check):
@@ -61,7 +57,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command()
+@app.command(
+    help="Complete what you type with a language model, like a search box: whole likely queries, even mid-word.",
+    epilog="Examples:  autocomplete \"san fra\"  ·  autocomplete --suggest 5 \"stock mar\"  ·  "
+           "cat notes.txt | autocomplete  ·  autocomplete -i  ·  autocomplete --server start")
 def main(
     prompt: Annotated[Optional[str], typer.Argument(
         help="Text to complete. With piped stdin, stdin comes first, then a space, then PROMPT.",
@@ -70,7 +69,7 @@ def main(
         "-m", "--model", envvar="AUTOCOMPLETE_MODEL", show_default=False,
         help=f"Alias, Hub id, saved model directory or .gguf file [default: {DEFAULT_MODEL}]")] = None,
     temperature: Annotated[list[float], typer.Option(
-        "-t", "--temperature", callback=_checked(lambda ts: [checks.check_temperature(t) for t in ts]),
+        "-t", "--temperature", metavar="T", callback=_checked(lambda ts: [checks.check_temperature(t) for t in ts]),
         help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. "
              "Give several with --explain to compare them")
     ] = [DEFAULTS.temperature],
@@ -103,15 +102,15 @@ def main(
         "--words", metavar="W", show_default=False, callback=_checked(_at_least_one("--words")),
         help="Longest suggestion, in words (with --suggest) [default: 3]")] = None,
     explain: Annotated[bool, typer.Option(
-        "--explain", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
+        "--explain", metavar="", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
                           "the pick and the entropy")] = False,
-    only_new: Annotated[bool, typer.Option("--only-new", help="Print only the generated text")] = False,
+    only_new: Annotated[bool, typer.Option("--only-new", metavar="", help="Print only the generated text")] = False,
     json_lines: Annotated[bool, typer.Option(
-        "--json", help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
+        "--json", metavar="", help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
     each_line: Annotated[bool, typer.Option(
-        "--each-line", help="Complete every stdin line on its own, one output line each")] = False,
+        "--each-line", metavar="", help="Complete every stdin line on its own, one output line each")] = False,
     interactive: Annotated[bool, typer.Option(
-        "-i", "--interactive", help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
+        "-i", "--interactive", metavar="", help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
     device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
         help="Where to run the model")] = "auto",
     precision: Annotated[Literal["fp32", "int8"], typer.Option(
@@ -122,14 +121,14 @@ def main(
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
              "Completions use it automatically while it runs")] = None,
     no_server: Annotated[bool, typer.Option(
-        "--no-server", help="Load the model in this process even if a server is running")] = False,
+        "--no-server", metavar="", help="Load the model in this process even if a server is running")] = False,
     idle_timeout: Annotated[float, typer.Option(
         "--idle-timeout", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", min=0, metavar="SECONDS",
         help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused (0 = never)")] = 300,
     list_models: Annotated[bool, typer.Option(
-        "--list-models", help="List the model aliases and which are available offline")] = False,
+        "--list-models", metavar="", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Show the version and exit")] = False,
+        "--version", metavar="", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> Invocation:
     if len(temperature) > 1 and not explain:
         raise UsageError("give one --temperature (several only with --explain, to compare them)")

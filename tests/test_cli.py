@@ -337,3 +337,11 @@ def test_closed_stdout_exits_quietly(env, tiny_dir):
     proc.stdout.close()  # like `| head -c 5`
     assert proc.wait(timeout=300) == 0
     assert proc.stderr.read() == b""
+
+
+def test_help_reads_like_the_tool(cli):
+    shown = cli("--help", extra_env={"COLUMNS": "120"}).stdout.decode()
+    assert "like a search box" in shown and "Examples:" in shown and 'autocomplete --suggest 5 "stock mar"' in shown
+    assert "<list[float]>" not in shown
+    rows = [line for line in shown.splitlines() if "<bool>" in line]
+    assert all("--help" in line for line in rows)  # flags take no value: only Typer's own help option says <bool>
