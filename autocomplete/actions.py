@@ -70,10 +70,11 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
         reply = client.suggest(key, text, settings.as_dict(), options.mode.suggest, options.mode.words)
         if reply is None:
             return None
-        from autocomplete.suggest import Suggestion
+        from autocomplete.suggest import Found, Suggestion
 
-        out.suggestions(text, [Suggestion(**s) for s in reply["suggestions"]], reply["model"], settings,
-                        options.mode.words, reply["style"])
+        found = Found(Suggestion(**s) for s in reply["suggestions"])
+        found.exact = reply["exact"]
+        out.suggestions(text, found, reply["model"], settings, options.mode.words, reply["style"])
         return False
     started = False
 

@@ -106,11 +106,13 @@ def main(
                           "the pick and the entropy")] = False,
     only_new: Annotated[bool, typer.Option("--only-new", metavar="", help="Print only the generated text")] = False,
     json_lines: Annotated[bool, typer.Option(
-        "--json", metavar="", help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
+        "--json", metavar="",
+        help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
     each_line: Annotated[bool, typer.Option(
         "--each-line", metavar="", help="Complete every stdin line on its own, one output line each")] = False,
     interactive: Annotated[bool, typer.Option(
-        "-i", "--interactive", metavar="", help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
+        "-i", "--interactive", metavar="",
+        help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
     device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
         help="Where to run the model")] = "auto",
     precision: Annotated[Literal["fp32", "int8"], typer.Option(

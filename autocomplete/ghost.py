@@ -52,8 +52,13 @@ class Ghost:
         self._latest = None
         self._lock = threading.Lock()  # one model call at a time
 
-    def cancel(self) -> None:
+    def cancel(self, wait: bool = False) -> None:
+        """Drop the pending work; wait=True also waits for a running call to let go of the model (it stops at its
+        next token), so the caller's own use of the model doesn't overlap it."""
         self._latest = object()
+        if wait:
+            with self._lock:
+                pass
 
     def __call__(self, text: str) -> str:
         ticket = object()

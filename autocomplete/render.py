@@ -69,6 +69,11 @@ class TextRenderer:
         else:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
+        if not getattr(found, "exact", True):
+            from autocomplete import ui
+
+            ui.notice("The search stopped at its bound (64 tokens a step, 400 prefixes): a suggestion it left out "
+                      "could be likelier than the last ones shown.")
 
     def _write(self, text: str, style: str | None) -> None:
         if self.console is not None:
@@ -106,6 +111,7 @@ class JsonRenderer:
                              "probability": s.probability, "tokens": s.tokens} for s in found],
             "model": model,
             "style": style,
+            "exact": getattr(found, "exact", True),
             "settings": {**settings.shown(), "suggest": len(found), "words": words},
         })
 

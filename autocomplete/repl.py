@@ -66,7 +66,7 @@ class Repl:
             except EOFError:
                 return 0
             finally:
-                ghost.cancel()  # the model is needed for the line just entered
+                ghost.cancel(wait=True)  # the model is needed for the line just entered: no overlap
             if self.handle(line) == "quit":
                 return 0
 
@@ -130,7 +130,11 @@ class Repl:
         return None
 
     def _load(self) -> None:
-        self.lm = self.options.load()
+        previous, self.lm = self.lm, self.options.load()
+        if previous is not None and previous is not self.lm:
+            from autocomplete import models
+
+            models.unload(previous)  # one model in memory at a time
 
 
 def _number(command: str, text: str, kind: type):

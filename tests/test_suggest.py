@@ -168,3 +168,23 @@ def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
     monkeypatch.setattr(search, "prepare", nearly_full)
     found = suggest(tiny, "san ", Settings(temperature=1.0, style="text"), n=5, words=3)
     assert found and all(len(s.tokens) <= 2 for s in found)
+
+
+def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys):
+    import io
+
+    import autocomplete.suggest as search
+    from autocomplete.render import JsonRenderer, TextRenderer
+
+    settings = Settings(temperature=3.0, top_k=0, top_p=1.0, style="text")
+    assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
+    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
+    monkeypatch.setattr(search, "MAX_EXPANSIONS", 4)
+    cut = suggest(tiny, "san", settings, n=5, words=3)
+    assert not cut.exact
+    out = io.StringIO()
+    JsonRenderer(out).suggestions("san", cut, "tiny", settings, 3, "text")
+    assert json.loads(out.getvalue())["exact"] is False
+    TextRenderer(file=io.StringIO()).suggestions("san", cut, "tiny", settings, 3, "text")
+    err = capsys.readouterr().err
+    assert "stopped at its bound" in err and len(err.strip().splitlines()) == 1
