@@ -152,6 +152,11 @@ def _call(path: Path | None, request: dict, timeout: float,
                     raise UserError(f"the model server closed the connection mid-reply; see {_log_of(path)}")
                 return None
             answered = True
+            if "notice" in reply:  # something the server would have said on its own stderr
+                from autocomplete import ui
+
+                ui.notice(reply["notice"])
+                continue
             if "piece" not in reply:
                 return reply
             if on_piece is not None:

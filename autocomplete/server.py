@@ -30,7 +30,7 @@ import time
 import warnings
 from datetime import datetime
 
-from autocomplete import client
+from autocomplete import client, ui
 from autocomplete.errors import UserError
 
 MAX_REQUEST = 64 << 20  # a whole piped file as the prompt is fine; the model keeps only its context's worth
@@ -112,12 +112,13 @@ def _hung_up(conn: socket.socket) -> bool:
 
 
 class Server:
-    def __init__(self, lm, key: str, idle_timeout: float):
+    def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None):
         from autocomplete.cli import client_parser
         from autocomplete.complete import complete
         from autocomplete.settings import Settings
 
         self.lm, self.key, self.idle_timeout = lm, key, idle_timeout
+        self.load_notices = list(load_notices or [])
         self.since = datetime.now().astimezone().isoformat(timespec="seconds")
         self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
         self.state_lock = threading.Lock()
@@ -197,7 +198,7 @@ class Server:
         if op == "complete":
             return self.complete(request, conn, send)
         if op == "suggest":
-            return self.suggest(request)
+            return self.suggest(request, send)
         if op == "parse":
             return self.parse(request)
         raise BadRequest(f"unknown op {op!r} (complete, suggest, parse, status or stop)")
@@ -209,8 +210,9 @@ class Server:
                 "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
 
     @contextlib.contextmanager
-    def _working(self):
-        """Hold the model; counts as activity for the idle clock from the moment the request queues."""
+    def _working(self, send):
+        """Hold the model; counts as activity for the idle clock from the moment the request queues. What the
+        server said while loading the model (a fallback to the starter, say) goes to the first user it serves."""
         with self.state_lock:
             self.busy += 1
         try:
@@ -219,6 +221,9 @@ class Server:
                     raise Cancelled("the model server is stopping")
                 with self.state_lock:
                     self.requests += 1
+                    said, self.load_notices = self.load_notices, []
+                for message in said:
+                    send({"notice": message})
                 yield
         finally:
             with self.state_lock:
@@ -240,11 +245,11 @@ class Server:
             if _hung_up(conn):
                 raise Cancelled("the client went away")
 
-        with self._working():
+        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
             done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}), observe)
         return {"done": record(done, self.lm.name, settings)}
 
-    def suggest(self, request: dict) -> dict:
+    def suggest(self, request: dict, send) -> dict:
         from autocomplete import frames
         from autocomplete.suggest import suggest
 
@@ -255,7 +260,7 @@ class Server:
             raise BadRequest("the prefix is empty")
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
-        with self._working():
+        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
             found = suggest(self.lm, prefix, settings, n, words)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
@@ -350,19 +355,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         os.umask(umask)
 
-    server = None
+    server, load_notices = None, []
     try:
         try:
             from autocomplete import models
 
-            lm = models.load(args.model, args.device)
+            with ui.notices_to(load_notices.append):
+                lm = models.load(args.model, args.device)
+            for message in load_notices:
+                log.info("%s", message)
         except UserError as error:
             return fatal(str(error))
         except Exception as error:
             log.exception("loading failed")
             detail = (str(error).strip().splitlines() or [""])[0]
             return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
-        server = Server(lm, args.model or "", args.idle_timeout)
+        server = Server(lm, args.model or "", args.idle_timeout, load_notices)
         log.info("serving %s on %s (pid %d, device %s)", lm.name, path, os.getpid(), lm.model.device)
         server.serve(listener)
         log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -17,9 +18,27 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+_redirect = threading.local()
+
+
 def notice(message: str) -> None:
-    """One line on stderr, dim on a terminal, plain otherwise."""
+    """One line on stderr, dim on a terminal, plain otherwise; or, inside notices_to(), handed to its callback
+    (the warm server sends a request's notices back to the user who made it)."""
+    collect = getattr(_redirect, "collect", None)
+    if collect is not None:
+        collect(message)
+        return
     stderr().print(message, style="dim", markup=False)
+
+
+@contextlib.contextmanager
+def notices_to(collect):
+    """This thread's notices go to collect(message) instead of stderr."""
+    previous, _redirect.collect = getattr(_redirect, "collect", None), collect
+    try:
+        yield
+    finally:
+        _redirect.collect = previous
 
 
 def notice_once(key: str, message: str) -> None:

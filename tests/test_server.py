@@ -445,3 +445,25 @@ def test_calls_that_need_no_server_leave_the_runtime_dir_alone(cli, tiny_dir, tm
     err = refused.stderr.decode()
     assert refused.returncode == 1 and "writable by other users" in err and len(err.strip().splitlines()) == 1
     assert stat.S_IMODE(shared.stat().st_mode) == 0o777 and not list(shared.iterdir())
+
+
+def test_what_the_server_would_say_reaches_the_user(cli, tiny_dir, smollm2_cache):
+    """Notices made on the server (a prompt cut to the context window; the fallback to the starter while loading)
+    are shown by the command that asked, on its stderr, not left in the server's log."""
+    model = ["-m", str(tiny_dir)]
+    assert cli(*model, "--server", "start").returncode == 0
+    try:
+        long = cli(*model, "-t", "0", "-n", "3", "seoul subway map " * 40 + "san")
+        assert long.returncode == 0 and "keeping its last" in long.stderr.decode()
+        assert len(long.stderr.decode().strip().splitlines()) == 1
+    finally:
+        cli(*model, "--server", "stop")
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)}  # the default model: offline, so the starter
+    assert cli("--server", "start", extra_env=env).returncode == 0
+    try:
+        first = cli("-t", "0", "-n", "2", "san", extra_env=env)
+        assert first.returncode == 0 and "using the pip-shipped smollm2-135m" in first.stderr.decode()
+        second = cli("-t", "0", "-n", "2", "san", extra_env=env)
+        assert second.stderr == b"" and second.stdout == first.stdout  # said once
+    finally:
+        cli("--server", "stop", extra_env=env)
