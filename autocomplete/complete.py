@@ -13,6 +13,7 @@ from autocomplete.stream import TextStream
 
 if TYPE_CHECKING:  # render imports this module for Completion, on the warm-server path too
     from autocomplete.models import LoadedModel
+    from autocomplete.prompt import Prompt
 
 
 @dataclass
@@ -44,15 +45,16 @@ def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) 
 
 
 def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],
-             observe: Callable | None = None) -> Completion:
+             observe: Callable | None = None, read: Prompt | None = None) -> Completion:
     """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
-    Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'."""
+    Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'.
+    read: what the model reads, when the caller has prepared it already (--explain shows it first)."""
     import torch
 
     from autocomplete.generate import generate
     from autocomplete.prompt import prepare
 
-    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
     generator = torch.Generator(device=lm.model.device).manual_seed(seed)
     stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line

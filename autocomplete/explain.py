@@ -76,7 +76,7 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
     from autocomplete.prompt import prepare
 
     steps: list[Step] = []
-    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens, quiet=True)
+    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     printer = None if json_lines else _StepPrinter(prompt, temperatures_shown(temperatures), read)
 
     def observe(logits: torch.Tensor, token: int, allowed: torch.Tensor | None) -> None:
@@ -84,7 +84,7 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
         if printer:
             printer.show(steps[-1], len(steps))
 
-    done = complete(lm, prompt, settings, lambda piece: None, observe=observe)
+    done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read)
     if printer:
         printer.finish(done)
     else:
@@ -166,4 +166,5 @@ class _StepPrinter:
 
         from autocomplete.render import visible
 
-        self.console.print(Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan"))
+        shown = Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan")
+        self.console.print(shown)

@@ -137,6 +137,8 @@ class Healing:
 
     def remaining(self, generated: list[int]) -> bytes:
         """What of the tail is still to spell after `generated` (b"" once spelled)."""
+        if len(generated) >= len(self.tail):
+            return b""  # every token allowed while spelling has a byte at least: spelled (no per-token join after)
         spelled = self.vocab.bytes_of(generated)
         return self.tail[len(spelled):] if len(spelled) < len(self.tail) else b""
 
