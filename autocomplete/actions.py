@@ -42,9 +42,15 @@ class Options:
             return str(Path(self.model).expanduser().resolve())
         return self.model
 
+    def where(self) -> tuple[str | None, str, str]:
+        """What a server must have loaded to serve this command: (model, device, precision), as autocomplete.client
+        takes them. int8 with device auto runs on the CPU, as models.load decides."""
+        device = "cpu" if self.precision == "int8" and self.device == "auto" else self.device
+        return self.server_key(), device, self.precision
+
     def servable(self) -> bool:
-        # The server runs fp32 completions and suggestions; --explain and int8 run here.
-        return self.server and self.precision == "fp32" and not self.mode.explain
+        # The server runs completions and suggestions; --explain runs here.
+        return self.server and not self.mode.explain
 
     def read_examples(self) -> None:
         """Put the --examples file's queries into the settings; a bad file is a usage error."""
@@ -65,9 +71,10 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
     from autocomplete import client
     from autocomplete.render import from_record
 
-    key, settings = options.server_key(), options.settings
+    where, settings = options.where(), options.settings
     if options.mode.suggest:
-        reply = client.suggest(key, text, settings.as_dict(), options.mode.suggest, options.mode.words)
+        reply = client.suggest(where[0], text, settings.as_dict(), options.mode.suggest, options.mode.words,
+                               *where[1:])
         if reply is None:
             return None
         from autocomplete.suggest import Found, Suggestion
@@ -86,7 +93,7 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
         out.piece(piece)
 
     try:
-        record = client.complete(key, text, settings.as_dict(), on_piece)
+        record = client.complete(where[0], text, settings.as_dict(), on_piece, *where[1:])
     except KeyboardInterrupt:  # the client hung up, which cancels the request on the server
         out.blank()
         return True

@@ -82,33 +82,40 @@ def _private_dir(path: Path, parents: bool, create: bool = True) -> Path:
     return path
 
 
-def _key(model: str | None) -> str:
-    return model or ""  # "" is the default model (models.load(None))
+def _name(model: str | None, device: str, precision: str) -> str:
+    """The file name (without suffix) for a server of `model` ("" or None: the default model) on `device` ("auto":
+    any) at `precision`."""
+    return hashlib.sha256(f"{model or ''}\0{device}\0{precision}".encode()).hexdigest()[:16]
 
 
-def _base(model: str | None, create: bool = True) -> Path:
-    return runtime_dir(create) / hashlib.sha256(_key(model).encode()).hexdigest()[:16]
-
-
-def socket_path(model: str | None, create: bool = True) -> Path:
-    path = _base(model, create).with_suffix(".sock")
+def socket_path(model: str | None, device: str = "auto", precision: str = "fp32", create: bool = True) -> Path:
+    """Where a server started for exactly this listens (from before its model loads)."""
+    path = runtime_dir(create) / f"{_name(model, device, precision)}.sock"
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise UserError(f"the runtime directory path is too long for a Unix socket ({path}); "
                         f"set AUTOCOMPLETE_RUNTIME_DIR to a shorter path")
     return path
 
 
-def log_path(model: str | None) -> Path:
-    return _base(model).with_suffix(".log")
+def log_path(model: str | None, device: str = "auto", precision: str = "fp32") -> Path:
+    return socket_path(model, device, precision).with_suffix(".log")
 
 
-def _found(model: str | None) -> Path | None:
-    """The socket path, or None when the runtime dir is unusable or not there (it is made only by start()). Then
-    no server can be running either, so the CLI works in-process instead of failing; start() reports why."""
+def ready_path(model: str | None, device: str = "auto", precision: str = "fp32", create: bool = True) -> Path:
+    """A link a ready server makes to its socket for each way of asking for what it loaded: the name it was started
+    with and the model's own names, its device and "auto" (see autocomplete.server.Server.answers_to)."""
+    return socket_path(model, device, precision, create).with_suffix(".ready")
+
+
+def _found(model: str | None, device: str = "auto", precision: str = "fp32") -> Path | None:
+    """The socket of a server for this model, device and precision: a ready one serving it under any of its names,
+    else one started for exactly this and still loading. None when there is none, or the runtime dir is unusable
+    or not there (it is made only by start()): then the CLI works in-process instead of failing."""
     try:
-        return socket_path(model, create=False)
+        ready = ready_path(model, device, precision, create=False)
     except UserError:
         return None
+    return ready if ready.exists() else ready.with_suffix(".sock")
 
 
 def _connect(path: Path | None, timeout: float = CONNECT_TIMEOUT) -> socket.socket | None:
@@ -124,9 +131,13 @@ def _connect(path: Path | None, timeout: float = CONNECT_TIMEOUT) -> socket.sock
     return sock
 
 
-def running(model: str | None) -> bool:
+def running(model: str | None, device: str = "auto", precision: str = "fp32") -> bool:
     """Whether a server for `model` is listening: one connect attempt, no request."""
-    sock = _connect(_found(model))
+    return listening(_found(model, device, precision))
+
+
+def listening(path: Path | None) -> bool:
+    sock = _connect(path)
     if sock is None:
         return False
     sock.close()
@@ -184,17 +195,17 @@ def _exchange(sock: socket.socket, reader, request: dict | None, path: Path, tim
     return reply
 
 
-def status(model: str | None) -> dict | None:
+def status(model: str | None, device: str = "auto", precision: str = "fp32") -> dict | None:
     """The server's status dict, or None if no server for `model` is running."""
     try:
-        return _call(_found(model), {"op": "status"}, STATUS_TIMEOUT)
+        return _call(_found(model, device, precision), {"op": "status"}, STATUS_TIMEOUT)
     except UserError:
         return None
 
 
-def stop(model: str | None) -> bool:
+def stop(model: str | None, device: str = "auto", precision: str = "fp32") -> bool:
     """Ask the server to exit; False if none was running. Returns once it no longer accepts connections."""
-    path = _found(model)
+    path = _found(model, device, precision)
     try:
         if _call(path, {"op": "stop"}, STATUS_TIMEOUT) is None:
             return False
@@ -210,11 +221,17 @@ def stop(model: str | None) -> bool:
     return True
 
 
-def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120) -> dict:
+def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120,
+          precision: str = "fp32") -> dict:
     """Start a detached server for `model` and wait until it answers (loading the model may take a while).
-    Returns its status. A server already up for `model` (or one that wins a race to start) is used as it is."""
-    path, log = socket_path(model), log_path(model)
-    process = None if running(model) else _spawn(model, device, idle_timeout, log)
+    Returns its status. A server already up for `model` (under any of its names, or one that wins a race to
+    start) is used as it is."""
+    log = log_path(model, device, precision)
+
+    def spawn() -> subprocess.Popen:
+        return _spawn(model, device, precision, idle_timeout, log)
+
+    process = None if running(model, device, precision) else spawn()
     deadline = time.monotonic() + wait
     while True:
         left = deadline - time.monotonic()
@@ -225,22 +242,23 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
             raise UserError(f"the model server for {_shown(model)} did not answer within {wait:g} s{_last_line(log)}")
         try:
             # The server binds its socket before loading the model, so once connected this waits out the load.
-            info = _call(path, {"op": "status"}, left)
+            info = _call(_found(model, device, precision), {"op": "status"}, left)
         except UserError:
             info = None
         if info is not None:
             return info
         if process is None:  # the server we saw went away before answering: start our own
-            process = _spawn(model, device, idle_timeout, log)
+            process = spawn()
         elif process.poll() is not None:
             raise UserError(f"the model server for {_shown(model)} did not start{_last_line(log)}")
         time.sleep(0.05)
 
 
-def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> subprocess.Popen:
+def _spawn(model: str | None, device: str, precision: str, idle_timeout: float, log: Path) -> subprocess.Popen:
     import subprocess
 
-    command = [sys.executable, "-m", "autocomplete.server", "--device", device, "--idle-timeout", str(idle_timeout)]
+    command = [sys.executable, "-m", "autocomplete.server", "--device", device, "--precision", precision,
+               "--idle-timeout", str(idle_timeout)]
     if model is not None:
         command += ["--model", model]
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -256,11 +274,12 @@ def _spawn(model: str | None, device: str, idle_timeout: float, log: Path) -> su
 def parse(argv: list[str]) -> dict | None:
     """Have a running server parse this command line (its process has Typer loaded), with this process's
     AUTOCOMPLETE_* variables. Returns the Invocation as a dict, or None when no server answers or it declines
-    (a usage error, another version): then the caller parses here. Any of this user's servers will do."""
+    (a usage error, another version): then the caller parses here. Any of this user's ready servers will do
+    (one still loading its model would answer only once loaded)."""
     from autocomplete import __version__
 
     try:
-        sockets = sorted(runtime_dir(create=False).glob("*.sock"))
+        sockets = sorted(runtime_dir(create=False).glob("*.ready"))
     except (UserError, OSError):
         return None
     env = {name: value for name, value in os.environ.items() if name.startswith("AUTOCOMPLETE_")}
@@ -275,22 +294,24 @@ def parse(argv: list[str]) -> dict | None:
     return None
 
 
-def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None]) -> dict | None:
+def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None],
+             device: str = "auto", precision: str = "fp32") -> dict | None:
     """Complete `prompt` on the server, streaming pieces to on_piece; returns the done record (as
     render.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
-    reply = _call(_found(model), {"op": "complete", "prompt": prompt, "settings": settings}, REPLY_TIMEOUT,
-                  on_piece)
+    reply = _call(_found(model, device, precision), {"op": "complete", "prompt": prompt, "settings": settings},
+                  REPLY_TIMEOUT, on_piece)
     return None if reply is None else reply["done"]
 
 
-def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int) -> dict | None:
+def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int, device: str = "auto",
+            precision: str = "fp32") -> dict | None:
     """{"suggestions": [{"completion", "probability", "tokens"}], "model": name}, or None if no server."""
     request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words}
-    return _call(_found(model), request, REPLY_TIMEOUT)
+    return _call(_found(model, device, precision), request, REPLY_TIMEOUT)
 
 
 def _log_of(sock: Path) -> Path:
-    return sock.with_suffix(".log")
+    return Path(os.path.realpath(sock)).with_suffix(".log")  # a ready link's server logs beside its socket
 
 
 def _shown(model: str | None) -> str:

@@ -1,7 +1,12 @@
 """The warm model server: load a model once, then serve completions over a Unix socket until idle (like ollama's
 keep-alive). Started detached by autocomplete.client.start(); run by hand as
 
-    python -m autocomplete.server [--model NAME] [--device auto] [--idle-timeout 300]
+    python -m autocomplete.server [--model NAME] [--device auto] [--precision fp32] [--idle-timeout 300]
+
+It listens on <runtime dir>/<hash of model, device, precision>.sock from before the model loads (so a racing start
+waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it loaded
+(the name it was started with, the model's own names; its device and "auto"): a client finds it by what it asks
+for, and one still loading is never asked to parse a command line.
 
 Protocol, newline-delimited JSON, one request per connection:
     {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
@@ -112,12 +117,13 @@ def _hung_up(conn: socket.socket) -> bool:
 
 
 class Server:
-    def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None):
+    def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
+                 precision: str = "fp32"):
         from autocomplete.cli import client_parser
         from autocomplete.complete import complete
         from autocomplete.settings import Settings
 
-        self.lm, self.key, self.idle_timeout = lm, key, idle_timeout
+        self.lm, self.key, self.idle_timeout, self.precision = lm, key, idle_timeout, precision
         self.load_notices = list(load_notices or [])
         self.since = datetime.now().astimezone().isoformat(timespec="seconds")
         self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
@@ -131,6 +137,18 @@ class Server:
         # settings runs the first forward and loads (or computes) the query frame's KV cache.
         self.parse_command_line(["warm up"], {})
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
+
+    def answers_to(self, device: str) -> set[tuple[str, str, str]]:
+        """Every (model, device, precision) a client may ask for that this server serves: what it was started for,
+        and the loaded model under its own names (its alias, and the default's "" when it is the default model)."""
+        from autocomplete.models import ALIASES
+        from autocomplete.settings import DEFAULT_MODEL
+
+        names = {self.key, self.lm.name, *(alias for alias, repo in ALIASES.items() if repo == self.lm.name)}
+        if self.lm.name == ALIASES[DEFAULT_MODEL]:
+            names.add("")
+        devices = {device, "auto", self.lm.model.device.type}
+        return {(name, each, self.precision) for name in names for each in devices}
 
     def serve(self, listener: socket.socket) -> None:
         listener.settimeout(POLL)
@@ -207,6 +225,7 @@ class Server:
         with self.state_lock:
             requests = self.requests
         return {"model": self.lm.name, "requested": self.key, "device": str(self.lm.model.device),
+                "precision": self.precision,
                 "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
 
     @contextlib.contextmanager
@@ -287,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Keep a model loaded and serve completions on a Unix socket.")
     parser.add_argument("--model", default=None, help="model name as the CLI takes it (default: the default model)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="exit after this long without a request (0 = never)")
     return parser
@@ -298,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("AUTOCOMPLETE_DEBUG"):
         warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
     try:
-        path, log_file = client.socket_path(args.model), client.log_path(args.model)
+        where = (args.model, args.device, args.precision)
+        path, log_file = client.socket_path(*where), client.log_path(*where)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # 0600 from the start
     except (UserError, OSError) as error:
         print(f"autocomplete server: {error}", file=sys.stderr)
@@ -321,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     shown = args.model or "the default model"
-    if client.running(args.model):
+    if client.running(*where):
         return fatal(f"a server for {shown} is already running ({path})")
     # The lock (on the log file, held for our lifetime) makes check-unlink-bind safe against a second server
     # starting at the same moment.
@@ -355,13 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         os.umask(umask)
 
-    server, load_notices = None, []
+    server, load_notices, links = None, [], []
     try:
         try:
             from autocomplete import models
 
             with ui.notices_to(load_notices.append):
-                lm = models.load(args.model, args.device)
+                lm = models.load(*where)
             for message in load_notices:
                 log.info("%s", message)
         except UserError as error:
@@ -370,14 +391,20 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("loading failed")
             detail = (str(error).strip().splitlines() or [""])[0]
             return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
-        server = Server(lm, args.model or "", args.idle_timeout, load_notices)
-        log.info("serving %s on %s (pid %d, device %s)", lm.name, path, os.getpid(), lm.model.device)
+        server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision)
+        links = _link(path, server.answers_to(args.device))
+        log.info("serving %s on %s (pid %d, device %s, %s)", lm.name, path, os.getpid(), lm.model.device,
+                 args.precision)
         server.serve(listener)
         log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")
     except KeyboardInterrupt:
         log.info("stopping: interrupted")
     finally:
-        # Socket first (only if it is still ours), then the lock: a new server may start from here on.
+        # Links and socket first (only those still ours), then the lock: a new server may start from here on.
+        for link in links:
+            with contextlib.suppress(OSError):
+                if os.readlink(link) == path.name:
+                    link.unlink()
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == inode:
                 path.unlink()
@@ -388,6 +415,27 @@ def main(argv: list[str] | None = None) -> int:
             if server.model_lock.acquire(timeout=DRAIN_WAIT):
                 server.model_lock.release()
     return 0
+
+
+def _link(path, wanted: set[tuple[str, str, str]]) -> list:
+    """Make each wanted name's .ready link point at our socket (replacing a dead server's, not a live one's); the
+    links made."""
+    made = []
+    for where in sorted(wanted):
+        link = client.ready_path(*where)
+        if client.listening(link):
+            continue
+        temporary = link.with_name(f"{link.stem}.{os.getpid()}.tmp")
+        try:
+            os.symlink(path.name, temporary)  # relative: the link and the socket share the runtime dir
+            os.replace(temporary, link)
+        except OSError as error:
+            log.warning("could not link %s: %s", link, error)
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            continue
+        made.append(link)
+    return made
 
 
 def _terminate(signum, frame) -> None:

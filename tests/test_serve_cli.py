@@ -48,3 +48,40 @@ def test_autostart_is_opt_in(cli, tiny_dir):
         assert json.loads(cli(*model, "--server", "status", "--json").stdout)["requests"] == 1
     finally:
         cli(*model, "--server", "stop")
+
+
+def served(cli, *args: str, env: dict | None = None) -> int:
+    """Requests the running server has served (the model and device named by args), or -1 if none runs."""
+    found = cli(*args, "--server", "status", "--json", extra_env=env)
+    return json.loads(found.stdout)["requests"] if found.returncode == 0 else -1
+
+
+def test_a_server_serves_what_it_loaded_on_its_device_and_precision(cli, tiny_dir):
+    """A server answers for its device and precision (and "auto"), not for others: --device is never silently
+    ignored, and an int8 command is served by an int8 server only."""
+    model = ("-m", str(tiny_dir))
+    assert cli(*model, "--server", "start", "--device", "cpu").returncode == 0
+    try:
+        assert served(cli, *model) == served(cli, *model, "--device", "cpu") == 0
+        assert cli(*model, "-t", "0", "san").returncode == 0
+        assert cli(*model, "--device", "cpu", "-t", "0", "san").returncode == 0
+        assert served(cli, *model) == 2
+        elsewhere = cli(*model, "--device", "cuda", "-t", "0", "san")  # no GPU here: said, not served on the CPU
+        assert elsewhere.returncode == 1 and b"'cuda' is not available" in elsewhere.stderr
+        assert served(cli, *model, "--device", "cuda") == -1
+        int8 = cli(*model, "--precision", "int8", "-t", "0", "--json", "san")  # in-process
+        assert int8.returncode == 0 and served(cli, *model) == 2
+        assert served(cli, *model, "--precision", "int8") == -1
+
+        assert cli(*model, "--precision", "int8", "--server", "start").returncode == 0
+        try:
+            status = json.loads(cli(*model, "--precision", "int8", "--server", "status", "--json").stdout)
+            assert status["precision"] == "int8" and status["device"] == "cpu"
+            again = cli(*model, "--precision", "int8", "-t", "0", "--json", "san")
+            assert json.loads(again.stdout)["completion"] == json.loads(int8.stdout)["completion"]
+            assert served(cli, *model, "--precision", "int8") == 1 and served(cli, *model) == 2
+        finally:
+            cli(*model, "--precision", "int8", "--server", "stop")
+    finally:
+        cli(*model, "--server", "stop")
+    assert served(cli, *model) == -1

@@ -63,7 +63,7 @@ def raw(model: str, payload: bytes, timeout: float = 30) -> list[dict]:
     """Send raw bytes as a request; return every reply line."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(client.socket_path(model)))
+        sock.connect(str(client.ready_path(model)))
         sock.sendall(payload)
         with sock.makefile("rb") as replies:
             return [json.loads(line) for line in replies]
@@ -151,18 +151,18 @@ def test_cancel_mid_stream_then_serve_again(warm, run_dir):
     request = json.dumps({"op": "complete", "prompt": "san", "settings": LONG}).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # read one piece, then hang up
         sock.settimeout(30)
-        sock.connect(str(client.socket_path(warm)))
+        sock.connect(str(client.socket_path(warm, "cpu")))
         sock.sendall(request)
         with sock.makefile("rb") as replies:
             assert "piece" in json.loads(replies.readline())
 
     # Hanging up right after the request cancels it at the first token. (The tiny model finishes in
     # milliseconds, so a few tries rule out the hang-up arriving only after it was done.)
-    log = client.log_path(warm)
+    log = client.log_path(warm, "cpu")
     for _ in range(5):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(30)
-            sock.connect(str(client.socket_path(warm)))
+            sock.connect(str(client.socket_path(warm, "cpu")))
             sock.sendall(request)
         if wait_for(lambda: "cancelled a request: the client went away" in log.read_text(), 5):
             break
@@ -229,9 +229,9 @@ def test_bad_requests_get_one_line_errors(warm):
 
 def test_private_files(warm, run_dir):
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
-    sock = client.socket_path(warm).stat()
+    sock = client.socket_path(warm, "cpu").stat()
     assert stat.S_ISSOCK(sock.st_mode) and stat.S_IMODE(sock.st_mode) == 0o600
-    assert stat.S_IMODE(client.log_path(warm).stat().st_mode) == 0o600
+    assert stat.S_IMODE(client.log_path(warm, "cpu").stat().st_mode) == 0o600
 
 
 def test_status_and_request_count(warm):
@@ -345,7 +345,7 @@ def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
 
         assert client.stop(model) is True
         assert gone(info["pid"], 15)
-        assert not client.socket_path(model).exists()
+        assert not client.socket_path(model, "cpu").exists() and not list(Path(own_dir).glob("*.ready"))
         assert client.stop(model) is False and client.status(model) is None and not client.running(model)
         assert client.complete(model, "san", GREEDY, lambda piece: None) is None  # the CLI then works in-process
         assert client.suggest(model, "san", GREEDY, 3, 3) is None
@@ -374,12 +374,12 @@ def test_start_reports_a_failed_load(own_dir):
     missing = os.path.join(own_dir, "no-such-model-dir/")
     with pytest.raises(UserError, match="did not start: no such model file or directory"):
         client.start(missing, device="cpu", wait=60)
-    assert not client.socket_path(missing).exists()
+    assert not client.socket_path(missing, "cpu").exists()
 
 
 def test_idle_timeout_exits_and_removes_socket(tiny_dir, own_dir, env):
     model = str(tiny_dir)
-    path = client.socket_path(model)
+    path = client.socket_path(model, "cpu")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a dead server's socket file, left behind
     stale.bind(str(path))
     stale.close()
@@ -394,7 +394,7 @@ def test_idle_timeout_exits_and_removes_socket(tiny_dir, own_dir, env):
         assert server.returncode == 0 and out == b""
         assert time.monotonic() - last_request >= 1.5  # allow for the poll interval
         assert not path.exists() and client.status(model) is None
-        assert "idle timeout" in client.log_path(model).read_text()
+        assert "idle timeout" in client.log_path(model, "cpu").read_text()
     finally:
         if server.poll() is None:
             server.kill()
@@ -465,5 +465,28 @@ def test_what_the_server_would_say_reaches_the_user(cli, tiny_dir, smollm2_cache
         assert first.returncode == 0 and "using the pip-shipped smollm2-135m" in first.stderr.decode()
         second = cli("-t", "0", "-n", "2", "san", extra_env=env)
         assert second.stderr == b"" and second.stdout == first.stdout  # said once
+        # It serves what it loaded: asked for by that model's own name, it is the same server.
+        named = ("-m", "smollm2-135m")
+        status = json.loads(cli(*named, "--server", "status", "--json", extra_env=env).stdout)
+        assert status["running"] and status["model"] == "smollm2-135m" and status["requests"] == 2
+        assert cli(*named, "-t", "0", "-n", "2", "san", extra_env=env).stdout == first.stdout
+        assert b"already running" in cli(*named, "--server", "start", extra_env=env).stderr
+        assert json.loads(cli("--server", "status", "--json", extra_env=env).stdout)["requests"] == 3
     finally:
         cli("--server", "stop", extra_env=env)
+
+
+def test_a_server_still_loading_is_not_asked_to_parse(own_dir, monkeypatch):
+    """A server binds its socket before loading its model, and answers only once loaded: a command line must not
+    wait on it to be parsed (it parses here at once), while start() still finds it and waits."""
+    loading = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        loading.bind(str(client.socket_path("some-model")))  # listens, never answers: a model still loading
+        loading.listen(8)
+        loading.setblocking(False)
+        assert client.parse(["-t", "0", "san"]) is None
+        with pytest.raises(BlockingIOError):
+            loading.accept()  # nobody even connected
+        assert client.running("some-model")  # what start() and status look for
+    finally:
+        loading.close()
