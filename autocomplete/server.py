@@ -57,6 +57,10 @@ class Cancelled(Exception):
     """The client hung up, or the server is stopping: stop generating and free the model."""
 
 
+class Declined(Exception):
+    """Queued behind the last request before a stop: hang up without a word, so the client works in-process."""
+
+
 # name -> (accepted JSON types, check); ints are fine where a float is expected, booleans never are.
 _SETTINGS = {
     "temperature": ((int, float), "check_temperature"),
@@ -189,6 +193,9 @@ class Server:
             except Cancelled as error:
                 log.info("cancelled a request: %s", error)
                 reply = {"error": str(error)}
+            except Declined:
+                log.info("declined a request queued before the stop")
+                return
             except Exception as error:
                 log.exception("request failed")
                 detail = (str(error).strip().splitlines() or [""])[0]
@@ -216,7 +223,7 @@ class Server:
         if op == "complete":
             return self.complete(request, conn, send)
         if op == "suggest":
-            return self.suggest(request, send)
+            return self.suggest(request, conn, send)
         if op == "parse":
             return self.parse(request)
         raise BadRequest(f"unknown op {op!r} (complete, suggest, parse, status or stop)")
@@ -237,7 +244,7 @@ class Server:
         try:
             with self.model_lock:
                 if self.stopping.is_set():  # queued behind the last request before a stop
-                    raise Cancelled("the model server is stopping")
+                    raise Declined
                 with self.state_lock:
                     self.requests += 1
                     said, self.load_notices = self.load_notices, []
@@ -258,17 +265,19 @@ class Server:
         if not prompt:
             raise BadRequest("the prompt is empty")
 
-        def observe(logits, token, allowed) -> None:  # every token: notice a hang-up even between released pieces
-            if self.stopping.is_set():
-                raise Cancelled("the model server is stopping")
-            if _hung_up(conn):
-                raise Cancelled("the client went away")
-
         with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
-            done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}), observe)
+            done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}),
+                            lambda logits, token, allowed: self._check(conn))  # every token, between pieces too
         return {"done": record(done, self.lm.name, settings)}
 
-    def suggest(self, request: dict, send) -> dict:
+    def _check(self, conn: socket.socket) -> None:
+        """Stop the work in progress if the server is stopping or its client hung up (Ctrl-C, say)."""
+        if self.stopping.is_set():
+            raise Cancelled("the model server is stopping")
+        if _hung_up(conn):
+            raise Cancelled("the client went away")
+
+    def suggest(self, request: dict, conn: socket.socket, send) -> dict:
         from autocomplete import frames
         from autocomplete.suggest import suggest
 
@@ -280,7 +289,7 @@ class Server:
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
         with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
-            found = suggest(self.lm, prefix, settings, n, words)
+            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn))
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
                 "exact": found.exact}

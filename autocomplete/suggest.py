@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,12 +90,13 @@ def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> torch.Tensor:
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
-            batch: int = 4) -> Found:
+            batch: int = 4, check: Callable[[], None] = lambda: None) -> Found:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
     its tokens and then the end of the query. In the text style it ends at a word boundary.
     batch: prefixes expanded per forward. Small batches waste less: a forward costs about its rows x their
     lengths, and a wide batch mostly expands prefixes that turn out not to matter (measured on SmolLM2: 4 rows
-    took half the time of 16, the same suggestions)."""
+    took half the time of 16, the same suggestions).
+    check: called before every forward; what it raises ends the search (the warm server's client hung up)."""
     model = lm.model
     read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
     with torch.inference_mode():
@@ -147,6 +149,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     while frontier and expansions < MAX_EXPANSIONS:
         if -frontier[0][0] <= bar():
             break  # nothing waiting can beat the N-th best: the answer is exact
+        check()
         nodes = [heapq.heappop(frontier) for _ in range(min(batch, len(frontier)))]
         continuations = [t for _, _, t in nodes]
         logits = tree.next_logits(model, continuations) if tree else _next_logits(model, prompt_cache, continuations)

@@ -490,3 +490,54 @@ def test_a_server_still_loading_is_not_asked_to_parse(own_dir, monkeypatch):
         assert client.running("some-model")  # what start() and status look for
     finally:
         loading.close()
+
+
+@pytest.fixture
+def in_process(tiny, own_dir):
+    """A Server for the tiny model in this process, on a socket where clients find it, its accept loop in a
+    thread: for what needs a hand on its model lock."""
+    from autocomplete.server import Server
+
+    server = Server(tiny, "tiny", idle_timeout=0)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(client.socket_path("tiny")))
+    listener.listen(8)
+    loop = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+    loop.start()
+    yield server
+    server.stopping.set()
+    loop.join(timeout=5)
+    listener.close()
+
+
+def test_a_request_queued_when_the_server_stops_falls_back_in_process(in_process):
+    """Waiting behind the last request when `--server stop` comes, a request gets no error: the server hangs up
+    without a word, and the client (None) works in-process."""
+    replies = []
+    with in_process.model_lock:  # the model is busy with someone else's request
+        asking = threading.Thread(target=lambda: replies.append(
+            client.complete("tiny", "san", GREEDY, lambda piece: None)))
+        asking.start()
+        assert wait_for(lambda: in_process.busy == 1, 10)  # queued
+        assert client.stop("tiny") is True
+    asking.join(timeout=10)
+    assert replies == [None]
+
+
+def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
+    """Ctrl-C on `--suggest` closes the connection; the search stops at its next forward instead of running on
+    (up to its 400 expansions) with the model held."""
+    from autocomplete.server import Cancelled
+
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the client is gone
+    forwards = []
+    real = tiny.model.forward
+    try:
+        tiny.model.forward = lambda *args, **kwargs: forwards.append(1) or real(*args, **kwargs)
+        with pytest.raises(Cancelled, match="went away"):
+            in_process.suggest({"prefix": "san", "settings": LONG, "n": 5, "words": 4}, ours, lambda reply: None)
+    finally:
+        del tiny.model.forward
+        ours.close()
+    assert len(forwards) == 1  # the prompt's; no search step
