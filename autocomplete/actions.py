@@ -65,6 +65,24 @@ class Options:
         return models.load(self.model, self.device, self.precision)
 
 
+@dataclass
+class Served:
+    """A warm server serving what the options ask for: where the client finds it, and the model it loaded."""
+
+    where: tuple[str | None, str, str]
+    name: str
+
+
+def served(options: Options) -> Served | None:
+    """The warm server for these options, or None (none runs, or --no-server)."""
+    if not options.server:
+        return None
+    from autocomplete import client
+
+    found = client.status(*options.where())
+    return None if found is None else Served(options.where(), found["model"])
+
+
 def run_on_server(text: str, options: Options, out) -> bool | None:
     """Like run(), on the warm server for this model. None when no server answered (nothing was written);
     otherwise whether Ctrl-C cut it short."""

@@ -1,7 +1,8 @@
 """Ghost text for the REPL: while you type, the likeliest next few words appear after the cursor.
 
-`continuation` is the whole idea (greedy words on one line). `Ghost` makes it fit a keyboard: it waits for a pause
-in typing, and any newer keystroke cancels the work for an older one between tokens.
+`continuation` is the whole idea (greedy words on one line); `served_continuation` asks a warm server for the same.
+`Ghost` makes it fit a keyboard: it waits for a pause in typing, and any newer keystroke cancels the work for an
+older one between tokens.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from autocomplete.generate import generate
-from autocomplete.models import LoadedModel
-from autocomplete.prompt import prepare
+from autocomplete.actions import Served
 from autocomplete.settings import Settings
 
+if TYPE_CHECKING:  # a REPL on a warm server never imports torch
+    from autocomplete.models import LoadedModel
 
-def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = 12,
+MAX_TOKENS = 12
+
+
+def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = MAX_TOKENS,
                  wanted: Callable[[], bool] = lambda: True, style: str = "auto",
                  examples: list[str] | None = None) -> str:
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
     longer wanted). A word being typed is finished from its letters (token healing), as in every mode."""
+    from autocomplete.generate import generate
+    from autocomplete.prompt import prepare
+
     if not text.strip() or text.endswith("\n"):
         return ""
     read = prepare(lm, text, style, examples, max_tokens, quiet=True)
@@ -34,8 +42,41 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = 1
         out = read.shown(new)
         if "\n" in out or len(out.split()) > words:
             break
-    out = read.shown(new).split("\n")[0]
-    match = re.match(rf"(?:\s*[^\s]+){{1,{words}}}", out)
+    return _first_words(read.shown(new), words)
+
+
+def served_continuation(served: Served, text: str, words: int = 4, wanted: Callable[[], bool] = lambda: True,
+                        style: str = "auto", examples: list[str] | None = None) -> str:
+    """`continuation`, computed by the warm server `served`: a greedy completion that stops at the line, read
+    only until it has enough words (hanging up then, or when no longer wanted, stops the server's work)."""
+    from autocomplete import client
+
+    if not text.strip() or text.endswith("\n"):
+        return ""
+    settings = Settings(temperature=0, max_tokens=MAX_TOKENS, stop="line", style=style, examples=examples)
+    pieces: list[str] = []
+
+    def on_piece(piece: str) -> None:
+        pieces.append(piece)
+        out = "".join(pieces)
+        if not wanted() or "\n" in out or len(out.split()) > words:
+            raise _Enough
+
+    model, device, precision = served.where
+    try:
+        if client.complete(model, text, settings.as_dict(), on_piece, device, precision) is None:
+            return ""  # the server went away: the next keystroke's ghost comes from the REPL's own model
+    except _Enough:
+        pass
+    return _first_words("".join(pieces), words) if wanted() else ""
+
+
+class _Enough(Exception):
+    """Enough of a served continuation has arrived."""
+
+
+def _first_words(out: str, words: int) -> str:
+    match = re.match(rf"(?:\s*[^\s]+){{1,{words}}}", out.split("\n")[0])
     return match.group(0).rstrip("\ufffd") if match else ""
 
 
@@ -43,9 +84,9 @@ class Ghost:
     """Thread-safe front of `continuation`: call it from any thread; a call superseded by a newer one (or by
     cancel()) returns '' quickly."""
 
-    def __init__(self, model: Callable[[], LoadedModel], words: int = 4, debounce: float = 0.08,
+    def __init__(self, model: Callable[[], LoadedModel | Served], words: int = 4, debounce: float = 0.08,
                  settings: Callable[[], Settings] = Settings):
-        self._model = model
+        self._model = model  # the REPL's model, or the warm server it uses
         self._settings = settings  # the session's, read at each keystroke: /style applies at once
         self.words = words
         self.debounce = debounce
@@ -73,6 +114,8 @@ class Ghost:
         with self._lock:
             if not wanted():
                 return ""
-            settings = self._settings()
-            return continuation(self._model(), text, self.words, wanted=wanted, style=settings.style,
-                                examples=settings.examples)
+            settings, source = self._settings(), self._model()
+            if source is None:  # the server just went away; the model is not loaded here yet
+                return ""
+            ask = served_continuation if isinstance(source, Served) else continuation
+            return ask(source, text, self.words, wanted=wanted, style=settings.style, examples=settings.examples)

@@ -1,4 +1,5 @@
-"""The interactive loop: type a start, watch it complete; change settings with /commands; the model loads once."""
+"""The interactive loop: type a start, watch it complete; change settings with /commands. The model loads once, or
+not at all when a warm server serves it (then the REPL starts in a fraction of a second)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class Repl:
         self.settings = options.settings  # changed in place by the /commands
         self.mode = options.mode
         self.out = renderer(options.json_lines, options.only_new)
-        self.lm = None
+        self.lm = None  # the model loaded here, when no server serves it (or for /explain)
+        self.served = None  # the warm server in use (actions.Served), if any
 
     def run(self, lines: Iterable[str] | None = None) -> int:
         """Read from a prompt_toolkit session on a terminal, or from `lines` (piped stdin) until they end."""
@@ -55,9 +57,11 @@ class Repl:
             return 0
         from autocomplete.ghost import Ghost
 
-        ghost = Ghost(lambda: self.lm, settings=lambda: self.settings)
+        ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
         session = _session(ghost)
-        ui.notice("Type text to complete it (→ takes the grey suggestion); /help for commands, Ctrl-D to leave.")
+        where = f"{self.served.name} on the running server" if self.served else self.lm.name
+        ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
+                  "Ctrl-D to leave.")
         while True:
             try:
                 line = session.prompt("> ")
@@ -77,7 +81,13 @@ class Repl:
         if line.startswith("/"):
             return self.command(line)
         try:
-            actions.run(self.lm, line, self.settings, self.mode, self.out)
+            done = None
+            if self.served is not None and self.options.servable():
+                done = actions.run_on_server(line, self.options, self.out)
+                if done is None:  # the server went away (stopped, idle): from now on, the model loads here
+                    self.served = None
+            if done is None:
+                actions.run(self._local(), line, self.settings, self.mode, self.out)
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
         return None
@@ -91,7 +101,7 @@ class Repl:
             if name in ("/help", "/?"):
                 ui.stderr().print(HELP, markup=False)
             elif name == "/settings":
-                ui.notice(f"model {self.lm.name}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
+                ui.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
             elif name == "/suggest":
                 count = 0 if arg == "off" else _number(name, arg or "5", int)
                 if count < 1 and arg != "off":
@@ -114,7 +124,7 @@ class Repl:
                     except (UserError, KeyboardInterrupt):
                         self.options.model = previous
                         raise
-                ui.notice(f"model {self.lm.name}")
+                ui.notice(f"model {self._name()}")
             elif name in _SETTERS:
                 field, check, parse = _SETTERS[name]
                 setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
@@ -130,11 +140,32 @@ class Repl:
         return None
 
     def _load(self) -> None:
-        previous, self.lm = self.lm, self.options.load()
-        if previous is not None and previous is not self.lm:
+        """Use the warm server for the options' model if one runs, else load it here; one model at a time."""
+        served = actions.served(self.options)
+        if served is None:
+            self._local()  # a model that can't be had raises here, before anything changed
+        else:
+            self._unload()
+        self.served = served
+
+    def _local(self):
+        """The model in this process (no server, or /explain, which runs here), loaded on first need; models.load
+        keeps it, so asking again costs a lookup."""
+        loaded = self.options.load()
+        if self.lm is not loaded:
+            self._unload()
+            self.lm = loaded
+        return self.lm
+
+    def _unload(self) -> None:
+        if self.lm is not None:
             from autocomplete import models
 
-            models.unload(previous)  # one model in memory at a time
+            models.unload(self.lm)  # so its memory can go
+            self.lm = None
+
+    def _name(self) -> str:
+        return self.served.name if self.served is not None else self._local().name
 
 
 def _number(command: str, text: str, kind: type):

@@ -91,10 +91,10 @@ def test_cancel_can_wait_for_the_running_call_to_let_go(tiny, monkeypatch):
     """Enter completes the line with the same model: the ghost call still running must stop first."""
     import time
 
-    import autocomplete.ghost as ghost_module
+    import autocomplete.generate as generate_module
 
     inside, finished = threading.Event(), threading.Event()
-    real = ghost_module.generate
+    real = generate_module.generate
 
     def slow(*args, **kwargs):
         try:
@@ -105,7 +105,7 @@ def test_cancel_can_wait_for_the_running_call_to_let_go(tiny, monkeypatch):
         finally:
             finished.set()
 
-    monkeypatch.setattr(ghost_module, "generate", slow)
+    monkeypatch.setattr(generate_module, "generate", slow)
     ghost = Ghost(lambda: tiny, debounce=0, settings=TEXT)
     worker = threading.Thread(target=ghost, args=("san",))
     worker.start()

@@ -90,3 +90,53 @@ def test_commands_say_what_changed(cli, tiny_dir):
     for said in ("temperature 1.2", "suggestions: 3 per line", "seed 7", "style query", "Ctrl-→"):
         assert said in err
     assert "/model" in err.splitlines()[-1] and "--model" not in err.splitlines()[-1]
+
+
+def test_the_repl_uses_a_running_server(cli, tiny_dir):
+    """With a server for the model running, the REPL's completions and suggestions are the server's (counted
+    there) and the same as in process; /explain, which runs here, loads the model here."""
+    lines = b"san\n/suggest 2\nseoul\n/explain\nsan\n"
+    model = ("-m", str(tiny_dir), "-t", "0", "--seed", "1", "--json", "-i")
+    alone = cli(*model, input=lines)
+    assert alone.returncode == 0, alone.stderr
+    assert cli("-m", str(tiny_dir), "--server", "start").returncode == 0
+    try:
+        served = cli(*model, input=lines)
+        assert served.returncode == 0, served.stderr
+        status = json.loads(cli("-m", str(tiny_dir), "--server", "status", "--json").stdout)
+    finally:
+        cli("-m", str(tiny_dir), "--server", "stop")
+    assert status["requests"] == 2
+
+    def comparable(out: bytes) -> list:
+        records = [json.loads(line) for line in out.decode().splitlines()]
+        for record in records:
+            record.pop("stats", None)  # timings
+        return records
+
+    assert comparable(served.stdout) == comparable(alone.stdout)
+    assert len(comparable(served.stdout)) >= 3
+
+
+def test_a_terminal_session_on_a_server_that_goes_away(env, tiny_dir, cli):
+    """Ghost text and Enter come from the server; when it stops, the session goes on with the model loaded here."""
+    model = ["-m", str(tiny_dir)]
+    assert cli(*model, "--server", "start").returncode == 0
+    session = PtySession([console_script(), *model, "-t", "0"], {**env, "TERM": "xterm"})
+    try:
+        session.expect("on the running server")
+        session.expect(">")
+        session.send("san")
+        session.expect(" francisco weather is good")  # ghost text, from the server
+        session.send("\r")
+        session.expect("san francisco weather is good in april?")
+        session.expect(">")
+        assert json.loads(cli(*model, "--server", "status", "--json").stdout)["requests"] >= 2
+        assert cli(*model, "--server", "stop").returncode == 0
+        session.send("seoul\r")
+        session.expect("seoul subway map\n>")
+        session.send("\x04")
+        assert session.wait() == 0
+    finally:
+        session.close()
+        cli(*model, "--server", "stop")

@@ -541,3 +541,14 @@ def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
         del tiny.model.forward
         ours.close()
     assert len(forwards) == 1  # the prompt's; no search step
+
+
+def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
+    from autocomplete.actions import Served
+    from autocomplete.ghost import continuation, served_continuation
+
+    served = Served((warm, "auto", "fp32"), warm)
+    for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
+        assert served_continuation(served, text, words, style="text") == continuation(tiny, text, words,
+                                                                                      style="text")
+    assert served_continuation(served, "san", style="text", wanted=lambda: False) == ""
