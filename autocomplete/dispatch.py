@@ -93,9 +93,11 @@ def _join(piped: str, prompt: str | None) -> str:
 
 def _run_all(prompts, options: actions.Options) -> int:
     """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
+    import time
+
     from autocomplete.render import renderer
 
-    lm = None
+    lm, loading = None, 0.0
     out = renderer(options.json_lines, options.only_new)
     for text in prompts:
         if not text.strip():
@@ -109,11 +111,23 @@ def _run_all(prompts, options: actions.Options) -> int:
                 ensure_running(options)
             interrupted = actions.run_on_server(text, options, out)  # None: no server answered
         if interrupted is None:
-            lm = lm or options.load()
+            if lm is None:
+                started = time.perf_counter()
+                lm = options.load()
+                loading = time.perf_counter() - started
             interrupted = actions.run(lm, text, options.settings, options.mode, out)
         if interrupted:
             return 130
+    if loading > TIP_AFTER:
+        from autocomplete import ui
+
+        if ui.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
+            ui.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
+                           "keeps it loaded, so later calls answer in about 0.1 s.")
     return 0
+
+
+TIP_AFTER = 0.5  # seconds: a warm server answers in ~0.1 s
 
 
 def report(message: str) -> None:

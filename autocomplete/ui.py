@@ -56,12 +56,46 @@ def notice_once(key: str, message: str) -> None:
         pass  # shown again next time: better than not at all
 
 
+_spinner = None  # the spinner on screen: a status() inside another changes its text instead of drawing a second
+
+
 @contextlib.contextmanager
-def status(message: str):
-    """A spinner on stderr while something slow runs (nothing at all when stderr is not a terminal)."""
+def status(message: str, plain: bool = False):
+    """A spinner on stderr while something slow runs. Nested, the inner message shows until the inner step is done,
+    then the outer one again: one display, never two. When stderr is not a terminal: nothing, or with plain=True
+    (a step of many seconds, a log should say so) the message as a notice. Yields a function that changes the
+    message (once the step knows more, say which model it is loading)."""
+    global _spinner
     console = stderr()
     if not console.is_terminal:
+        if plain:
+            notice(message)
+        yield lambda message: None
+        return
+    if _spinner is not None:
+        outer, said = _spinner, _spinner.status
+        outer.update(message)
+        try:
+            yield outer.update
+        finally:
+            outer.update(said)
+        return
+    with console.status(message, spinner="dots") as _spinner:
+        try:
+            yield _spinner.update
+        finally:
+            _spinner = None
+
+
+@contextlib.contextmanager
+def paused():
+    """Take the spinner off the screen while a library draws progress of its own (the Hub's download bars)."""
+    spinner = _spinner
+    if spinner is None:
         yield
         return
-    with console.status(message, spinner="dots"):
+    spinner.stop()
+    try:
         yield
+    finally:
+        spinner.start()

@@ -10,6 +10,7 @@ import torch
 from autocomplete import models
 from autocomplete.complete import complete
 from autocomplete.settings import Settings
+from ptyrun import PtySession
 
 
 def test_gpt2_runs_on_the_compact_implementation_without_transformers_modeling(tiny_dir, env):
@@ -101,3 +102,25 @@ def test_switching_models_in_the_repl_lets_the_previous_one_go(tiny_dir, smollm2
     assert repl.lm.name.endswith("smollm2-135m")
     gc.collect()
     assert first() is None  # nothing holds the tiny model any more
+
+
+def test_the_spinner_is_up_before_torch_is_imported(env, tiny_dir):
+    """A cold call spends seconds importing torch: the spinner must already be on the terminal by then."""
+    script = (
+        "import sys\n"
+        "from autocomplete import models, ui\n"
+        "seen = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not seen:\n"
+        "            seen.append(ui._spinner is not None)\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        f"models.load({str(tiny_dir)!r}, 'cpu')\n"
+        "print('spinner before torch:', seen)\n"
+    )
+    session = PtySession([sys.executable, "-c", script], {**env, "TERM": "xterm"})
+    try:
+        session.expect("spinner before torch: [True]", timeout=60)
+        assert session.wait() == 0
+    finally:
+        session.close()

