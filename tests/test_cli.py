@@ -288,7 +288,9 @@ def test_truncated_gguf_file(cli, tmp_path):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 13)
     result = cli("-m", str(fake), "san")
-    assert result.returncode == 1 and "could not read GGUF file" in one_error_line(result)
+    said, error = result.stderr.decode().splitlines()  # the step being taken, then what went wrong
+    assert said.startswith("Converting model.gguf") and "Traceback" not in error
+    assert result.returncode == 1 and error.startswith("autocomplete: could not read GGUF file")
 
 
 def test_unknown_hub_id_offline_is_not_substituted(cli):
