@@ -35,6 +35,7 @@ class Options:
     only_new: bool = False
     server: bool = True  # use a warm server for this model when one is running
     idle_timeout: float = 300  # for a server started from here
+    api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
 
     def server_key(self) -> str | None:
         """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
@@ -121,6 +122,34 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
         out.start(text)
     out.finish(from_record(record), record["model"], settings)
     return False
+
+
+def run_over_api(api, model: str, text: str, options: Options, out) -> bool:
+    """Like run(), on an OpenAI-compatible server (autocomplete.api). Returns whether Ctrl-C cut it short."""
+    from autocomplete import api as remote
+    from autocomplete.errors import UsageError, UserError
+
+    if options.mode.suggest or options.mode.explain:
+        raise UsageError("--suggest and --explain don't work over --api yet")
+    started = False
+
+    def on_piece(piece: str) -> None:
+        nonlocal started
+        if not started:  # the prompt shows once the server answers: an error comes alone
+            out.start(text)
+            started = True
+        out.piece(piece)
+
+    try:
+        done = remote.complete(api, model, text, options.settings, on_piece)
+    except UserError:
+        if started:
+            out.blank()  # what was streamed stays, on a line of its own; the error follows on stderr
+        raise
+    if not started:
+        out.start(text)
+    out.finish(done, model, options.settings)
+    return done.interrupted
 
 
 def run(lm: LoadedModel, text: str, settings: Settings, mode: Mode, out) -> bool:

@@ -122,6 +122,10 @@ def main(
         "--server", show_default=False,
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
              "Completions use it automatically while it runs")] = None,
+    api: Annotated[Optional[str], typer.Option(
+        "--api", envvar="AUTOCOMPLETE_API_BASE", metavar="URL", show_default=False,
+        help="Run the model on an OpenAI-compatible server (vLLM, llama.cpp, TGI, ollama, transformers serve), "
+             "e.g. http://localhost:8000/v1; -m names its model. Key: AUTOCOMPLETE_API_KEY")] = None,
     no_server: Annotated[bool, typer.Option(
         "--no-server", metavar="", help="Load the model in this process even if a server is running")] = False,
     idle_timeout: Annotated[float, typer.Option(
@@ -142,7 +146,7 @@ def main(
         settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop, style),
         mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
         model=model, examples=examples, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
-        server=not no_server, idle_timeout=idle_timeout)
+        server=not no_server, idle_timeout=idle_timeout, api=api)
     return Invocation(options, prompt, each_line, interactive, list_models, server)
 
 

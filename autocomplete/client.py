@@ -282,7 +282,8 @@ def parse(argv: list[str]) -> dict | None:
         sockets = sorted(runtime_dir(create=False).glob("*.ready"))
     except (UserError, OSError):
         return None
-    env = {name: value for name, value in os.environ.items() if name.startswith("AUTOCOMPLETE_")}
+    env = {name: value for name, value in os.environ.items()  # the API key is for the API server alone
+           if name.startswith("AUTOCOMPLETE_") and name != "AUTOCOMPLETE_API_KEY"}
     request = {"op": "parse", "argv": argv, "env": env, "version": __version__}
     for path in sockets:
         try:

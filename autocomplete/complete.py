@@ -20,13 +20,18 @@ if TYPE_CHECKING:  # render imports this module for Completion, on the warm-serv
 class Completion:
     prompt: str
     completion: str  # generated text only, exactly the streamed pieces joined
-    tokens: list[int]  # generated token ids
+    tokens: list[int] | None  # generated token ids; None over --api
     finish_reason: str  # "stop" (the stop rule), "eos", "length" or "interrupted"
     prompt_tokens: int
     seed: int
     time_to_first_token: float | None
     tokens_per_second: float | None
     style: str = "text"  # the style that ran: "query" or "text"
+    completion_tokens: int | None = None  # over --api (tokens None: ids don't travel), the server's count if sent
+
+    @property
+    def token_count(self) -> int | None:
+        return len(self.tokens) if self.tokens is not None else self.completion_tokens
 
     @property
     def interrupted(self) -> bool:

@@ -67,6 +67,9 @@ def _dispatch(invocation: Invocation) -> int:
     if invocation.interactive or (prompt is None and stdin_is_terminal and not invocation.each_line):
         from autocomplete.repl import Repl
 
+        if options.api:
+            raise UsageError("the REPL doesn't work over --api yet: give a PROMPT or pipe text in")
+
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
         lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
@@ -97,14 +100,21 @@ def _run_all(prompts, options: actions.Options) -> int:
 
     from autocomplete.render import renderer
 
-    lm, loading = None, 0.0
+    lm, loading, remote = None, 0.0, None
     out = renderer(options.json_lines, options.only_new)
     for text in prompts:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
         interrupted = None
-        if lm is None and options.servable():
+        if options.api:
+            if remote is None:
+                from autocomplete.api import Api
+
+                api = Api(options.api)
+                remote = api, api.model(options.model)
+            interrupted = actions.run_over_api(*remote, text, options, out)
+        elif lm is None and options.servable():
             if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
                 from autocomplete.serve_cli import ensure_running
 

@@ -131,7 +131,7 @@ def record(c: Completion, model: str, settings: Settings) -> dict:
         "settings": {**settings.shown(), "seed": c.seed},
         "stats": {
             "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": len(c.tokens),
+            "completion_tokens": c.token_count,
             "time_to_first_token_s": _round(c.time_to_first_token),
             "tokens_per_second": _round(c.tokens_per_second),
         },
@@ -143,6 +143,7 @@ def from_record(r: dict) -> Completion:
     return Completion(
         prompt=r["prompt"], completion=r["completion"], tokens=r["tokens"], finish_reason=r["finish_reason"],
         prompt_tokens=r["stats"]["prompt_tokens"], seed=r["settings"]["seed"],
+        completion_tokens=r["stats"]["completion_tokens"] if r["tokens"] is None else None,
         time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"],
         style=r["style"])
 

@@ -212,6 +212,22 @@ def bench_start_up(directory: Path, table: Table, repeat: int) -> None:
               times["torch"], shown, "s", "ours ≤ 0.3 s")
 
 
+def bench_api_client(table: Table, repeat: int) -> None:
+    """What each HTTP client would add to every --api call: its import, in a fresh interpreter (the packages not
+    installed are left out; `pip install openai httpx` to measure them)."""
+    import importlib.util
+
+    python = sys.executable
+    candidates = {"urllib (ours)": "import urllib.request, http.client, json, ssl",
+                  "httpx": "import httpx", "openai": "import openai"}
+    runnable = {name: [python, "-c", code] for name, code in candidates.items()
+                if name == "urllib (ours)" or importlib.util.find_spec(code.split()[1]) is not None}
+    times = command_times({"python": [python, "-c", "pass"], **runnable}, repeat)
+    for name in runnable:
+        table.add(f"import cost of the --api HTTP client: {name}", "python -c pass", times["python"],
+                  times[name], "s", "")
+
+
 def bench_warm(directory: Path, table: Table, repeat: int) -> None:
     """With a warm server running: the whole `autocomplete -n 1 "san"` call (an upper bound on the time to the
     first token) against the same call loading the model in process (--no-server); and the server's peak memory."""
@@ -384,7 +400,7 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
               f"generate() of {n} tokens", times["generate"], times["ghost"], "s")
 
 
-PARTS = ["decode", "agreement", "start-up", "warm", "suggest", "gguf", "memory", "quality"]
+PARTS = ["decode", "agreement", "start-up", "warm", "api-client", "suggest", "gguf", "memory", "quality"]
 
 
 def main() -> None:
@@ -418,6 +434,8 @@ def main() -> None:
         bench_start_up(directory, table, args.repeat)
     if "warm" in parts:
         bench_warm(directory, table, args.repeat)
+    if "api-client" in parts:
+        bench_api_client(table, args.repeat)
     if "suggest" in parts:
         lm = models.load(str(directory), "cpu")
         from transformers import GPT2LMHeadModel
