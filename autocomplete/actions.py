@@ -73,6 +73,34 @@ class Served:
     where: tuple[str | None, str, str]
     name: str
 
+    def stream(self, text: str, settings: Settings, on_piece) -> bool:
+        """Complete `text` there, streaming pieces to on_piece; False if the server has gone."""
+        from autocomplete import client
+
+        model, device, precision = self.where
+        return client.complete(model, text, settings.as_dict(), on_piece, device, precision) is not None
+
+
+@dataclass
+class Remote:
+    """An OpenAI-compatible server (--api) and the model asked for there."""
+
+    api: object  # autocomplete.api.Api
+    name: str
+
+    @classmethod
+    def of(cls, options: Options) -> Remote:
+        from autocomplete.api import Api
+
+        api = Api(options.api)
+        return cls(api, api.model(options.model))
+
+    def stream(self, text: str, settings: Settings, on_piece) -> bool:
+        from autocomplete import api
+
+        api.complete(self.api, self.name, text, settings, on_piece)
+        return True
+
 
 def served(options: Options) -> Served | None:
     """The warm server for these options, or None (none runs, or --no-server)."""
@@ -96,7 +124,7 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
                                *where[1:])
         if reply is None:
             return None
-        from autocomplete.suggest import Found, Suggestion
+        from autocomplete.suggestions import Found, Suggestion
 
         found = Found(Suggestion(**s) for s in reply["suggestions"])
         found.exact = reply["exact"]
@@ -124,13 +152,21 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
     return False
 
 
-def run_over_api(api, model: str, text: str, options: Options, out) -> bool:
+def run_over_api(remote: Remote, text: str, options: Options, out) -> bool:
     """Like run(), on an OpenAI-compatible server (autocomplete.api). Returns whether Ctrl-C cut it short."""
-    from autocomplete import api as remote
+    from autocomplete import api
     from autocomplete.errors import UsageError, UserError
 
-    if options.mode.suggest or options.mode.explain:
-        raise UsageError("--suggest and --explain don't work over --api yet")
+    if options.mode.explain:
+        raise UsageError("--explain doesn't work over --api yet")
+    if options.mode.suggest:
+        from autocomplete import api_suggest, frames
+
+        found = api_suggest.suggest(remote.api, remote.name, text, options.settings, options.mode.suggest,
+                                    options.mode.words)
+        out.suggestions(text, found, remote.name, options.settings, options.mode.words,
+                        frames.resolve(options.settings.style, text))
+        return False
     started = False
 
     def on_piece(piece: str) -> None:
@@ -141,14 +177,14 @@ def run_over_api(api, model: str, text: str, options: Options, out) -> bool:
         out.piece(piece)
 
     try:
-        done = remote.complete(api, model, text, options.settings, on_piece)
+        done = api.complete(remote.api, remote.name, text, options.settings, on_piece)
     except UserError:
         if started:
             out.blank()  # what was streamed stays, on a line of its own; the error follows on stderr
         raise
     if not started:
         out.start(text)
-    out.finish(done, model, options.settings)
+    out.finish(done, remote.name, options.settings)
     return done.interrupted
 
 

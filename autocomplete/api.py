@@ -101,6 +101,18 @@ class Api:
                 finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
                 yield event
 
+    def request(self, path: str, body: dict) -> dict:
+        """POST without streaming; the reply's JSON."""
+        with self._post_dropping_refused(path, body) as response:
+            try:
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                raise UserError(f"the API server at {self.base} closed the connection mid-reply") from None
+        reply = _json(data, self.base)
+        if not isinstance(reply, dict):
+            raise UserError(f"the API server at {self.base} sent JSON that is not an object")
+        return reply
+
     def _post_dropping_refused(self, path: str, body: dict):
         """POST, leaving out the extra fields this server refuses: a 400/422 naming one of them is retried
         without it (and said once, for top-k, which changes what is sampled)."""

@@ -67,8 +67,6 @@ def _dispatch(invocation: Invocation) -> int:
     if invocation.interactive or (prompt is None and stdin_is_terminal and not invocation.each_line):
         from autocomplete.repl import Repl
 
-        if options.api:
-            raise UsageError("the REPL doesn't work over --api yet: give a PROMPT or pipe text in")
 
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
@@ -108,12 +106,8 @@ def _run_all(prompts, options: actions.Options) -> int:
             continue
         interrupted = None
         if options.api:
-            if remote is None:
-                from autocomplete.api import Api
-
-                api = Api(options.api)
-                remote = api, api.model(options.model)
-            interrupted = actions.run_over_api(*remote, text, options, out)
+            remote = remote or actions.Remote.of(options)
+            interrupted = actions.run_over_api(remote, text, options, out)
         elif lm is None and options.servable():
             if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
                 from autocomplete.serve_cli import ensure_running

@@ -1,6 +1,7 @@
 """Ghost text for the REPL: while you type, the likeliest next few words appear after the cursor.
 
-`continuation` is the whole idea (greedy words on one line); `served_continuation` asks a warm server for the same.
+`continuation` is the whole idea (greedy words on one line); `streamed_continuation` asks a warm server or an --api
+engine for the same.
 `Ghost` makes it fit a keyboard: it waits for a pause in typing, and any newer keystroke cancels the work for an
 older one between tokens.
 """
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.actions import Served
+from autocomplete.actions import Remote, Served
 from autocomplete.settings import Settings
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
@@ -45,12 +46,11 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = M
     return _first_words(read.shown(new), words)
 
 
-def served_continuation(served: Served, text: str, words: int = 4, wanted: Callable[[], bool] = lambda: True,
-                        style: str = "auto", examples: list[str] | None = None) -> str:
-    """`continuation`, computed by the warm server `served`: a greedy completion that stops at the line, read
-    only until it has enough words (hanging up then, or when no longer wanted, stops the server's work)."""
-    from autocomplete import client
-
+def streamed_continuation(source: Served | Remote, text: str, words: int = 4,
+                          wanted: Callable[[], bool] = lambda: True, style: str = "auto",
+                          examples: list[str] | None = None) -> str:
+    """`continuation`, computed by a warm server or an --api engine (`source`): a greedy completion that stops at
+    the line, read only until it has enough words (hanging up then, or when no longer wanted, stops the work)."""
     if not text.strip() or text.endswith("\n"):
         return ""
     settings = Settings(temperature=0, max_tokens=MAX_TOKENS, stop="line", style=style, examples=examples)
@@ -62,9 +62,8 @@ def served_continuation(served: Served, text: str, words: int = 4, wanted: Calla
         if not wanted() or "\n" in out or len(out.split()) > words:
             raise _Enough
 
-    model, device, precision = served.where
     try:
-        if client.complete(model, text, settings.as_dict(), on_piece, device, precision) is None:
+        if not source.stream(text, settings, on_piece):
             return ""  # the server went away: the next keystroke's ghost comes from the REPL's own model
     except _Enough:
         pass
@@ -84,9 +83,9 @@ class Ghost:
     """Thread-safe front of `continuation`: call it from any thread; a call superseded by a newer one (or by
     cancel()) returns '' quickly."""
 
-    def __init__(self, model: Callable[[], LoadedModel | Served], words: int = 4, debounce: float = 0.08,
+    def __init__(self, model: Callable[[], LoadedModel | Served | Remote], words: int = 4, debounce: float = 0.08,
                  settings: Callable[[], Settings] = Settings):
-        self._model = model  # the REPL's model, or the warm server it uses
+        self._model = model  # the REPL's model, or the warm server or --api engine it uses
         self._settings = settings  # the session's, read at each keystroke: /style applies at once
         self.words = words
         self.debounce = debounce
@@ -117,5 +116,5 @@ class Ghost:
             settings, source = self._settings(), self._model()
             if source is None:  # the server just went away; the model is not loaded here yet
                 return ""
-            ask = served_continuation if isinstance(source, Served) else continuation
+            ask = streamed_continuation if isinstance(source, (Served, Remote)) else continuation
             return ask(source, text, self.words, wanted=wanted, style=settings.style, examples=settings.examples)

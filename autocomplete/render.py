@@ -69,11 +69,10 @@ class TextRenderer:
         else:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
-        if not getattr(found, "exact", True):
+        if not getattr(found, "exact", True) and found.note:
             from autocomplete import ui
 
-            ui.notice("The search stopped at its bound (64 tokens a step, 400 prefixes): a suggestion it left out "
-                      "could be likelier than the last ones shown.")
+            ui.notice(found.note)
 
     def _write(self, text: str, style: str | None) -> None:
         if self.console is not None:

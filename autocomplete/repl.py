@@ -45,7 +45,7 @@ class Repl:
         self.mode = options.mode
         self.out = renderer(options.json_lines, options.only_new)
         self.lm = None  # the model loaded here, when no server serves it (or for /explain)
-        self.served = None  # the warm server in use (actions.Served), if any
+        self.served = None  # the warm server in use (actions.Served), or the --api engine (actions.Remote)
 
     def run(self, lines: Iterable[str] | None = None) -> int:
         """Read from a prompt_toolkit session on a terminal, or from `lines` (piped stdin) until they end."""
@@ -59,7 +59,8 @@ class Repl:
 
         ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
         session = _session(ghost)
-        where = f"{self.served.name} on the running server" if self.served else self.lm.name
+        where = self.lm.name if self.served is None else f"{self.served.name} on " + (
+            self.options.api if self.options.api else "the running server")
         ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
                   "Ctrl-D to leave.")
         while True:
@@ -81,6 +82,9 @@ class Repl:
         if line.startswith("/"):
             return self.command(line)
         try:
+            if self.options.api:
+                actions.run_over_api(self.served, line, self.options, self.out)
+                return None
             done = None
             if self.served is not None and self.options.servable():
                 done = actions.run_on_server(line, self.options, self.out)
@@ -90,6 +94,10 @@ class Repl:
                 actions.run(self._local(), line, self.settings, self.mode, self.out)
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
+        except UserError as error:  # an --api engine down, say: said, and the session goes on
+            from autocomplete.dispatch import report
+
+            report(str(error))
         return None
 
     def command(self, line: str) -> str | None:
@@ -140,8 +148,9 @@ class Repl:
         return None
 
     def _load(self) -> None:
-        """Use the warm server for the options' model if one runs, else load it here; one model at a time."""
-        served = actions.served(self.options)
+        """Use the --api engine, or the warm server for the options' model if one runs, else load it here; one
+        model at a time."""
+        served = actions.Remote.of(self.options) if self.options.api else actions.served(self.options)
         if served is None:
             self._local()  # a model that can't be had raises here, before anything changed
         else:

@@ -16,7 +16,6 @@ import copy
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
@@ -26,35 +25,13 @@ from autocomplete.heal import restrict
 from autocomplete.models import LoadedModel
 from autocomplete.prompt import prepare, vocabulary
 from autocomplete.settings import Settings
+from autocomplete.suggestions import Found, Suggestion, normalise  # noqa: F401 (normalise: used by tests too)
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
 MAX_CHILDREN = 64
 MAX_EXPANSIONS = 400
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
-
-
-class Found(list):
-    """The suggestions, best first; exact is False when the search stopped at its bounds (MAX_CHILDREN tokens per
-    step, MAX_EXPANSIONS prefixes) while something it left out could still have made the list."""
-
-    exact = True
-
-
-@dataclass
-class Suggestion:
-    completion: str  # the text after the prefix
-    probability: float
-    tokens: list[int]
-
-
-def normalise(text: str) -> str:
-    """Suggestions that differ only in case, spacing or trailing punctuation are one suggestion: "Paris" already
-    counts the times "Paris." follows (a full stop begins a new word), so "Paris." would only repeat it."""
-    return " ".join(text.lower().split()).rstrip(_PUNCTUATION)
-
-
-_PUNCTUATION = ".,;:!?…"
 
 
 def next_token_probs(logits: torch.Tensor, settings: Settings) -> torch.Tensor:

@@ -259,3 +259,34 @@ def test_ctrl_c_mid_stream_keeps_the_text_and_exits_130(env, replay):
     out, err = command.communicate(timeout=30)
     assert command.returncode == 130 and b"Traceback" not in err
     assert (seen + out).startswith(b"go word0 word1") and (seen + out).endswith(b"\n")
+
+
+# --- the REPL -------------------------------------------------------------------------------------------------
+
+
+def test_the_repl_over_the_api(cli, engine, tiny_dir):
+    base, model = engine
+    lines = b"san\n/temp 0.5\n/suggest 2\nseoul\n/suggest off\nseoul\n"
+    result = cli("--api", base, "-t", "0", "-i", input=lines)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode() == "san francisco weather is good in april?\nseoul subway map\n"
+    assert b"sends no logprobs" in result.stderr  # transformers serve: said, and the session went on
+
+
+def test_ghost_text_over_the_api_is_the_same_as_in_process(engine, tiny):
+    from autocomplete.actions import Remote
+    from autocomplete.api import Api
+    from autocomplete.ghost import continuation, streamed_continuation
+
+    base, model = engine
+    remote = Remote(Api(base), model)
+    for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("", 4), ("서울", 3)]:
+        assert streamed_continuation(remote, text, words, style="text") == continuation(tiny, text, words,
+                                                                                        style="text")
+    assert streamed_continuation(remote, "san", style="text", wanted=lambda: False) == ""
+
+
+def test_an_engine_down_in_the_repl_is_said_and_the_session_goes_on(cli):
+    result = cli("--api", f"http://127.0.0.1:{free_port()}/v1", "-m", "m", "-i", input=b"san\n/temp 0\nseoul\n")
+    err = result.stderr.decode()
+    assert result.returncode == 0 and err.count("connection refused") == 2 and "temperature 0" in err

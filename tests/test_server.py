@@ -545,10 +545,24 @@ def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
 
 def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
     from autocomplete.actions import Served
-    from autocomplete.ghost import continuation, served_continuation
+    from autocomplete.ghost import continuation, streamed_continuation
 
     served = Served((warm, "auto", "fp32"), warm)
     for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
-        assert served_continuation(served, text, words, style="text") == continuation(tiny, text, words,
+        assert streamed_continuation(served, text, words, style="text") == continuation(tiny, text, words,
                                                                                       style="text")
-    assert served_continuation(served, "san", style="text", wanted=lambda: False) == ""
+    assert streamed_continuation(served, "san", style="text", wanted=lambda: False) == ""
+
+
+def test_suggestions_from_a_warm_server_import_no_torch(warm, env, run_dir):
+    code = (
+        "import sys\n"
+        "from autocomplete.launch import main\n"
+        f"assert main(['-m', {warm!r}, '--style', 'text', '--suggest', '2', 'san']) == 0\n"
+        "heavy = [name for name in ('torch', 'transformers', 'typer') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("san francisco")
