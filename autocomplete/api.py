@@ -11,6 +11,7 @@ tests.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import time
@@ -238,17 +239,29 @@ def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
 def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
     """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
     the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
+    from autocomplete import api_suggest
+
     style, sent = prompt_for(prompt, settings)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
-    body = {"model": model, "prompt": sent, "max_tokens": settings.max_tokens, "temperature": settings.temperature,
-            "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k, "repeat_penalty": 1.0}
-    if style == "query":
-        body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
     finish, usage, first_at, started = "length", {}, None, time.perf_counter()
     try:
-        for event in api.stream(body):
+        # Token healing, on text: the word being typed is taken back and spelled again from the server's
+        # alternatives (when it sends them); the part after the typed letters starts the completion.
+        kept, typed = api_suggest.typed_word(sent)
+        head = api_suggest.heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
+        if head is None:  # unhealed: the prompt as typed
+            kept, head, typed = sent, "", ""
+        body = {"model": model, "prompt": kept + head, "max_tokens": settings.max_tokens,
+                "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
+                "repeat_penalty": 1.0}
+        if style == "query":
+            body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
+        events = api.stream(body)
+        if head[len(typed):]:
+            events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
+        for event in events:
             usage = event.get("usage") or usage
             for choice in event.get("choices") or []:
                 text = choice.get("text") or ""

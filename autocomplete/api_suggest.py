@@ -174,3 +174,32 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
     ui.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
                    "each token, so their probabilities are approximate (said once; see the README).")
     return result
+
+
+def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: int, fold: bool) -> str | None:
+    """Token healing for a completion over the API: the tokens that spell the typed word again, drawn one step at
+    a time from the server's alternatives (greedy at temperature 0, else sampled with the seed), as text. None
+    when the server sends no logprobs or none of its alternatives spells on: the caller completes unhealed."""
+    import random
+
+    ask, draw, head = Asker(api, model), random.Random(seed), ""
+    try:
+        while not spelled(head, typed, fold):
+            try:
+                (listed,) = ask([kept + head])
+            except UserError as error:
+                if "sends no logprobs" not in str(error):
+                    raise
+                ui.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
+                               "word being typed is continued from its token boundary, unhealed (said once).")
+                return None
+            options = reshape([(t, lp) for t, lp in listed if allowed(head, t, typed, fold)], settings)
+            if not options:
+                return None
+            if settings.temperature == 0 or len(options) == 1:
+                head += options[0][0]
+            else:
+                head += draw.choices([t for t, _ in options], weights=[p for _, p in options])[0]
+    finally:
+        ask.pool.shutdown(wait=False)
+    return head
