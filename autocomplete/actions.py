@@ -155,10 +155,13 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
 def run_over_api(remote: Remote, text: str, options: Options, out) -> bool:
     """Like run(), on an OpenAI-compatible server (autocomplete.api). Returns whether Ctrl-C cut it short."""
     from autocomplete import api
-    from autocomplete.errors import UsageError, UserError
+    from autocomplete.errors import UserError
 
     if options.mode.explain:
-        raise UsageError("--explain doesn't work over --api yet")
+        from autocomplete import api_explain
+
+        return api_explain.explain(remote, text, options.settings,
+                                   options.mode.temperatures or [options.settings.temperature], out.json).interrupted
     if options.mode.suggest:
         from autocomplete import api_suggest, frames
 

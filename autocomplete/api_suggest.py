@@ -94,30 +94,46 @@ def reshape(listed: list[tuple[str, float]], settings: Settings) -> list[tuple[s
 
 
 class Asker:
-    """The server's alternatives for the token after a text, one request each (several at once)."""
+    """The server's alternatives for the token after each of several texts: one request with a list of prompts
+    where the engine takes one (vLLM does), else a request each, several at once."""
+
+    lists: bool | None = None  # whether this engine takes a list of prompts; None: not tried yet
 
     def __init__(self, api: Api, model: str):
         self.api, self.model, self.top = api, model, ALTERNATIVES
         self.pool = ThreadPoolExecutor(PARALLEL)
 
     def __call__(self, texts: list[str]) -> list[list[tuple[str, float]]]:
-        return list(self.pool.map(self._one, texts))
+        if len(texts) > 1 and self.lists is not False:
+            try:
+                reply = self._ask(texts)
+                choices = sorted(reply.get("choices") or [], key=lambda choice: choice.get("index", 0))
+                if len(choices) == len(texts):
+                    self.lists = True
+                    return [self._read(choice) for choice in choices]
+            except UserError:
+                if self.lists:  # it took lists before: this failure is not about the list
+                    raise
+            self.lists = False  # refused, or answered for one prompt only: a request each from now on
+        return list(self.pool.map(lambda text: self._read((self._ask(text).get("choices") or [{}])[0]), texts))
 
-    def _one(self, text: str) -> list[tuple[str, float]]:
-        body = {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0, "logprobs": self.top,
+    def _ask(self, prompt: str | list[str]) -> dict:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": self.top,
                 "repeat_penalty": 1.0}
         try:
-            reply = self.api.request("/completions", body)
+            return self.api.request("/completions", body)
         except UserError as error:
             if self.top > 5 and "logprobs" in str(error):  # OpenAI's own limit is 5
                 self.top = 5
-                return self._one(text)
+                return self._ask(prompt)
             raise
-        choices = reply.get("choices") or [{}]
-        found = alternatives(choices[0])
+
+    def _read(self, choice: dict) -> list[tuple[str, float]]:
+        found = alternatives(choice)
         if found is None:
-            raise UserError(f"the server at {self.api.base} sends no logprobs, which --suggest over --api needs "
-                            "(vLLM and llama.cpp's server send them; transformers serve doesn't)")
+            raise UserError(f"the server at {self.api.base} sends no logprobs, which --suggest, --explain and token "
+                            "healing over --api need (vLLM and llama.cpp's server send them; transformers serve "
+                            "doesn't)")
         return [(text, lp) for text, lp in found if "\ufffd" not in text]
 
 

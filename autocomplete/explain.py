@@ -2,7 +2,8 @@
 T = 1 (the model's own) beside each temperature asked for, the token picked, and the entropy.
 
 Probabilities are softmax(logits / T) over the whole vocabulary, so at each T they sum to 1; the token itself is
-drawn with all the settings (top-k and top-p too), exactly as a normal completion would.
+drawn with all the settings (top-k and top-p too), exactly as a normal completion would. (Over --api, the same
+display is built from the server's top alternatives: autocomplete.api_explain.)
 """
 
 from __future__ import annotations
@@ -10,28 +11,31 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from autocomplete.complete import Completion, complete
-from autocomplete.models import LoadedModel
 from autocomplete.settings import Settings
+
+if TYPE_CHECKING:  # the --api path uses the display, not the model
+    import torch
+
+    from autocomplete.models import LoadedModel
 
 TOP = 8
 
 
 @dataclass
 class Candidate:
-    token: int
+    token: int | None  # None over --api: ids don't travel
     text: str
-    logit: float
+    logit: float  # over --api, the log-probability the server sent
     probability: dict[float, float]  # temperature -> probability
 
 
 @dataclass
 class Step:
     candidates: list[Candidate]
-    picked: int
+    picked: int | None
     picked_text: str
     entropy: dict[float, float]  # temperature -> entropy in bits
     allowed: int | None = None  # token healing: how many tokens fit the typed letters (None: any token may come)
@@ -39,6 +43,8 @@ class Step:
 
 def distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(logits / T) over the full vocabulary; T = 0 puts everything on the argmax."""
+    import torch
+
     logits = logits.float()
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
@@ -77,7 +83,8 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
 
     steps: list[Step] = []
     read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
-    printer = None if json_lines else _StepPrinter(prompt, temperatures_shown(temperatures), read)
+    typed = read.healing.text if read.healing else ""
+    printer = None if json_lines else StepPrinter(prompt, temperatures_shown(temperatures), read.style, typed)
 
     def observe(logits: torch.Tensor, token: int, allowed: torch.Tensor | None) -> None:
         steps.append(view(lm, logits, token, temperatures, allowed=allowed))
@@ -85,12 +92,18 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
             printer.show(steps[-1], len(steps))
 
     done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read)
+    finish(done, lm.name, settings, temperatures, steps, printer)
+    return done
+
+
+def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
+           printer: StepPrinter | None) -> None:
+    """The completion after its steps, or one JSON record holding both."""
     if printer:
         printer.finish(done)
     else:
-        sys.stdout.write(json.dumps(record(done, lm.name, settings, temperatures, steps), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(record(done, model, settings, temperatures, steps), ensure_ascii=False) + "\n")
         sys.stdout.flush()
-    return done
 
 
 def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step]) -> dict:
@@ -105,7 +118,8 @@ def record(done: Completion, model: str, settings: Settings, temperatures: list[
                 "allowed_tokens": s.allowed,
                 "entropy_bits": {str(t): round(h, 4) for t, h in s.entropy.items()},
                 "candidates": [
-                    {"token": c.token, "text": c.text, "logit": round(c.logit, 4),
+                    {"token": c.token, "text": c.text,
+                     ("logit" if c.token is not None else "logprob"): round(c.logit, 4),
                      "probability": {str(t): p for t, p in c.probability.items()}}
                     for c in s.candidates
                 ],
@@ -115,21 +129,22 @@ def record(done: Completion, model: str, settings: Settings, temperatures: list[
     }
 
 
-class _StepPrinter:
-    """A Rich table per step: candidates, a bar per temperature, the pick marked."""
+class StepPrinter:
+    """A Rich table per step: candidates, a bar per temperature, the pick marked. score: the column holding what
+    the probabilities come from ("logit" here, "logprob" over --api)."""
 
-    def __init__(self, prompt: str, temperatures: list[float], read):
+    def __init__(self, prompt: str, temperatures: list[float], style: str, typed: str, score: str = "logit",
+                 about_api: str = ""):
         from rich.console import Console
         from rich.text import Text
 
         self.console = Console(highlight=False)
-        self.temperatures = temperatures
-        typed = read.healing.text if read.healing else ""
+        self.temperatures, self.score = temperatures, score
         self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
-        about = "query (a search query, after hidden example queries)" if read.style == "query" else "text"
+        about = "query (a search query, after hidden example queries)" if style == "query" else "text"
         if typed:
             about += f"; token healing: the first tokens spell the typed {typed!r} again"
-        self.console.print(Text(f"style {about}\n", style="dim"))
+        self.console.print(Text(f"style {about}{about_api}\n", style="dim"))
 
     def show(self, step: Step, number: int) -> None:
         from rich.bar import Bar
@@ -146,16 +161,17 @@ class _StepPrinter:
         bar = max(4, min(20, (self.console.width - 26) // len(self.temperatures) - 9))
         table.add_column("", no_wrap=True)
         table.add_column("token", no_wrap=True, max_width=14, overflow="ellipsis")
-        table.add_column("logit", justify="right", no_wrap=True)
+        table.add_column(self.score, justify="right", no_wrap=True)
         for t in self.temperatures:
             table.add_column(f"T={t:g}", justify="right", no_wrap=True)
             table.add_column("", width=bar, no_wrap=True)
         for c in step.candidates:
-            cells = ["→" if c.token == step.picked else "", repr(c.text), f"{c.logit:.2f}"]
+            picked = c.token == step.picked and c.text == step.picked_text
+            cells = ["→" if picked else "", repr(c.text), f"{c.logit:.2f}"]
             for t in self.temperatures:
                 p = c.probability[t]
                 cells += [f"{p:6.1%}", Bar(1.0, 0, p, width=bar, color="cyan" if t == 1.0 else "magenta")]
-            table.add_row(*cells, style="bold" if c.token == step.picked else None)
+            table.add_row(*cells, style="bold" if picked else None)
         self.console.print(table)
         entropy = "  ".join(f"T={t:g}: {h:.2f}" for t, h in step.entropy.items())
         self.console.print(Text(f"picked {step.picked_text!r}   entropy (bits) {entropy}\n", style="dim"))

@@ -1,7 +1,7 @@
 """A stand-in OpenAI-compatible server for the --api error paths only (the happy paths run against a real engine):
 each model name asks for one behaviour, with responses shaped like real engines' (OpenAI's, FastAPI's, llama.cpp's).
 
-    python replay_server.py PORT_FILE   # listens on 127.0.0.1, a free port, written to PORT_FILE
+    python replay_server.py PORT_FILE [CERT KEY]   # 127.0.0.1, a free port written to PORT_FILE; TLS with CERT
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if len(sys.argv) > 3:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     with open(sys.argv[1], "w") as f:
         f.write(str(server.server_address[1]))
     server.serve_forever()

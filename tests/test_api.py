@@ -252,6 +252,23 @@ def test_a_key_over_plain_http_to_another_host_is_warned_once(env, tmp_path):
         del os.environ["AUTOCOMPLETE_DATA_DIR"]
 
 
+def test_a_certificate_nobody_vouches_for_is_refused(cli, tmp_path):
+    cert, key, port_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "port"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                           str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], capture_output=True)
+    assert made.returncode == 0, made.stderr
+    server = subprocess.Popen([sys.executable, str(HERE / "replay_server.py"), str(port_file), str(cert), str(key)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = one_error(cli("--api", f"https://127.0.0.1:{port_file.read_text()}/v1", "-m", "key", "san"))
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert "TLS with 127.0.0.1 failed" in line and "certificate" in line
+
+
 def test_a_listener_that_never_answers_times_out(cli, replay):
     line = one_error(cli("--api", replay, "-m", "silent", "san", extra_env={"AUTOCOMPLETE_API_TIMEOUT": "1"}))
     assert "did not answer within 1 s" in line
@@ -370,3 +387,29 @@ def test_a_healed_sampled_completion_is_reproducible_by_seed(cli, llama_engine):
             for seed in range(1, 5)}
     assert all(first == second for first, second in runs.values())
     assert len({first for first, _ in runs.values()}) > 1  # and it does sample
+
+
+def test_explain_over_llama_cpp(cli, llama_engine):
+    """Each step from the engine's alternatives: the picks spell the typed word again, then the completion; the
+    healing step is over the tokens that fit; T = 0 is one-hot on the pick."""
+    result = cli("--api", llama_engine, "--style", "query", "--explain", "--json", "-t", "0", "-t", "1.5", "-n", "4",
+                 "stock mar")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    picks = "".join(step["picked"]["text"] for step in record["steps"])
+    assert picks.startswith(" mar") and picks[len(" mar"):].startswith(record["completion"])
+    assert record["completion"].startswith("ket") and record["steps"][0]["allowed_tokens"] >= 1
+    for step in record["steps"]:
+        assert all(c["token"] is None and "logprob" in c for c in step["candidates"])
+        cold = [c["probability"]["0.0"] for c in step["candidates"]]
+        assert cold.count(1.0) == 1 and sum(cold) == 1.0
+        assert step["candidates"][cold.index(1.0)]["text"] == step["picked"]["text"]
+    first = [c["probability"]["1.0"] for c in record["steps"][0]["candidates"]]
+    assert abs(sum(first) - 1) < 1e-6 or len(first) == 8  # over the tokens that fit (all shown unless > 8)
+    shown = cli("--api", llama_engine, "--style", "query", "--explain", "-t", "0", "-n", "2", "stock mar")
+    assert shown.returncode == 0 and "probabilities approximate" in shown.stdout.decode()
+
+
+def test_explain_over_an_engine_without_logprobs_says_so(cli, engine):
+    base, model = engine
+    assert "sends no logprobs" in one_error(cli("--api", base, "--explain", "-t", "0", "san"))
