@@ -6,13 +6,12 @@ Imports no torch at module level: --help, --version, usage errors and --list-mod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Annotated, Literal, Optional
 
 import typer
 
 from autocomplete import __version__, actions, settings as checks
-from autocomplete.dispatch import Invocation, execute, guarded, report
+from autocomplete.dispatch import Invocation, execute, guarded, make_invocation, report
 from autocomplete.errors import UsageError
 from autocomplete.settings import DEFAULT_MODEL, Settings
 
@@ -136,18 +135,9 @@ def main(
     version: Annotated[bool, typer.Option(
         "--version", metavar="", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> Invocation:
-    if len(temperature) > 1 and not explain:
-        raise UsageError("give one --temperature (several only with --explain, to compare them)")
-    if suggest and explain:
-        raise UsageError("--suggest and --explain don't go together")
-    if words is not None and not suggest:
-        raise UsageError("--words sets the length of suggestions: use it with --suggest N")
-    options = actions.Options(
-        settings=Settings(temperature[0], top_k, top_p, max_tokens, seed, stop, style),
-        mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
-        model=model, examples=examples, device=device, precision=precision, json_lines=json_lines, only_new=only_new,
-        server=not no_server, idle_timeout=idle_timeout, api=api)
-    return Invocation(options, prompt, each_line, interactive, list_models, server)
+    return make_invocation(prompt, model, temperature, top_k, top_p, max_tokens, seed, stop, style, examples, suggest, words,
+                           explain, only_new, json_lines, each_line, interactive, device, precision, server, api,
+                           no_server, idle_timeout, list_models)
 
 
 def _parse(command, argv: list[str] | None) -> Invocation | int:
@@ -157,7 +147,7 @@ def _parse(command, argv: list[str] | None) -> Invocation | int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Parse the command line here (with no warm server to do it) and run it."""
+    """Parse the command line with Typer (what autocomplete.args declines: help, version, usage errors) and run it."""
     command = typer.main.get_command(app)
 
     def work() -> int:
@@ -173,27 +163,3 @@ def run(argv: list[str] | None = None) -> int:
         return invocation if isinstance(invocation, int) else execute(invocation)
 
     return guarded(work)
-
-
-def client_parser() -> Callable[[list[str], dict[str, str]], Invocation]:
-    """For the warm server: parse a client's command line with the client's environment variables. The server's own
-    are ignored (it may have been started from another shell, with another AUTOCOMPLETE_MODEL)."""
-    command = typer.main.get_command(app)
-    flag_of = {}
-    for param in command.params:
-        if param.envvar:
-            flag_of[param.envvar] = max(param.opts, key=len)
-            param.envvar = None
-
-    def parse(argv: list[str], env: dict[str, str]) -> Invocation:
-        # An option given before the command line's own: the command line still wins, as over a variable.
-        given = [word for name, value in env.items() if name in flag_of and value for word in (flag_of[name], value)]
-        try:
-            invocation = _parse(command, [*given, *argv])
-        except (typer.TyperException, typer.Exit) as error:
-            raise UsageError(f"not a command line to run: {error}") from None
-        if isinstance(invocation, int):  # --help or --version: the launcher keeps those local
-            raise UsageError("--help and --version are answered by the command itself")
-        return invocation
-
-    return parse

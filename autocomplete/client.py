@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 0.5  # a live server's listen backlog accepts at once, even while it is busy
 STATUS_TIMEOUT = 5.0  # status skips the model queue: only a server still loading its model is slower
-PARSE_TIMEOUT = 1.0  # a parse takes milliseconds; a server still loading its model is not worth waiting for
 REPLY_TIMEOUT = 600.0  # longest silence while a request waits in the queue or the model thinks
 STOP_WAIT = 10.0
 # sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
@@ -269,30 +268,6 @@ def _spawn(model: str | None, device: str, precision: str, idle_timeout: float, 
                                 start_new_session=True)
     finally:
         os.close(fd)
-
-
-def parse(argv: list[str]) -> dict | None:
-    """Have a running server parse this command line (its process has Typer loaded), with this process's
-    AUTOCOMPLETE_* variables. Returns the Invocation as a dict, or None when no server answers or it declines
-    (a usage error, another version): then the caller parses here. Any of this user's ready servers will do
-    (one still loading its model would answer only once loaded)."""
-    from autocomplete import __version__
-
-    try:
-        sockets = sorted(runtime_dir(create=False).glob("*.ready"))
-    except (UserError, OSError):
-        return None
-    env = {name: value for name, value in os.environ.items()  # the API key is for the API server alone
-           if name.startswith("AUTOCOMPLETE_") and name != "AUTOCOMPLETE_API_KEY"}
-    request = {"op": "parse", "argv": argv, "env": env, "version": __version__}
-    for path in sockets:
-        try:
-            reply = _call(path, request, PARSE_TIMEOUT)
-        except UserError:
-            return None
-        if reply is not None:
-            return reply.get("invocation")
-    return None
 
 
 def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None],

@@ -1,8 +1,7 @@
-"""What one command line asks for (an Invocation, which cli builds from the arguments) and doing it: a completion,
-one per stdin line, the REPL, the model list or a server command.
+"""What one command line asks for (an Invocation, built by make_invocation from the options that autocomplete.args
+or Typer read) and doing it: a completion, one per stdin line, the REPL, the model list or a server command.
 
-No Typer here: with a warm server running, the launcher gets the Invocation from the server's parse and runs it
-from this module, so a shell call never imports Typer (see autocomplete.launch).
+No Typer here: a shell call whose arguments autocomplete.args reads never imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from autocomplete import actions, inputs
 from autocomplete.errors import UsageError, UserError
@@ -27,15 +26,44 @@ class Invocation:
     list_models: bool = False
     server: str | None = None  # --server start|stop|status
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, raw: dict) -> Invocation:
-        """The inverse of as_dict (the warm server's parse reply). TypeError or KeyError if it doesn't fit."""
-        options = dict(raw["options"])
-        options.update(settings=Settings(**options["settings"]), mode=actions.Mode(**options["mode"]))
-        return cls(**{**raw, "options": actions.Options(**options)})
+def make_invocation(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,
+                    top_k: int | None = None, top_p: float | None = None, max_tokens: int | None = None,
+                    seed: int | None = None, stop: str | None = None, style: str | None = None,
+                    examples: str | None = None, suggest: int | None = None, words: int | None = None,
+                    explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
+                    interactive: bool = False, device: str | None = None, precision: str | None = None,
+                    server: str | None = None, api: str | None = None, no_server: bool = False,
+                    idle_timeout: float | None = None, list_models: bool = False) -> Invocation:
+    """What a command line asks for, from its options (None: not given, the default), checked: a bad value is a
+    ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.args, and Typer
+    in autocomplete.cli), so they can't build it two ways."""
+    from autocomplete import settings as checks
+
+    d = Settings()
+    temperature = [checks.check_temperature(t) for t in temperature or [d.temperature]]
+    for option, value in (("--suggest", suggest), ("--words", words)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be 1 or more, not {value}")
+    idle_timeout = 300.0 if idle_timeout is None else idle_timeout
+    if not idle_timeout >= 0:  # NaN too
+        raise ValueError(f"--idle-timeout must be 0 or more, not {idle_timeout}")
+    if len(temperature) > 1 and not explain:
+        raise UsageError("give one --temperature (several only with --explain, to compare them)")
+    if suggest and explain:
+        raise UsageError("--suggest and --explain don't go together")
+    if words is not None and not suggest:
+        raise UsageError("--words sets the length of suggestions: use it with --suggest N")
+    settings = Settings(temperature[0], checks.check_top_k(d.top_k if top_k is None else top_k),
+                        checks.check_top_p(d.top_p if top_p is None else top_p),
+                        checks.check_max_tokens(d.max_tokens if max_tokens is None else max_tokens), seed,
+                        checks.check_stop(stop or d.stop), checks.check_style(style or d.style))
+    options = actions.Options(
+        settings=settings,
+        mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
+        model=model, examples=examples, device=device or "auto", precision=precision or "fp32",
+        json_lines=json_lines, only_new=only_new, server=not no_server, idle_timeout=idle_timeout, api=api)
+    return Invocation(options, prompt, each_line, interactive, list_models, server)
 
 
 def execute(invocation: Invocation) -> int:

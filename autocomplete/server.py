@@ -6,14 +6,12 @@ keep-alive). Started detached by autocomplete.client.start(); run by hand as
 It listens on <runtime dir>/<hash of model, device, precision>.sock from before the model loads (so a racing start
 waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it loaded
 (the name it was started with, the model's own names; its device and "auto"): a client finds it by what it asks
-for, and one still loading is never asked to parse a command line.
+for.
 
 Protocol, newline-delimited JSON, one request per connection:
     {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
     {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
     {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
-    {"op": "parse", "argv", "env", "version"} -> {"invocation": {...}}: a command line parsed by Typer, which this
-        process has loaded already (autocomplete.launch); env holds the client's AUTOCOMPLETE_* variables
     {"op": "stop"} -> {"ok": true}, then the server exits
 Anything wrong gets {"error": "<one line>"}. Closing the connection (either half) cancels the request.
 """
@@ -123,7 +121,6 @@ def _hung_up(conn: socket.socket) -> bool:
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
                  precision: str = "fp32"):
-        from autocomplete.cli import client_parser
         from autocomplete.complete import complete
         from autocomplete.settings import Settings
 
@@ -136,10 +133,8 @@ class Server:
         self.requests = 0
         self.last_used = time.monotonic()
         self.stopping = threading.Event()
-        self.parse_command_line = client_parser()
-        # Warm up now, not in the first client's call: Typer builds its validators, and one token with the default
-        # settings runs the first forward and loads (or computes) the query frame's KV cache.
-        self.parse_command_line(["warm up"], {})
+        # Warm up now, not in the first client's call: one token with the default settings runs the first forward
+        # and loads (or computes) the query frame's KV cache.
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
 
     def answers_to(self, device: str) -> set[tuple[str, str, str]]:
@@ -224,9 +219,7 @@ class Server:
             return self.complete(request, conn, send)
         if op == "suggest":
             return self.suggest(request, conn, send)
-        if op == "parse":
-            return self.parse(request)
-        raise BadRequest(f"unknown op {op!r} (complete, suggest, parse, status or stop)")
+        raise BadRequest(f"unknown op {op!r} (complete, suggest, status or stop)")
 
     def status(self) -> dict:
         with self.state_lock:
@@ -293,21 +286,6 @@ class Server:
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
                 "exact": found.exact}
-
-    def parse(self, request: dict) -> dict:
-        """A command line -> the Invocation the CLI would build. Needs no model, so it never queues."""
-        from autocomplete import __version__
-
-        argv, env = _field(request, "argv", list), _field(request, "env", dict, {})
-        if request.get("version") != __version__:
-            raise BadRequest(f"this server runs autocomplete {__version__}; parse with the client's own")
-        if not all(isinstance(word, str) for word in [*argv, *env, *env.values()]):
-            raise BadRequest("argv and env hold strings only")
-        try:
-            invocation = self.parse_command_line(argv, env)
-        except UserError as error:  # the client parses it again itself, to show the error as the command does
-            raise BadRequest(str(error)) from None
-        return {"invocation": invocation.as_dict()}
 
 
 def _parser() -> argparse.ArgumentParser:

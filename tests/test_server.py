@@ -283,53 +283,6 @@ def test_the_command_on_a_warm_server_imports_neither_torch_nor_typer(warm, env,
     assert client.status(warm)["requests"] == served + 1
 
 
-def local_parse(argv: list[str]):
-    """What the command line gives when this process parses it (with Typer, and this process's environment)."""
-    import typer
-
-    from autocomplete import cli
-
-    return typer.main.get_command(cli.app).main(args=argv, prog_name="autocomplete", standalone_mode=False)
-
-
-@pytest.mark.parametrize("argv", [
-    ["san"],
-    ["-t", "0.5", "-k", "3", "-p", "0.9", "-n", "7", "--seed", "4", "--stop", "line", "--json", "--only-new", "x"],
-    ["--suggest", "3", "--words", "2", "x"],
-    ["--explain", "-t", "0", "-t", "1", "x"],
-    ["-m", "./relative/dir", "--precision", "int8", "--device", "cpu", "--no-server", "x"],
-    ["-i"], ["--each-line", "x"], [], ["--list-models"], ["--server", "status", "--idle-timeout", "9"],
-    ["--", "-m"],
-])
-def test_parse_gives_what_the_cli_builds(warm, argv, monkeypatch):
-    from autocomplete.dispatch import Invocation
-
-    assert Invocation.from_dict(client.parse(argv)) == local_parse(argv)
-    # The client's variables count, and the command line beats them, as when parsed here.
-    monkeypatch.setenv("AUTOCOMPLETE_MODEL", "from-env")
-    monkeypatch.setenv("AUTOCOMPLETE_PRECISION", "int8")
-    for words in (argv, ["-m", "given", "--precision", "fp32", *argv]):
-        assert Invocation.from_dict(client.parse(words)) == local_parse(words)
-
-
-def test_parse_declines_what_the_command_answers_itself(warm):
-    assert client.parse(["-t", "-1", "x"]) is None  # usage errors: Typer's message comes from the command
-    assert client.parse(["--explain", "--suggest", "2", "x"]) is None
-
-    def error_for(request: dict) -> str:
-        (reply,) = raw(warm, json.dumps(request).encode() + b"\n")
-        assert set(reply) == {"error"}
-        return reply["error"]
-
-    from autocomplete import __version__
-
-    assert "--help and --version" in error_for({"op": "parse", "argv": ["--help"], "version": __version__})
-    assert "runs autocomplete" in error_for({"op": "parse", "argv": ["x"], "version": "0.0.0"})
-    assert "strings only" in error_for({"op": "parse", "argv": ["x", 3], "version": __version__})
-    assert "'argv' must be a list" in error_for({"op": "parse", "argv": "x", "version": __version__})
-    assert "no such option" in error_for({"op": "parse", "argv": ["--fly"], "version": __version__}).lower()
-
-
 def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
     model = str(tiny_dir)
     info = client.start(model, device="cpu", idle_timeout=600, wait=120)
@@ -349,23 +302,6 @@ def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
         assert client.stop(model) is False and client.status(model) is None and not client.running(model)
         assert client.complete(model, "san", GREEDY, lambda piece: None) is None  # the CLI then works in-process
         assert client.suggest(model, "san", GREEDY, 3, 3) is None
-    finally:
-        shut_down(model, info["pid"])
-
-
-def test_parse_ignores_the_servers_own_variables(tiny_dir, own_dir, monkeypatch):
-    """A server started from a shell with AUTOCOMPLETE_MODEL set parses other shells' command lines without it."""
-    model = str(tiny_dir)
-    monkeypatch.setenv("AUTOCOMPLETE_MODEL", "the-servers")
-    monkeypatch.setenv("AUTOCOMPLETE_PRECISION", "int8")
-    info = client.start(model, device="cpu", idle_timeout=600, wait=120)
-    try:
-        monkeypatch.delenv("AUTOCOMPLETE_MODEL")
-        monkeypatch.delenv("AUTOCOMPLETE_PRECISION")
-        options = client.parse(["x"])["options"]
-        assert options["model"] is None and options["precision"] == "fp32"
-        monkeypatch.setenv("AUTOCOMPLETE_MODEL", "the-clients")
-        assert client.parse(["x"])["options"]["model"] == "the-clients"
     finally:
         shut_down(model, info["pid"])
 
@@ -474,22 +410,6 @@ def test_what_the_server_would_say_reaches_the_user(cli, tiny_dir, smollm2_cache
         assert json.loads(cli("--server", "status", "--json", extra_env=env).stdout)["requests"] == 3
     finally:
         cli("--server", "stop", extra_env=env)
-
-
-def test_a_server_still_loading_is_not_asked_to_parse(own_dir, monkeypatch):
-    """A server binds its socket before loading its model, and answers only once loaded: a command line must not
-    wait on it to be parsed (it parses here at once), while start() still finds it and waits."""
-    loading = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        loading.bind(str(client.socket_path("some-model")))  # listens, never answers: a model still loading
-        loading.listen(8)
-        loading.setblocking(False)
-        assert client.parse(["-t", "0", "san"]) is None
-        with pytest.raises(BlockingIOError):
-            loading.accept()  # nobody even connected
-        assert client.running("some-model")  # what start() and status look for
-    finally:
-        loading.close()
 
 
 @pytest.fixture
