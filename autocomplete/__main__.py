@@ -1,3 +1,3 @@
-from autocomplete.launch import main
+from autocomplete.ui.launch import main
 
 raise SystemExit(main())

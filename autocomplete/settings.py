@@ -19,7 +19,7 @@ class Settings:
     max_tokens: int = 24
     seed: int | None = None
     stop: str = "sentence"
-    style: str = "auto"  # query, text, or auto: query for a short one-line prompt (autocomplete.frames)
+    style: str = "auto"  # query, text, or auto: query for a short one-line prompt (autocomplete.text.frames)
     examples: list[str] | None = None  # the user's example queries for the query style (--examples)
 
     def as_dict(self) -> dict:

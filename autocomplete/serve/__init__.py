@@ -1,0 +1,1 @@
+"""The warm model server and its client."""

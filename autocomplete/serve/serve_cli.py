@@ -1,0 +1,58 @@
+"""`autocomplete --server start|stop|status` and the opt-in auto-start: the CLI's side of the warm server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from autocomplete.serve import client
+
+from autocomplete import ui
+from autocomplete.ui.actions import Options
+
+
+def manage(action: str, options: Options) -> int:
+    where, idle_timeout = options.where(), options.idle_timeout
+    shown = _shown(options)
+    if action == "start":
+        if client.running(*where):
+            ui.notice(f"A server for {shown} is already running.")
+            return 0
+        with ui.status(f"Starting a server for {shown}…"):
+            found = client.start(where[0], where[1], idle_timeout, precision=where[2])
+        ui.notice(f"Server ready: {found['model']} (pid {found['pid']}), "
+                  + (f"exits after {idle_timeout:g} s unused." if idle_timeout else "runs until --server stop."))
+        return 0
+    if action == "stop":
+        if client.stop(*where):
+            ui.notice(f"Stopped the server for {shown}.")
+        else:
+            ui.notice(f"No server for {shown} was running.")
+        return 0
+    found = client.status(*where)
+    if options.json_lines:
+        print(json.dumps({"running": found is not None, **(found or {})}))
+    elif found is None:
+        print(f"No server for {shown} is running.")
+    else:
+        since = found["since"]
+        print(f"{found['model']} on {found['device']} ({found['precision']}), pid {found['pid']}, up since {since}, "
+              f"{found['requests']} requests served, idle timeout {found['idle_timeout']:g} s")
+    return 0 if found is not None else 1
+
+
+def ensure_running(options: Options) -> None:
+    """AUTOCOMPLETE_AUTOSTART=1: start a server on first use, so every later call is warm."""
+    where = options.where()
+    if not client.running(*where):
+        started = time.perf_counter()
+        with ui.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
+            client.start(where[0], where[1], options.idle_timeout, precision=where[2])
+        ui.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
+
+
+def _shown(options: Options) -> str:
+    """The model, and the device and precision when they were asked for."""
+    asked = [options.device] if options.device != "auto" else []
+    asked += [options.precision] if options.precision != "fp32" else []
+    return (options.model or "the default model") + (f" ({', '.join(asked)})" if asked else "")

@@ -1,0 +1,435 @@
+"""The warm model server: load a model once, then serve completions over a Unix socket until idle (like ollama's
+keep-alive). Started detached by autocomplete.serve.client.start(); run by hand as
+
+    python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision fp32] [--idle-timeout 300]
+
+It listens on <runtime dir>/<hash of model, device, precision>.sock from before the model loads (so a racing start
+waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it loaded
+(the name it was started with, the model's own names; its device and "auto"): a client finds it by what it asks
+for.
+
+Protocol, newline-delimited JSON, one request per connection:
+    {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
+    {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
+    {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
+    {"op": "stop"} -> {"ok": true}, then the server exits
+Anything wrong gets {"error": "<one line>"}. Closing the connection (either half) cancels the request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from datetime import datetime
+
+from autocomplete.serve import client
+
+from autocomplete import ui
+from autocomplete.errors import UserError
+
+MAX_REQUEST = 64 << 20  # a whole piped file as the prompt is fine; the model keeps only its context's worth
+READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
+WRITE_TIMEOUT = 60.0  # a client that stops reading must not hold the model forever
+LOCK_WAIT = 3.0  # a server that was just stopped may still hold the lock for a moment
+DRAIN_WAIT = 10.0  # at exit, how long in-flight work may take to notice and stop
+POLL = 0.2  # how often the accept loop looks at the idle clock and the stop flag
+
+log = logging.getLogger("autocomplete.serve.server")
+_STOPPED = {"ok": True}  # the stop reply; handle() stops the server once it has been sent
+
+
+class BadRequest(Exception):
+    """The request is wrong; the message goes back to the client as {"error": ...}."""
+
+
+class Cancelled(Exception):
+    """The client hung up, or the server is stopping: stop generating and free the model."""
+
+
+class Declined(Exception):
+    """Queued behind the last request before a stop: hang up without a word, so the client works in-process."""
+
+
+# name -> (accepted JSON types, check); ints are fine where a float is expected, booleans never are.
+_SETTINGS = {
+    "temperature": ((int, float), "check_temperature"),
+    "top_k": (int, "check_top_k"),
+    "top_p": ((int, float), "check_top_p"),
+    "max_tokens": (int, "check_max_tokens"),
+    "seed": ((int, type(None)), None),
+    "stop": (str, "check_stop"),
+    "style": (str, "check_style"),
+    "examples": ((list, type(None)), "check_examples"),
+}
+
+
+def parse_settings(raw) -> object:
+    """A request's settings dict -> Settings, checked exactly as the CLI checks them. Missing keys take defaults."""
+    from autocomplete import settings as checks
+
+    if not isinstance(raw, dict):
+        raise BadRequest("settings must be a JSON object")
+    for name, value in raw.items():
+        if name not in _SETTINGS:
+            raise BadRequest(f"unknown setting {name!r}")
+        types, check = _SETTINGS[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadRequest(f"setting {name} has the wrong type: {value!r}")
+        if check:
+            try:
+                getattr(checks, check)(value)
+            except ValueError as error:
+                raise BadRequest(str(error)) from None
+    floats = {name: float(raw[name]) for name in ("temperature", "top_p") if name in raw}
+    return checks.Settings(**{**raw, **floats})
+
+
+def _field(request: dict, name: str, kind: type, default=None):
+    if name not in request:
+        if default is None:
+            raise BadRequest(f"missing field {name!r}")
+        return default
+    value = request[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise BadRequest(f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client closed its end. It sends nothing after its request line, so readable means EOF."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class Server:
+    def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
+                 precision: str = "fp32"):
+        from autocomplete.text.complete import complete
+        from autocomplete.settings import Settings
+
+        self.lm, self.key, self.idle_timeout, self.precision = lm, key, idle_timeout, precision
+        self.load_notices = list(load_notices or [])
+        self.since = datetime.now().astimezone().isoformat(timespec="seconds")
+        self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
+        self.state_lock = threading.Lock()
+        self.busy = 0  # work requests running or queued: the server is not idle while there are any
+        self.requests = 0
+        self.last_used = time.monotonic()
+        self.stopping = threading.Event()
+        # Warm up now, not in the first client's call: one token with the default settings runs the first forward
+        # and loads (or computes) the query frame's KV cache.
+        complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
+
+    def answers_to(self, device: str) -> set[tuple[str, str, str]]:
+        """Every (model, device, precision) a client may ask for that this server serves: what it was started for,
+        and the loaded model under its own names (its alias, and the default's "" when it is the default model)."""
+        from autocomplete.engine.models import ALIASES
+        from autocomplete.settings import DEFAULT_MODEL
+
+        names = {self.key, self.lm.name, *(alias for alias, repo in ALIASES.items() if repo == self.lm.name)}
+        if self.lm.name == ALIASES[DEFAULT_MODEL]:
+            names.add("")
+        devices = {device, "auto", self.lm.model.device.type}
+        return {(name, each, self.precision) for name in names for each in devices}
+
+    def serve(self, listener: socket.socket) -> None:
+        listener.settimeout(POLL)
+        while not self.stopping.is_set() and not self._idle():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def _idle(self) -> bool:
+        if self.idle_timeout <= 0:
+            return False
+        with self.state_lock:
+            return self.busy == 0 and time.monotonic() - self.last_used >= self.idle_timeout
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            conn.settimeout(READ_TIMEOUT)
+            try:
+                line = reader.readline(MAX_REQUEST + 1)
+            except OSError:
+                return
+            if not line:
+                return  # client.running() only checks that we accept
+            conn.settimeout(WRITE_TIMEOUT)
+
+            def send(message: dict) -> None:
+                try:
+                    conn.sendall(json.dumps(message).encode() + b"\n")
+                except OSError as error:  # it hung up or stopped reading: stop working for it
+                    raise Cancelled(f"the client went away ({type(error).__name__})") from None
+
+            try:
+                reply = self.dispatch(line, conn, send)
+            except BadRequest as error:
+                reply = {"error": str(error)}
+            except Cancelled as error:
+                log.info("cancelled a request: %s", error)
+                reply = {"error": str(error)}
+            except Declined:
+                log.info("declined a request queued before the stop")
+                return
+            except Exception as error:
+                log.exception("request failed")
+                detail = (str(error).strip().splitlines() or [""])[0]
+                reply = {"error": f"{type(error).__name__}: {detail}"}
+            with contextlib.suppress(Cancelled):
+                send(reply)
+            if reply is _STOPPED:
+                self.stopping.set()  # only now: the accept loop may exit as soon as it sees this
+
+    def dispatch(self, line: bytes, conn: socket.socket, send) -> dict:
+        if len(line) > MAX_REQUEST:
+            raise BadRequest(f"request longer than {MAX_REQUEST} bytes")
+        try:
+            request = json.loads(line)
+        except ValueError as error:
+            raise BadRequest(f"not a JSON request: {error}") from None
+        if not isinstance(request, dict):
+            raise BadRequest("a request is a JSON object")
+        op = _field(request, "op", str)
+        if op == "status":
+            return self.status()
+        if op == "stop":
+            log.info("stop requested")
+            return _STOPPED
+        if op == "complete":
+            return self.complete(request, conn, send)
+        if op == "suggest":
+            return self.suggest(request, conn, send)
+        raise BadRequest(f"unknown op {op!r} (complete, suggest, status or stop)")
+
+    def status(self) -> dict:
+        with self.state_lock:
+            requests = self.requests
+        return {"model": self.lm.name, "requested": self.key, "device": str(self.lm.model.device),
+                "precision": self.precision,
+                "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
+
+    @contextlib.contextmanager
+    def _working(self, send):
+        """Hold the model; counts as activity for the idle clock from the moment the request queues. What the
+        server said while loading the model (a fallback to the starter, say) goes to the first user it serves."""
+        with self.state_lock:
+            self.busy += 1
+        try:
+            with self.model_lock:
+                if self.stopping.is_set():  # queued behind the last request before a stop
+                    raise Declined
+                with self.state_lock:
+                    self.requests += 1
+                    said, self.load_notices = self.load_notices, []
+                for message in said:
+                    send({"notice": message})
+                yield
+        finally:
+            with self.state_lock:
+                self.busy -= 1
+                self.last_used = time.monotonic()
+
+    def complete(self, request: dict, conn: socket.socket, send) -> dict:
+        from autocomplete.text.complete import complete
+        from autocomplete.ui.render import record
+
+        prompt = _field(request, "prompt", str)
+        settings = parse_settings(_field(request, "settings", dict, {}))
+        if not prompt:
+            raise BadRequest("the prompt is empty")
+
+        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
+            done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}),
+                            lambda logits, token, allowed: self._check(conn))  # every token, between pieces too
+        return {"done": record(done, self.lm.name, settings)}
+
+    def _check(self, conn: socket.socket) -> None:
+        """Stop the work in progress if the server is stopping or its client hung up (Ctrl-C, say)."""
+        if self.stopping.is_set():
+            raise Cancelled("the model server is stopping")
+        if _hung_up(conn):
+            raise Cancelled("the client went away")
+
+    def suggest(self, request: dict, conn: socket.socket, send) -> dict:
+        from autocomplete.text import frames
+        from autocomplete.text.suggest import suggest
+
+        prefix = _field(request, "prefix", str)
+        settings = parse_settings(_field(request, "settings", dict, {}))
+        n, words = _field(request, "n", int, 5), _field(request, "words", int, 3)
+        if not prefix:
+            raise BadRequest("the prefix is empty")
+        if n < 1 or words < 1:
+            raise BadRequest("n and words must be >= 1")
+        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
+            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn))
+        return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
+                                for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
+                "exact": found.exact}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autocomplete.serve.server",
+                                     description="Keep a model loaded and serve completions on a Unix socket.")
+    parser.add_argument("--model", default=None, help="model name as the CLI takes it (default: the default model)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="exit after this long without a request (0 = never)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    sys.stdout = sys.stderr  # detached, stdout is nowhere: a stray print belongs in the log
+    if not os.environ.get("AUTOCOMPLETE_DEBUG"):
+        warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
+    try:
+        where = (args.model, args.device, args.precision)
+        path, log_file = client.socket_path(*where), client.log_path(*where)
+        log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # 0600 from the start
+    except (UserError, OSError) as error:
+        print(f"autocomplete server: {error}", file=sys.stderr)
+        return 1
+    os.fchmod(log_fd, 0o600)
+    handler = logging.StreamHandler(os.fdopen(log_fd, "a", buffering=1, encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:  # when client.start() runs us, stderr already is the log: don't write fatal lines there twice
+        to_log = not os.path.samestat(os.fstat(2), os.fstat(log_fd))
+    except OSError:
+        to_log = True
+
+    def fatal(message: str) -> int:
+        print(f"autocomplete server: {message}", file=sys.stderr, flush=True)
+        if to_log:
+            log.error(message)
+        return 1
+
+    shown = args.model or "the default model"
+    if client.running(*where):
+        return fatal(f"a server for {shown} is already running ({path})")
+    # The lock (on the log file, held for our lifetime) makes check-unlink-bind safe against a second server
+    # starting at the same moment.
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return fatal(f"another server for {shown} is starting or stopping")
+            time.sleep(0.05)
+    if os.fstat(log_fd).st_size > 1 << 20:
+        os.ftruncate(log_fd, 0)  # the log only matters for the latest runs
+
+    signal.signal(signal.SIGTERM, _terminate)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # stale: nothing answered on it, and we hold the lock
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask makes the socket 0600 the moment it exists. Only around bind: the model loader makes cache
+    # directories, which need their x bits. (No other threads run yet, so the process-wide umask is ours.)
+    umask = os.umask(0o177)
+    try:
+        # Bound before the model loads, so a racing client.start() connects here and waits instead of failing.
+        listener.bind(os.fspath(path))
+        listener.listen(64)
+        inode = os.stat(path).st_ino
+    except OSError as error:
+        listener.close()
+        return fatal(f"could not listen on {path}: {error}")
+    finally:
+        os.umask(umask)
+
+    server, load_notices, links = None, [], []
+    try:
+        try:
+            from autocomplete.engine import models
+
+            with ui.notices_to(load_notices.append):
+                lm = models.load(*where)
+            for message in load_notices:
+                log.info("%s", message)
+        except UserError as error:
+            return fatal(str(error))
+        except Exception as error:
+            log.exception("loading failed")
+            detail = (str(error).strip().splitlines() or [""])[0]
+            return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
+        server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision)
+        links = _link(path, server.answers_to(args.device))
+        log.info("serving %s on %s (pid %d, device %s, %s)", lm.name, path, os.getpid(), lm.model.device,
+                 args.precision)
+        server.serve(listener)
+        log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")
+    except KeyboardInterrupt:
+        log.info("stopping: interrupted")
+    finally:
+        # Links and socket first (only those still ours), then the lock: a new server may start from here on.
+        for link in links:
+            with contextlib.suppress(OSError):
+                if os.readlink(link) == path.name:
+                    link.unlink()
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                path.unlink()
+        listener.close()
+        fcntl.flock(log_fd, fcntl.LOCK_UN)
+        if server is not None:
+            server.stopping.set()  # in-flight generations stop at their next token
+            if server.model_lock.acquire(timeout=DRAIN_WAIT):
+                server.model_lock.release()
+    return 0
+
+
+def _link(path, wanted: set[tuple[str, str, str]]) -> list:
+    """Make each wanted name's .ready link point at our socket (replacing a dead server's, not a live one's); the
+    links made."""
+    made = []
+    for where in sorted(wanted):
+        link = client.ready_path(*where)
+        if client.listening(link):
+            continue
+        temporary = link.with_name(f"{link.stem}.{os.getpid()}.tmp")
+        try:
+            os.symlink(path.name, temporary)  # relative: the link and the socket share the runtime dir
+            os.replace(temporary, link)
+        except OSError as error:
+            log.warning("could not link %s: %s", link, error)
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            continue
+        made.append(link)
+    return made
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwinds main() through its clean-up, like Ctrl-C
+
+
+if __name__ == "__main__":
+    sys.exit(main())

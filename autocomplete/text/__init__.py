@@ -1,0 +1,1 @@
+"""Text around the loop: what the model reads (frames, healing), what comes out (streaming, completions, suggestions)."""

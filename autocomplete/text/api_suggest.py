@@ -1,0 +1,221 @@
+"""--suggest over --api: autocomplete.text.suggest's best-first search, on the text of the server's top alternatives for
+the next token (OpenAI `logprobs`), with the word being typed healed on that text.
+
+What the API can't give is approximated, and said (README, a notice, `"exact": false`):
+- only the top ALTERNATIVES tokens of each step are seen, so the search can't be exact;
+- engines report the model's own log-probabilities (temperature 1); other temperatures, top-k and top-p are
+  applied here to the listed alternatives alone, as if nothing else could be drawn;
+- tokens are text: the prompt and a continuation are tokenized again by the server each step, and a token that is
+  part of a character (shown as U+FFFD) can't be followed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from autocomplete import ui
+from autocomplete.engine.api import Api, prompt_for
+from autocomplete.errors import UserError
+from autocomplete.settings import Settings
+from autocomplete.text.suggestions import Found, Suggestion, normalise
+
+ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
+MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
+PARALLEL = 4  # steps asked at once: an engine with batching answers them together
+
+
+def typed_word(text: str) -> tuple[str, str]:
+    """(text without the word being typed, that word with its leading space): "stock mar" -> ("stock", " mar"),
+    "san " -> ("san", " "). The first tokens must spell it again (token healing, on text)."""
+    match = re.search(r"\s?\S+$|\s+$", text)
+    if match is None or match.start() == 0:
+        return text, ""  # nothing before the word to start from: no healing
+    return text[: match.start()], match.group()
+
+
+def spelled(text: str, typed: str, fold: bool) -> bool:
+    return _same(text[: len(typed)], typed, fold) and len(text) >= len(typed)
+
+
+def allowed(text: str, token: str, typed: str, fold: bool) -> bool:
+    """Whether `token` may follow `text` while the typed word is not spelled yet: it goes on spelling it."""
+    if spelled(text, typed, fold):
+        return True
+    rest = typed[len(text):]
+    return bool(token) and (_same(token[: len(rest)], rest, fold) or _same(rest[: len(token)], token, fold))
+
+
+def _same(a: str, b: str, fold: bool) -> bool:
+    return a.lower() == b.lower() if fold else a == b
+
+
+def alternatives(choice: dict) -> list[tuple[str, float]] | None:
+    """The first position's alternatives, (text, log-probability) best first, in either shape engines use:
+    OpenAI's legacy {"top_logprobs": [{token: logprob}]} (vLLM, llama-cpp-python) or {"content": [{"top_logprobs":
+    [{"token", "logprob"}]}]} (llama.cpp's llama-server). None if the server sent none."""
+    logprobs = choice.get("logprobs") or {}
+    if logprobs.get("top_logprobs"):
+        first = logprobs["top_logprobs"][0] or {}
+        pairs = list(first.items())
+    elif logprobs.get("content"):
+        pairs = [(entry.get("token", ""), entry.get("logprob")) for entry in logprobs["content"][0].get("top_logprobs")
+                 or []]
+    else:
+        return None
+    return sorted(((str(text), float(lp)) for text, lp in pairs if lp is not None), key=lambda pair: -pair[1])
+
+
+def reshape(listed: list[tuple[str, float]], settings: Settings) -> list[tuple[str, float]]:
+    """The sampler's probabilities for the listed tokens: temperature, then top-k, then top-p, on the list alone
+    (at temperature 1 without top-k/top-p, the model's own probabilities, tail left out)."""
+    if not listed:
+        return []
+    if settings.temperature == 0:
+        return [(listed[0][0], 1.0)]
+    kept = listed[: settings.top_k] if settings.top_k else listed
+    if settings.temperature == 1 and not settings.top_k and settings.top_p >= 1:
+        return [(text, math.exp(lp)) for text, lp in kept]
+    top = kept[0][1]
+    weights = [math.exp((lp - top) / settings.temperature) for _, lp in kept]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    cut, mass = len(probs), 0.0
+    for i, p in enumerate(probs):
+        mass += p
+        if mass >= settings.top_p:
+            cut = i + 1
+            break
+    total = sum(probs[:cut])
+    return [(text, p / total) for (text, _), p in zip(kept[:cut], probs[:cut])]
+
+
+class Asker:
+    """The server's alternatives for the token after each of several texts: one request with a list of prompts
+    where the engine takes one (vLLM does), else a request each, several at once."""
+
+    lists: bool | None = None  # whether this engine takes a list of prompts; None: not tried yet
+
+    def __init__(self, api: Api, model: str):
+        self.api, self.model, self.top = api, model, ALTERNATIVES
+        self.pool = ThreadPoolExecutor(PARALLEL)
+
+    def __call__(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        if len(texts) > 1 and self.lists is not False:
+            try:
+                reply = self._ask(texts)
+                choices = sorted(reply.get("choices") or [], key=lambda choice: choice.get("index", 0))
+                if len(choices) == len(texts):
+                    self.lists = True
+                    return [self._read(choice) for choice in choices]
+            except UserError:
+                if self.lists:  # it took lists before: this failure is not about the list
+                    raise
+            self.lists = False  # refused, or answered for one prompt only: a request each from now on
+        return list(self.pool.map(lambda text: self._read((self._ask(text).get("choices") or [{}])[0]), texts))
+
+    def _ask(self, prompt: str | list[str]) -> dict:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": self.top,
+                "repeat_penalty": 1.0}
+        try:
+            return self.api.request("/completions", body)
+        except UserError as error:
+            if self.top > 5 and "logprobs" in str(error):  # OpenAI's own limit is 5
+                self.top = 5
+                return self._ask(prompt)
+            raise
+
+    def _read(self, choice: dict) -> list[tuple[str, float]]:
+        found = alternatives(choice)
+        if found is None:
+            raise UserError(f"the server at {self.api.base} sends no logprobs, which --suggest, --explain and token "
+                            "healing over --api need (vLLM and llama.cpp's server send them; transformers serve "
+                            "doesn't)")
+        return [(text, lp) for text, lp in found if "\ufffd" not in text]
+
+
+def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, words: int = 3) -> Found:
+    """The n likeliest suggestions as autocomplete.text.suggest defines them, from the server's alternatives."""
+    style, sent = prompt_for(prefix, settings)
+    kept, typed = typed_word(sent)
+    fold = style == "query"
+
+    def ends(token: str) -> bool:  # the end of the text (a special token: no text) counts as an end too
+        if style == "query":
+            return token == "" or token.startswith(("\n", "\r"))
+        return token == "" or not token[0].isalnum()
+
+    ask = Asker(api, model)
+    found: dict[str, Suggestion] = {}
+    frontier: list[tuple[float, int, str]] = [(-1.0, 0, "")]
+    tiebreak = itertools.count(1)
+    requests = 0
+
+    def bar() -> float:
+        if len(found) < n:
+            return 0.0
+        return sorted((s.probability for s in found.values()), reverse=True)[n - 1]
+
+    try:
+        while frontier and requests < MAX_REQUESTS:
+            if -frontier[0][0] <= bar():
+                break
+            nodes = [heapq.heappop(frontier) for _ in range(min(PARALLEL, len(frontier)))]
+            replies = ask([kept + text for _, _, text in nodes])
+            requests += len(nodes)
+            for (neg_p, _, text), listed in zip(nodes, replies):
+                p, probs = -neg_p, reshape(listed, settings)
+                shown = text[len(typed):]
+                if spelled(text, typed, fold) and any(c.isalnum() for c in shown):
+                    score = p * sum(q for token, q in probs if ends(token))
+                    key = normalise(shown)
+                    if score > 0 and (key not in found or score > found[key].probability):
+                        found[key] = Suggestion(shown, score, None)
+                for token, q in probs:
+                    if p * q <= bar() or ends(token) and spelled(text, typed, fold):
+                        continue
+                    if not allowed(text, token, typed, fold):
+                        continue
+                    child = text + token
+                    if "\n" in child or len(child[len(typed):].split()) > words:
+                        continue
+                    heapq.heappush(frontier, (-p * q, next(tiebreak), child))
+    finally:
+        ask.pool.shutdown(wait=False, cancel_futures=True)
+    result = Found(sorted(found.values(), key=lambda s: -s.probability)[:n])
+    result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
+    ui.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
+                   "each token, so their probabilities are approximate (said once; see the README).")
+    return result
+
+
+def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: int, fold: bool) -> str | None:
+    """Token healing for a completion over the API: the tokens that spell the typed word again, drawn one step at
+    a time from the server's alternatives (greedy at temperature 0, else sampled with the seed), as text. None
+    when the server sends no logprobs or none of its alternatives spells on: the caller completes unhealed."""
+    import random
+
+    ask, draw, head = Asker(api, model), random.Random(seed), ""
+    try:
+        while not spelled(head, typed, fold):
+            try:
+                (listed,) = ask([kept + head])
+            except UserError as error:
+                if "sends no logprobs" not in str(error):
+                    raise
+                ui.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
+                               "word being typed is continued from its token boundary, unhealed (said once).")
+                return None
+            options = reshape([(t, lp) for t, lp in listed if allowed(head, t, typed, fold)], settings)
+            if not options:
+                return None
+            if settings.temperature == 0 or len(options) == 1:
+                head += options[0][0]
+            else:
+                head += draw.choices([t for t, _ in options], weights=[p for _, p in options])[0]
+    finally:
+        ask.pool.shutdown(wait=False)
+    return head

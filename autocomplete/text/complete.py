@@ -1,0 +1,98 @@
+"""One completion: prompt -> token ids (cut to the context window) -> the loop -> text streamed word by word."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autocomplete.settings import Settings
+from autocomplete.text.stream import TextStream
+
+if TYPE_CHECKING:  # render imports this module for Completion, on the warm-server path too
+    from autocomplete.engine.models import LoadedModel
+    from autocomplete.text.prompt import Prompt
+
+
+@dataclass
+class Completion:
+    prompt: str
+    completion: str  # generated text only, exactly the streamed pieces joined
+    tokens: list[int] | None  # generated token ids; None over --api
+    finish_reason: str  # "stop" (the stop rule), "eos", "length" or "interrupted"
+    prompt_tokens: int
+    seed: int
+    time_to_first_token: float | None
+    tokens_per_second: float | None
+    style: str = "text"  # the style that ran: "query" or "text"
+    completion_tokens: int | None = None  # over --api (tokens None: ids don't travel), the server's count if sent
+
+    @property
+    def token_count(self) -> int | None:
+        return len(self.tokens) if self.tokens is not None else self.completion_tokens
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+
+def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) -> tuple[list[int], int]:
+    """Keep the prompt's last part so prompt + completion fit the context window; returns (ids, max_new)."""
+    max_new = min(max_new, context - 1)
+    keep = context - max_new
+    if len(ids) <= keep:
+        return ids, max_new
+    if bos is not None and ids and ids[0] == bos:  # a model trained with a BOS token keeps it
+        return [bos] + ids[len(ids) - keep + 1:], max_new
+    return ids[len(ids) - keep:], max_new
+
+
+def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],
+             observe: Callable | None = None, read: Prompt | None = None) -> Completion:
+    """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
+    Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'.
+    read: what the model reads, when the caller has prepared it already (--explain shows it first)."""
+    import torch
+
+    from autocomplete.engine.generate import generate
+    from autocomplete.text.prompt import prepare
+
+    read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
+    generator = torch.Generator(device=lm.model.device).manual_seed(seed)
+    stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
+
+    finish, first_at, started = "length", None, time.perf_counter()
+    try:
+        for token in generate(lm.model, read.ids, read.max_new, settings.temperature, settings.top_k,
+                              settings.top_p, lm.eos_ids, generator, observe, read.cache(), read.allowed):
+            if first_at is None:
+                first_at = time.perf_counter()
+            piece = stream.put(token)
+            if piece:
+                on_text(piece)
+            if stream.stopped:
+                finish = "stop"
+                break
+            if token in lm.eos_ids:
+                finish = "eos"
+    except KeyboardInterrupt:
+        finish = "interrupted"
+    piece = stream.flush()
+    if piece:
+        on_text(piece)
+    ended = time.perf_counter()
+    n = len(stream.ids)
+    return Completion(
+        prompt=prompt,
+        completion=stream.text,
+        tokens=stream.ids,
+        finish_reason=finish,
+        prompt_tokens=read.prompt_tokens,
+        seed=seed,
+        time_to_first_token=None if first_at is None else first_at - started,
+        tokens_per_second=(n - 1) / (ended - first_at) if n > 1 and ended > first_at else None,
+        style=read.style,
+    )

@@ -1,0 +1,95 @@
+"""--explain over --api: the loop one token at a time, each step's alternatives from the server's logprobs, drawn
+here (greedy at T = 0, else with the seed) and shown as in process (autocomplete.ui.explain's display).
+
+Approximate where the API can't say more, and said so: a step sees only the listed alternatives (20), so at T = 1
+they are the model's own probabilities (not summing to 1), and at other temperatures, and for the entropy, they
+are renormalised over the listed ones alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+
+from autocomplete.text.api_suggest import Asker, allowed, reshape, spelled, typed_word
+from autocomplete.text.complete import Completion
+from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
+from autocomplete.settings import Settings
+from autocomplete.text.stream import TextStream
+
+
+def explain(remote, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
+    from autocomplete.engine.api import prompt_for
+
+    style, sent = prompt_for(prompt, settings)
+    kept, typed = typed_word(sent)
+    fold, shown_ts = style == "query", temperatures_shown(temperatures)
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    draw, ask = random.Random(seed), Asker(remote.api, remote.name)
+    printer = None if json_lines else StepPrinter(
+        prompt, shown_ts, style, typed, score="logprob",
+        about_api=f"; from {remote.api.host}'s top {ask.top} alternatives a step: probabilities approximate")
+    steps: list[Step] = []
+    chunks: list[str] = []
+    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=fold)
+    text, new, reason, started = "", 0, "length", time.perf_counter()
+    try:
+        while True:
+            healing = bool(typed) and not spelled(text, typed, fold)
+            if not healing and new >= settings.max_tokens:
+                break
+            (listed,) = ask([kept + text])
+            fit = [(t, lp) for t, lp in listed if not healing or allowed(text, t, typed, fold)]
+            if not fit:
+                reason = "stop"  # nothing the server listed spells the typed word on
+                break
+            odds = reshape(fit, settings)
+            pick = odds[0][0] if len(odds) == 1 else draw.choices([t for t, _ in odds], [p for _, p in odds])[0]
+            steps.append(_step(fit, pick, shown_ts, healing))
+            if printer:
+                printer.show(steps[-1], len(steps))
+            new += not healing
+            if pick == "":  # a special token (the end of the text) has no text
+                reason = "eos"
+                break
+            before = text[len(typed):] if spelled(text, typed, fold) else ""
+            text += pick
+            if spelled(text, typed, fold):
+                chunks.append(text[len(typed):][len(before):])
+                stream.put(len(chunks) - 1)
+            if stream.stopped:
+                reason = "stop"
+                break
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        ask.pool.shutdown(wait=False)
+    stream.flush()
+    done = Completion(prompt=prompt, completion=stream.text, tokens=None, finish_reason=reason, prompt_tokens=None,
+                      seed=seed, time_to_first_token=None, tokens_per_second=None, style=style,
+                      completion_tokens=len(steps))
+    done_in = time.perf_counter() - started
+    if len(steps) > 1:
+        done.tokens_per_second = len(steps) / done_in
+    finish(done, remote.name, settings, temperatures, steps, printer)
+    return done
+
+
+def _step(fit: list[tuple[str, float]], pick: str, temperatures: list[float], healing: bool) -> Step:
+    """One step's view: the listed alternatives that may come, with their probability at each temperature (while
+    healing, over the ones that fit the typed letters, as in process)."""
+    dists = {t: dict(reshape(fit, Settings(temperature=t, top_k=0, top_p=1.0))) for t in temperatures}
+    if healing:
+        dists = {t: {token: p / sum(d.values()) for token, p in d.items()} for t, d in dists.items()}
+    shown = fit[:TOP] + [(t, lp) for t, lp in fit[TOP:] if t == pick][:1]  # a sampled outsider gets its row
+    candidates = [Candidate(None, t, lp, {T: d.get(t, 0.0) for T, d in dists.items()}) for t, lp in shown]
+    return Step(candidates, None, pick, {T: _entropy(d.values()) for T, d in dists.items()},
+                len(fit) if healing else None)
+
+
+def _entropy(probabilities) -> float:
+    listed = [p for p in probabilities if p > 0]
+    total = sum(listed)
+    return max(0.0, -sum(p / total * math.log2(p / total) for p in listed)) if total else 0.0

@@ -1,0 +1,188 @@
+"""What one command line asks for (an Invocation, built by make_invocation from the options that autocomplete.ui.args
+or Typer read) and doing it: a completion, one per stdin line, the REPL, the model list or a server command.
+
+No Typer here: a shell call whose arguments autocomplete.ui.args reads never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autocomplete.ui import actions, inputs
+from autocomplete.errors import UsageError, UserError
+from autocomplete.settings import Settings
+
+
+@dataclass
+class Invocation:
+    options: actions.Options
+    prompt: str | None = None
+    each_line: bool = False
+    interactive: bool = False
+    list_models: bool = False
+    server: str | None = None  # --server start|stop|status
+
+
+def make_invocation(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,
+                    top_k: int | None = None, top_p: float | None = None, max_tokens: int | None = None,
+                    seed: int | None = None, stop: str | None = None, style: str | None = None,
+                    examples: str | None = None, suggest: int | None = None, words: int | None = None,
+                    explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
+                    interactive: bool = False, device: str | None = None, precision: str | None = None,
+                    server: str | None = None, api: str | None = None, no_server: bool = False,
+                    idle_timeout: float | None = None, list_models: bool = False) -> Invocation:
+    """What a command line asks for, from its options (None: not given, the default), checked: a bad value is a
+    ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
+    in autocomplete.ui.cli), so they can't build it two ways."""
+    from autocomplete import settings as checks
+
+    d = Settings()
+    temperature = [checks.check_temperature(t) for t in temperature or [d.temperature]]
+    for option, value in (("--suggest", suggest), ("--words", words)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be 1 or more, not {value}")
+    idle_timeout = 300.0 if idle_timeout is None else idle_timeout
+    if not idle_timeout >= 0:  # NaN too
+        raise ValueError(f"--idle-timeout must be 0 or more, not {idle_timeout}")
+    if len(temperature) > 1 and not explain:
+        raise UsageError("give one --temperature (several only with --explain, to compare them)")
+    if suggest and explain:
+        raise UsageError("--suggest and --explain don't go together")
+    if words is not None and not suggest:
+        raise UsageError("--words sets the length of suggestions: use it with --suggest N")
+    settings = Settings(temperature[0], checks.check_top_k(d.top_k if top_k is None else top_k),
+                        checks.check_top_p(d.top_p if top_p is None else top_p),
+                        checks.check_max_tokens(d.max_tokens if max_tokens is None else max_tokens), seed,
+                        checks.check_stop(stop or d.stop), checks.check_style(style or d.style))
+    options = actions.Options(
+        settings=settings,
+        mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
+        model=model, examples=examples, device=device or "auto", precision=precision or "fp32",
+        json_lines=json_lines, only_new=only_new, server=not no_server, idle_timeout=idle_timeout, api=api)
+    return Invocation(options, prompt, each_line, interactive, list_models, server)
+
+
+def execute(invocation: Invocation) -> int:
+    options = invocation.options
+    try:
+        if invocation.server:
+            from autocomplete.serve.serve_cli import manage
+
+            return manage(invocation.server, options)
+        return _dispatch(invocation)
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
+        # is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(invocation: Invocation) -> int:
+    prompt, options = invocation.prompt, invocation.options
+    options.read_examples()
+    if invocation.list_models:
+        from autocomplete.ui.catalog import show_models
+
+        show_models(options.json_lines)
+        return 0
+    stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
+    no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
+
+    if invocation.interactive or (prompt is None and stdin_is_terminal and not invocation.each_line):
+        from autocomplete.ui.repl import Repl
+
+
+        if prompt is not None:
+            raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
+        lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
+        return Repl(options).run(lines)
+
+    if invocation.each_line:
+        if stdin_is_terminal or no_stdin:
+            raise UsageError("--each-line completes the lines of stdin: pipe them in")
+        prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
+        return _run_all(prompts, options)
+
+    piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
+    text = _join(piped, prompt)
+    if not text.strip():
+        raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
+    return _run_all([text], options)
+
+
+def _join(piped: str, prompt: str | None) -> str:
+    if prompt is None:
+        return piped
+    return f"{piped} {prompt}" if piped else prompt
+
+
+def _run_all(prompts, options: actions.Options) -> int:
+    """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
+    import time
+
+    from autocomplete.ui.render import renderer
+
+    lm, loading, remote = None, 0.0, None
+    out = renderer(options.json_lines, options.only_new)
+    for text in prompts:
+        if not text.strip():
+            out.blank()  # keeps text output aligned with input lines
+            continue
+        interrupted = None
+        if options.api:
+            remote = remote or actions.Remote.of(options)
+            interrupted = actions.run_over_api(remote, text, options, out)
+        elif lm is None and options.servable():
+            if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
+                from autocomplete.serve.serve_cli import ensure_running
+
+                ensure_running(options)
+            interrupted = actions.run_on_server(text, options, out)  # None: no server answered
+        if interrupted is None:
+            if lm is None:
+                started = time.perf_counter()
+                lm = options.load()
+                loading = time.perf_counter() - started
+            interrupted = actions.run(lm, text, options.settings, options.mode, out)
+        if interrupted:
+            return 130
+    if loading > TIP_AFTER:
+        from autocomplete import ui
+
+        if ui.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
+            ui.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
+                           "keeps it loaded, so later calls answer in about 0.1 s.")
+    return 0
+
+
+TIP_AFTER = 0.5  # seconds: a warm server answers in ~0.1 s
+
+
+def report(message: str) -> None:
+    from autocomplete import ui
+
+    ui.stderr().print(f"autocomplete: {message}", style="red", markup=False, highlight=False)
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """Run the command: every failure becomes one line on stderr and an exit status, never a traceback."""
+    debug = bool(os.environ.get("AUTOCOMPLETE_DEBUG"))
+    if not debug:
+        warnings.simplefilter("ignore")  # library deprecation notes are for developers, not our users
+    try:
+        return work()
+    except UserError as error:
+        report(str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        detail = (str(error).strip().splitlines() or [""])[0]
+        report(f"unexpected {type(error).__name__}: {detail} (AUTOCOMPLETE_DEBUG=1 shows the traceback)")
+        return 1

@@ -1,0 +1,186 @@
+"""--explain: watch the next-token loop. For every step, the likeliest next tokens with their probability at
+T = 1 (the model's own) beside each temperature asked for, the token picked, and the entropy.
+
+Probabilities are softmax(logits / T) over the whole vocabulary, so at each T they sum to 1; the token itself is
+drawn with all the settings (top-k and top-p too), exactly as a normal completion would. (Over --api, the same
+display is built from the server's top alternatives: autocomplete.ui.api_explain.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autocomplete.text.complete import Completion, complete
+from autocomplete.settings import Settings
+
+if TYPE_CHECKING:  # the --api path uses the display, not the model
+    import torch
+
+    from autocomplete.engine.models import LoadedModel
+
+TOP = 8
+
+
+@dataclass
+class Candidate:
+    token: int | None  # None over --api: ids don't travel
+    text: str
+    logit: float  # over --api, the log-probability the server sent
+    probability: dict[float, float]  # temperature -> probability
+
+
+@dataclass
+class Step:
+    candidates: list[Candidate]
+    picked: int | None
+    picked_text: str
+    entropy: dict[float, float]  # temperature -> entropy in bits
+    allowed: int | None = None  # token healing: how many tokens fit the typed letters (None: any token may come)
+
+
+def distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / T) over the full vocabulary; T = 0 puts everything on the argmax."""
+    import torch
+
+    logits = logits.float()
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+def entropy_bits(p: torch.Tensor) -> float:
+    p = p[p > 0]
+    return max(0.0, float(-(p * p.log2()).sum()))  # no "-0.00" for a one-hot
+
+
+def temperatures_shown(asked: list[float]) -> list[float]:
+    """T = 1 first (the model's own distribution), then the ones asked for, in the order given."""
+    return list(dict.fromkeys([1.0, *asked]))
+
+
+def view(lm: LoadedModel, logits: torch.Tensor, picked: int, temperatures: list[float], top: int = TOP,
+         allowed: torch.Tensor | None = None) -> Step:
+    """One step. With token healing (`allowed` given) the logits of the tokens that don't fit the typed letters
+    are -inf: the probabilities shown are over the tokens that fit, as the sampler draws them."""
+    shown = temperatures_shown(temperatures)
+    dists = {t: distribution(logits, t) for t in shown}
+    top = min(top, logits.shape[-1] if allowed is None else len(allowed))
+    order = logits.topk(top).indices.tolist()
+    if picked not in order:
+        order.append(picked)  # a sampled outsider still gets its row
+    candidates = [Candidate(i, lm.decode([i]), float(logits[i]), {t: float(d[i]) for t, d in dists.items()})
+                  for i in order]
+    return Step(candidates, picked, lm.decode([picked]), {t: entropy_bits(d) for t, d in dists.items()},
+                None if allowed is None else len(allowed))
+
+
+def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
+    """Generate as usual (at the first temperature), showing every step as it happens."""
+    from autocomplete.text.prompt import prepare
+
+    steps: list[Step] = []
+    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    typed = read.healing.text if read.healing else ""
+    printer = None if json_lines else StepPrinter(prompt, temperatures_shown(temperatures), read.style, typed)
+
+    def observe(logits: torch.Tensor, token: int, allowed: torch.Tensor | None) -> None:
+        steps.append(view(lm, logits, token, temperatures, allowed=allowed))
+        if printer:
+            printer.show(steps[-1], len(steps))
+
+    done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read)
+    finish(done, lm.name, settings, temperatures, steps, printer)
+    return done
+
+
+def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
+           printer: StepPrinter | None) -> None:
+    """The completion after its steps, or one JSON record holding both."""
+    if printer:
+        printer.finish(done)
+    else:
+        sys.stdout.write(json.dumps(record(done, model, settings, temperatures, steps), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step]) -> dict:
+    from autocomplete.ui.render import record as completion_record
+
+    return {
+        **completion_record(done, model, settings),
+        "temperatures": temperatures_shown(temperatures),
+        "steps": [
+            {
+                "picked": {"token": s.picked, "text": s.picked_text},
+                "allowed_tokens": s.allowed,
+                "entropy_bits": {str(t): round(h, 4) for t, h in s.entropy.items()},
+                "candidates": [
+                    {"token": c.token, "text": c.text,
+                     ("logit" if c.token is not None else "logprob"): round(c.logit, 4),
+                     "probability": {str(t): p for t, p in c.probability.items()}}
+                    for c in s.candidates
+                ],
+            }
+            for s in steps
+        ],
+    }
+
+
+class StepPrinter:
+    """A Rich table per step: candidates, a bar per temperature, the pick marked. score: the column holding what
+    the probabilities come from ("logit" here, "logprob" over --api)."""
+
+    def __init__(self, prompt: str, temperatures: list[float], style: str, typed: str, score: str = "logit",
+                 about_api: str = ""):
+        from rich.console import Console
+        from rich.text import Text
+
+        self.console = Console(highlight=False)
+        self.temperatures, self.score = temperatures, score
+        self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
+        about = "query (a search query, after hidden example queries)" if style == "query" else "text"
+        if typed:
+            about += f"; token healing: the first tokens spell the typed {typed!r} again"
+        self.console.print(Text(f"style {about}{about_api}\n", style="dim"))
+
+    def show(self, step: Step, number: int) -> None:
+        from rich.bar import Bar
+        from rich.table import Table
+        from rich.text import Text
+
+        from autocomplete.ui.render import visible
+
+        title = f"step {number}: …{visible(self.text[-50:])}"
+        if step.allowed is not None:
+            title += f"   (only the {step.allowed} tokens that fit the typed letters)"
+        table = Table(title=Text(title, style="dim"), title_justify="left", box=None, pad_edge=False)
+        # token and logit take ~24 columns; the rest is shared by a percentage and a bar per temperature
+        bar = max(4, min(20, (self.console.width - 26) // len(self.temperatures) - 9))
+        table.add_column("", no_wrap=True)
+        table.add_column("token", no_wrap=True, max_width=14, overflow="ellipsis")
+        table.add_column(self.score, justify="right", no_wrap=True)
+        for t in self.temperatures:
+            table.add_column(f"T={t:g}", justify="right", no_wrap=True)
+            table.add_column("", width=bar, no_wrap=True)
+        for c in step.candidates:
+            picked = c.token == step.picked and c.text == step.picked_text
+            cells = ["→" if picked else "", repr(c.text), f"{c.logit:.2f}"]
+            for t in self.temperatures:
+                p = c.probability[t]
+                cells += [f"{p:6.1%}", Bar(1.0, 0, p, width=bar, color="cyan" if t == 1.0 else "magenta")]
+            table.add_row(*cells, style="bold" if picked else None)
+        self.console.print(table)
+        entropy = "  ".join(f"T={t:g}: {h:.2f}" for t, h in step.entropy.items())
+        self.console.print(Text(f"picked {step.picked_text!r}   entropy (bits) {entropy}\n", style="dim"))
+        self.text += step.picked_text
+
+    def finish(self, done: Completion) -> None:
+        from rich.text import Text
+
+        from autocomplete.ui.render import visible
+
+        shown = Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan")
+        self.console.print(shown)

@@ -1,0 +1,155 @@
+"""How a completion reaches stdout: coloured on a terminal, plain text in a pipe, or one JSON object a line."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import TextIO
+
+from autocomplete.text.complete import Completion
+from autocomplete.settings import Settings
+
+
+# Control characters a terminal would act on (ESC starts cursor moves, title changes, hyperlinks…), but not the line
+# breaks and tabs that text is made of. C1 controls (U+0080-U+009F) included: some terminals obey them too.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Text safe to show on a terminal: each control character written out as its escape (ESC -> \\x1b)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+class TextRenderer:
+    """The prompt (dim on a terminal) then the completion (highlighted) as it streams, then a newline. On a
+    terminal, control characters in either are shown, not obeyed: a model (or a server) could write any."""
+
+    json = False
+
+    def __init__(self, only_new: bool = False, file: TextIO | None = None):
+        self.only_new = only_new
+        self.file = file or sys.stdout
+        self.console = None
+        if self.file.isatty():
+            from rich.console import Console  # honours NO_COLOR and TERM=dumb
+
+            self.console = Console(file=self.file, highlight=False, soft_wrap=True)
+
+    def start(self, prompt: str) -> None:
+        if not self.only_new:
+            self._write(prompt, "dim")
+
+    def piece(self, text: str) -> None:
+        self._write(text, "bold cyan")
+
+    def finish(self, completion: Completion, model: str, settings: Settings) -> None:
+        self._write("\n", None)
+
+    def blank(self) -> None:
+        self._write("\n", None)
+
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
+        """A search box's dropdown: each suggestion with its probability."""
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        shown = prefix if len(prefix) <= 40 else "…" + prefix[-39:]
+        shown = "" if self.only_new else " ".join(shown.split())
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        for s in found:
+            table.add_row(Text(visible(shown), style="dim") + Text(visible(s.completion), style="bold cyan"),
+                          f"{s.probability:.1%}")
+        console = self.console or Console(file=self.file, highlight=False, color_system=None, width=200)
+        if found:
+            console.print(table)
+        else:
+            console.print(Text("(no suggestions)", style="dim"))
+        self.file.flush()
+        if not getattr(found, "exact", True) and found.note:
+            from autocomplete import ui
+
+            ui.notice(found.note)
+
+    def _write(self, text: str, style: str | None) -> None:
+        if self.console is not None:
+            self.console.out(visible(text), style=style, highlight=False, end="")
+            self.console.file.flush()
+        else:
+            self.file.write(text)
+            self.file.flush()
+
+
+class JsonRenderer:
+    """JSON Lines: one object per completion, written when it is done."""
+
+    json = True
+
+    def __init__(self, file: TextIO | None = None):
+        self.file = file or sys.stdout
+
+    def start(self, prompt: str) -> None:
+        pass
+
+    def piece(self, text: str) -> None:
+        pass
+
+    def finish(self, completion: Completion, model: str, settings: Settings) -> None:
+        self._line(record(completion, model, settings))
+
+    def blank(self) -> None:
+        pass  # a blank input line has nothing to report
+
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
+        self._line({
+            "prefix": prefix,
+            "suggestions": [{"text": prefix + s.completion, "completion": s.completion,
+                             "probability": s.probability, "tokens": s.tokens} for s in found],
+            "model": model,
+            "style": style,
+            "exact": getattr(found, "exact", True),
+            "settings": {**settings.shown(), "suggest": len(found), "words": words},
+        })
+
+    def _line(self, obj: dict) -> None:
+        self.file.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+
+def record(c: Completion, model: str, settings: Settings) -> dict:
+    return {
+        "prompt": c.prompt,
+        "completion": c.completion,
+        "model": model,
+        "tokens": c.tokens,
+        "finish_reason": c.finish_reason,
+        "style": c.style,
+        "settings": {**settings.shown(), "seed": c.seed},
+        "stats": {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.token_count,
+            "time_to_first_token_s": _round(c.time_to_first_token),
+            "tokens_per_second": _round(c.tokens_per_second),
+        },
+    }
+
+
+def from_record(r: dict) -> Completion:
+    """The Completion a record describes: a completion served by the warm server renders like a local one."""
+    return Completion(
+        prompt=r["prompt"], completion=r["completion"], tokens=r["tokens"], finish_reason=r["finish_reason"],
+        prompt_tokens=r["stats"]["prompt_tokens"], seed=r["settings"]["seed"],
+        completion_tokens=r["stats"]["completion_tokens"] if r["tokens"] is None else None,
+        time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"],
+        style=r["style"])
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def renderer(json_lines: bool, only_new: bool):
+    return JsonRenderer() if json_lines else TextRenderer(only_new)

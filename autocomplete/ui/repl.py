@@ -1,0 +1,224 @@
+"""The interactive loop: type a start, watch it complete; change settings with /commands. The model loads once, or
+not at all when a warm server serves it (then the REPL starts in a fraction of a second)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from autocomplete.ui import actions
+
+from autocomplete import paths, settings as checks, ui
+from autocomplete.ui.actions import Options
+from autocomplete.errors import UserError
+
+HELP = """\
+Type text and press Enter to complete it. Commands:
+  /temp T      temperature (0 = greedy)      /top-k K   sample from the K likeliest (0 = off)
+  /top-p P     nucleus sampling, 0 < P <= 1   /max N     at most N new tokens
+  /seed N|off  fix or free the random seed    /stop line|sentence|none
+  /style auto|query|text  complete as a search query, as plain text, or choose by the line (auto)
+  /suggest N   list N suggestions per line    /suggest off  back to completions
+  /explain     show every step (/explain off) /settings  show the current settings
+  /model NAME  switch model (no NAME: show)
+  /help        this text                      /quit      leave (Ctrl-D does too)
+While you type, grey ghost text shows the likeliest next words: → takes all of it, Ctrl-→ (or Alt-f) one word.
+Ctrl-C stops a completion and keeps what was written."""
+
+# command -> (settings field, check, parse)
+_SETTERS = {
+    "/temp": ("temperature", checks.check_temperature, float),
+    "/temperature": ("temperature", checks.check_temperature, float),
+    "/top-k": ("top_k", checks.check_top_k, int),
+    "/top-p": ("top_p", checks.check_top_p, float),
+    "/max": ("max_tokens", checks.check_max_tokens, int),
+    "/stop": ("stop", checks.check_stop, str),
+    "/style": ("style", checks.check_style, str),
+}
+
+
+class Repl:
+    def __init__(self, options: Options):
+        from autocomplete.ui.render import renderer
+
+        self.options = options
+        self.settings = options.settings  # changed in place by the /commands
+        self.mode = options.mode
+        self.out = renderer(options.json_lines, options.only_new)
+        self.lm = None  # the model loaded here, when no server serves it (or for /explain)
+        self.served = None  # the warm server in use (actions.Served), or the --api engine (actions.Remote)
+
+    def run(self, lines: Iterable[str] | None = None) -> int:
+        """Read from a prompt_toolkit session on a terminal, or from `lines` (piped stdin) until they end."""
+        self._load()
+        if lines is not None:
+            for line in lines:
+                if self.handle(line) == "quit":
+                    break
+            return 0
+        from autocomplete.ui.ghost import Ghost
+
+        ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
+        session = _session(ghost)
+        where = self.lm.name if self.served is None else f"{self.served.name} on " + (
+            self.options.api if self.options.api else "the running server")
+        ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
+                  "Ctrl-D to leave.")
+        while True:
+            try:
+                line = session.prompt("> ")
+            except KeyboardInterrupt:
+                continue  # like a shell: Ctrl-C at the prompt clears the line
+            except EOFError:
+                return 0
+            finally:
+                ghost.cancel(wait=True)  # the model is needed for the line just entered: no overlap
+            if self.handle(line) == "quit":
+                return 0
+
+    def handle(self, line: str) -> str | None:
+        line = line.strip()
+        if not line:
+            return None
+        if line.startswith("/"):
+            return self.command(line)
+        try:
+            if self.options.api:
+                actions.run_over_api(self.served, line, self.options, self.out)
+                return None
+            done = None
+            if self.served is not None and self.options.servable():
+                done = actions.run_on_server(line, self.options, self.out)
+                if done is None:  # the server went away (stopped, idle): from now on, the model loads here
+                    self.served = None
+            if done is None:
+                actions.run(self._local(), line, self.settings, self.mode, self.out)
+        except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
+            self.out.blank()
+        except UserError as error:  # an --api engine down, say: said, and the session goes on
+            from autocomplete.ui.dispatch import report
+
+            report(str(error))
+        return None
+
+    def command(self, line: str) -> str | None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        try:
+            if name in ("/quit", "/exit", "/q"):
+                return "quit"
+            if name in ("/help", "/?"):
+                ui.stderr().print(HELP, markup=False)
+            elif name == "/settings":
+                ui.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
+            elif name == "/suggest":
+                count = 0 if arg == "off" else _number(name, arg or "5", int)
+                if count < 1 and arg != "off":
+                    raise ValueError(f"/suggest takes a number of suggestions, 1 or more (or off), not {arg}")
+                self.mode.suggest = count
+                self.mode.explain = False
+                ui.notice(f"suggestions: {count} per line" if count else "suggestions off: lines are completed")
+            elif name == "/explain":
+                self.mode.explain = arg != "off"
+                self.mode.suggest = 0
+                ui.notice("explain on: every step is shown" if self.mode.explain else "explain off")
+            elif name == "/seed":
+                self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
+                ui.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
+            elif name == "/model":
+                if arg:
+                    previous, self.options.model = self.options.model, arg
+                    try:
+                        self._load()
+                    except (UserError, KeyboardInterrupt):
+                        self.options.model = previous
+                        raise
+                ui.notice(f"model {self._name()}")
+            elif name in _SETTERS:
+                field, check, parse = _SETTERS[name]
+                setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
+                ui.notice(f"{field.replace('_', '-')} {getattr(self.settings, field)}")
+            else:
+                ui.notice(f"unknown command {name}; /help lists them")
+        except ValueError as error:
+            ui.notice(str(error))
+        except UserError as error:
+            ui.notice(str(error).replace("--model ", "/model "))  # the advice in the REPL's own terms
+        except KeyboardInterrupt:
+            ui.notice("cancelled")
+        return None
+
+    def _load(self) -> None:
+        """Use the --api engine, or the warm server for the options' model if one runs, else load it here; one
+        model at a time."""
+        served = actions.Remote.of(self.options) if self.options.api else actions.served(self.options)
+        if served is None:
+            self._local()  # a model that can't be had raises here, before anything changed
+        else:
+            self._unload()
+        self.served = served
+
+    def _local(self):
+        """The model in this process (no server, or /explain, which runs here), loaded on first need; models.load
+        keeps it, so asking again costs a lookup."""
+        loaded = self.options.load()
+        if self.lm is not loaded:
+            self._unload()
+            self.lm = loaded
+        return self.lm
+
+    def _unload(self) -> None:
+        if self.lm is not None:
+            from autocomplete.engine import models
+
+            models.unload(self.lm)  # so its memory can go
+            self.lm = None
+
+    def _name(self) -> str:
+        return self.served.name if self.served is not None else self._local().name
+
+
+def _number(command: str, text: str, kind: type):
+    """int or float of the command's argument, or ValueError saying so in the REPL's own words."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{command} takes {what}, not {text!r}" if text else f"{command} needs {what}") from None
+
+
+def _session(ghost):
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion, ThreadedAutoSuggest
+    from prompt_toolkit.filters import Condition
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+
+    class GhostText(AutoSuggest):
+        def get_suggestion(self, buffer, document):
+            text = document.text
+            if not text.strip() or text.startswith("/") or not document.is_cursor_at_the_end:
+                return None
+            found = ghost(text)
+            return Suggestion(found) if found else None
+
+    keys = KeyBindings()
+    has_ghost = Condition(lambda: _buffer().suggestion is not None and _buffer().document.is_cursor_at_the_end)
+
+    def _buffer():
+        from prompt_toolkit.application.current import get_app
+
+        return get_app().current_buffer
+
+    @keys.add("c-right", filter=has_ghost)
+    @keys.add("escape", "f", filter=has_ghost)
+    def _accept_word(event):  # → takes all of it (prompt_toolkit's own binding), Ctrl-→ one word, like Alt-f
+        event.current_buffer.insert_text(re.match(r"\s*\S*", event.current_buffer.suggestion.text).group(0))
+
+    history = paths.data_dir() / "history"
+    history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not history.exists():
+        history.touch(mode=0o600)  # what people type is theirs alone
+    return PromptSession(history=FileHistory(os.fspath(history)), auto_suggest=ThreadedAutoSuggest(GhostText()),
+                         key_bindings=keys)

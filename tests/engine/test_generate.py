@@ -1,0 +1,147 @@
+"""The loop against transformers' own generate() and against the math: softmax(logits / T)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autocomplete.engine.generate import generate
+
+PROMPTS = ["san", "seoul", "the best way to learn python is", "서울", "new york", "xyz q"]
+
+
+def hf_greedy(hf_model, ids, n, eos):
+    out = hf_model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, pad_token_id=eos)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_equals_transformers_generate(tiny, hf_tiny, prompt):
+    """fp32 (the default precision) is exact: the compact GPT-2 and our loop give generate()'s tokens."""
+    ids = tiny.encode(prompt)
+    ours = list(generate(tiny.model, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
+    assert ours == hf_greedy(hf_tiny, ids, 20, tiny.tokenizer.eos_token_id)
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_compact_gpt2_logits_match_transformers(tiny, hf_tiny, prompt):
+    ids = torch.tensor([tiny.encode(prompt)])
+    with torch.no_grad():
+        ours, theirs = tiny.model(ids).logits, hf_tiny(ids).logits
+    assert type(tiny.model).__module__ == "autocomplete.engine.gpt2"
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_greedy_memorised_phrase(tiny):
+    ids = list(generate(tiny.model, tiny.encode("san"), 20, temperature=0, eos_ids=tiny.eos_ids))
+    assert tiny.decode(ids) == " francisco weather is good in april?"
+    assert ids[-1] in tiny.eos_ids  # stopped at the end-of-text token, and yielded it
+
+
+def test_temperature_zero_ignores_top_k_top_p_and_seed(tiny):
+    ids = tiny.encode("new york")
+    runs = {tuple(generate(tiny.model, ids, 12, temperature=0, top_k=k, top_p=p,
+                           generator=torch.Generator().manual_seed(s)))
+            for k, p, s in [(0, 1.0, 1), (5, 0.5, 2), (50, 0.9, 3)]}
+    assert runs == {tuple(generate(tiny.model, ids, 12, temperature=0))}
+
+
+def test_same_seed_same_tokens_other_seed_differs(tiny):
+    ids = tiny.encode("xyz")
+
+    def sample(seed):
+        return list(generate(tiny.model, ids, 30, temperature=1.5, generator=torch.Generator().manual_seed(seed)))
+
+    assert sample(7) == sample(7)
+    assert len({tuple(sample(s)) for s in range(5)}) > 1
+
+
+def first_token_logits(lm, ids):
+    with torch.no_grad():
+        return lm.model(torch.tensor([ids])).logits[0, -1].float()
+
+
+def chi_square(counts: torch.Tensor, probs: torch.Tensor, bins: list[torch.Tensor]) -> float:
+    """Pearson's statistic over the given bins of the vocabulary."""
+    n = float(counts.sum())
+    return sum(float((counts[b].sum() - n * probs[b].sum()) ** 2 / (n * probs[b].sum())) for b in bins)
+
+
+def chi_square_critical(df: int, z: float = 3.719) -> float:
+    """The chi-square value exceeded with probability ~1e-4 (z = 3.719), by Wilson and Hilferty's approximation."""
+    return df * (1 - 2 / (9 * df) + z * (2 / (9 * df)) ** 0.5) ** 3
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_follows_softmax_of_logits_over_t(tiny, temperature):
+    ids = tiny.encode("san")
+    expected = torch.softmax(first_token_logits(tiny, ids) / temperature, dim=-1)
+    generator = torch.Generator().manual_seed(1234)
+    n = 3000
+    counts = torch.zeros_like(expected)
+    for _ in range(n):
+        counts[next(generate(tiny.model, ids, 1, temperature=temperature, generator=generator))] += 1
+    # A goodness-of-fit test: every token expected at least 5 times is its own bin, the long tail of rarer
+    # tokens one bin together (a per-token comparison of a tail of hundreds of rare tokens is all noise).
+    common = torch.nonzero(expected * n >= 5).flatten()
+    bins = [common[i:i + 1] for i in range(len(common))]
+    tail = torch.nonzero(expected * n < 5).flatten()
+    if float(expected[tail].sum()) * n >= 5:
+        bins.append(tail)
+    assert len(bins) >= 3
+    critical = chi_square_critical(len(bins) - 1)
+    assert chi_square(counts, expected, bins) < critical
+    for other in {0.5, 1.0, 2.0} - {temperature}:  # and the test can tell the temperatures apart
+        wrong = torch.softmax(first_token_logits(tiny, ids) / other, dim=-1)
+        assert chi_square(counts, wrong, bins) > critical
+
+
+def test_top_k_samples_only_the_k_likeliest(tiny):
+    ids = tiny.encode("xyz")
+    top3 = set(first_token_logits(tiny, ids).topk(3).indices.tolist())
+    generator = torch.Generator().manual_seed(0)
+    seen = {next(generate(tiny.model, ids, 1, temperature=3.0, top_k=3, generator=generator)) for _ in range(300)}
+    assert seen == top3
+
+
+def test_top_p_samples_only_the_nucleus(tiny):
+    ids = tiny.encode("xyz")
+    probs = torch.softmax(first_token_logits(tiny, ids), dim=-1)
+    sorted_probs, order = probs.sort(descending=True)
+    # the smallest set of likeliest tokens whose probability reaches 0.5
+    size = int((sorted_probs.cumsum(0) < 0.5).sum()) + 1
+    nucleus = set(order[:size].tolist())
+    generator = torch.Generator().manual_seed(0)
+    seen = {next(generate(tiny.model, ids, 1, temperature=1.0, top_p=0.5, generator=generator)) for _ in range(400)}
+    assert seen <= nucleus and len(seen) == len(nucleus)
+
+
+def test_prompt_forward_computes_last_position_logits_only(tiny):
+    shapes = []
+    hook = tiny.model.lm_head.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    try:
+        list(generate(tiny.model, tiny.encode("the best way to learn python is"), 3, temperature=0))
+    finally:
+        hook.remove()
+    assert [s[1] for s in shapes] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("k, p", [(1, 1.0), (5, 1.0), (50, 1.0), (0, 0.5), (0, 0.95), (0, 0.999), (40, 0.9),
+                                  (500, 0.3)])
+def test_top_k_top_p_equal_transformers_warpers(k, p):
+    """Our few lines of top-k / top-p against transformers' own processors, the reference: equal results on random
+    logits (with ties and -inf among them), at several temperatures."""
+    from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
+
+    from autocomplete.engine.generate import logits_warpers
+
+    generator = torch.Generator().manual_seed(k * 1000 + int(p * 1000))
+    for temperature in (0.5, 1.0, 1.7):
+        logits = torch.randn(3, 400, generator=generator) * 4
+        logits[0, :10] = logits[0, 10]  # ties
+        logits[1, ::7] = float("-inf")  # tokens already ruled out (token healing)
+        processors = LogitsProcessorList(([TopKLogitsWarper(k)] if k else []) + ([TopPLogitsWarper(p)] if p < 1 else []))
+        expected = processors(None, logits / temperature)
+        got = logits_warpers(temperature, k, p)(None, logits)
+        assert torch.equal(got.isinf(), expected.isinf())
+        assert torch.allclose(got[~got.isinf()], expected[~expected.isinf()])

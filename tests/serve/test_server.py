@@ -1,0 +1,488 @@
+"""The warm model server: real server processes on Unix sockets in private temporary directories, driven through
+autocomplete.serve.client (as the CLI will) and through raw sockets (for what a well-behaved client never sends)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from autocomplete.serve import client
+from autocomplete.text.complete import complete
+from autocomplete.errors import UserError
+from autocomplete.settings import Settings
+from autocomplete.text.suggest import suggest
+
+GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text").as_dict()
+# Sampled and unbounded by the stop rule: the longest generation the tiny model makes.
+LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").as_dict()
+
+
+def short_dir() -> str:
+    """A fresh directory under /tmp: a socket's whole path must fit in 107 bytes, pytest's tmp_path may not."""
+    return tempfile.mkdtemp(prefix="ac-srv-", dir="/tmp")
+
+
+def gone(pid: int, timeout: float) -> bool:
+    """Wait (bounded) until process `pid` has exited, reaping it if it is our child."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return True
+        except ChildProcessError:  # not our child, or reaped already: ask the kernel
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def shut_down(model: str, pid: int) -> None:
+    client.stop(model)
+    if not gone(pid, 15):
+        os.kill(pid, signal.SIGKILL)
+        gone(pid, 5)
+
+
+def raw(model: str, payload: bytes, timeout: float = 30) -> list[dict]:
+    """Send raw bytes as a request; return every reply line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(client.ready_path(model)))
+        sock.sendall(payload)
+        with sock.makefile("rb") as replies:
+            return [json.loads(line) for line in replies]
+
+
+def wait_for(condition, timeout: float, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+@pytest.fixture(scope="module")
+def run_dir():
+    """AUTOCOMPLETE_RUNTIME_DIR for this module's shared server: not created yet, so the client makes it."""
+    base = short_dir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOCOMPLETE_RUNTIME_DIR", os.path.join(base, "run"))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield Path(base, "run")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def warm(tiny_dir, run_dir) -> str:
+    """One server for the module, started the way the CLI will start it; the model key it answers to."""
+    model = str(tiny_dir)
+    info = client.start(model, device="cpu", idle_timeout=600, wait=120)
+    try:
+        yield model
+    finally:
+        shut_down(model, info["pid"])
+
+
+@pytest.fixture
+def own_dir(monkeypatch):
+    """A runtime dir of its own, for a test that runs its own server."""
+    base = short_dir()
+    monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", base)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_complete_streams_pieces_like_in_process(warm, tiny):
+    pieces = []
+    done = client.complete(warm, "san", GREEDY, pieces.append)
+    local = complete(tiny, "san", Settings(**GREEDY), lambda piece: None)
+    assert len(pieces) > 1
+    assert "".join(pieces) == done["completion"] == local.completion == " francisco weather is good in april?"
+    assert done["tokens"] == local.tokens and done["finish_reason"] == "eos"
+    assert done["model"] == warm and done["prompt"] == "san" and done["settings"]["temperature"] == 0
+    # On the wire: piece lines, then one done line.
+    lines = raw(warm, json.dumps({"op": "complete", "prompt": "seoul", "settings": GREEDY}).encode() + b"\n")
+    assert len(lines) > 2 and all(set(line) == {"piece"} for line in lines[:-1])
+    assert "".join(line["piece"] for line in lines[:-1]) == lines[-1]["done"]["completion"] == " subway map"
+
+
+def test_suggest_matches_in_process(warm, tiny):
+    settings = Settings(temperature=1.0, style="text").as_dict()
+    reply = client.suggest(warm, "san", settings, 3, 2)
+    local = suggest(tiny, "san", Settings(**settings), 3, 2)
+    assert reply["model"] == warm
+    assert [(s["completion"], s["tokens"]) for s in reply["suggestions"]] == [(s.completion, s.tokens) for s in local]
+    assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in local])
+
+
+def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
+    """The style, the examples (sent as lines: the server's working directory is not the caller's) and token
+    healing apply on the server exactly as in process."""
+    query = Settings(temperature=0, max_tokens=8, style="query", examples=["zebra quilt", "amber kettle"])
+    done = client.complete(warm, "san fr", query.as_dict(), lambda piece: None)
+    local = complete(tiny, "san fr", query, lambda piece: None)
+    assert done["style"] == "query" and "examples" not in done["settings"]
+    assert (done["completion"], done["tokens"]) == (local.completion, local.tokens)
+    reply = client.suggest(warm, "san fr", query.as_dict() | {"temperature": 1.0}, 3, 2)
+    found = suggest(tiny, "san fr", Settings(**query.as_dict() | {"temperature": 1.0}), 3, 2)
+    assert reply["style"] == "query" and [s["tokens"] for s in reply["suggestions"]] == [s.tokens for s in found]
+    bad = raw(warm, json.dumps({"op": "complete", "prompt": "san", "settings": {"examples": []}}).encode() + b"\n")
+    assert "examples" in bad[-1]["error"]
+
+
+def test_cancel_mid_stream_then_serve_again(warm, run_dir):
+    request = json.dumps({"op": "complete", "prompt": "san", "settings": LONG}).encode() + b"\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # read one piece, then hang up
+        sock.settimeout(30)
+        sock.connect(str(client.socket_path(warm, "cpu")))
+        sock.sendall(request)
+        with sock.makefile("rb") as replies:
+            assert "piece" in json.loads(replies.readline())
+
+    # Hanging up right after the request cancels it at the first token. (The tiny model finishes in
+    # milliseconds, so a few tries rule out the hang-up arriving only after it was done.)
+    log = client.log_path(warm, "cpu")
+    for _ in range(5):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(str(client.socket_path(warm, "cpu")))
+            sock.sendall(request)
+        if wait_for(lambda: "cancelled a request: the client went away" in log.read_text(), 5):
+            break
+    assert "cancelled a request: the client went away" in log.read_text()
+
+    pieces = []
+    done = client.complete(warm, "seoul", GREEDY, pieces.append)
+    assert "".join(pieces) == done["completion"] == " subway map"
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, BrokenPipeError])
+def test_ctrl_c_or_closed_stdout_reaches_the_caller(warm, error):
+    """Ctrl-C (or `| head` closing stdout) mid-stream: the client hangs up and re-raises it unchanged."""
+    def on_piece(piece):
+        raise error
+
+    with pytest.raises(error):
+        client.complete(warm, "san", LONG, on_piece)
+    assert client.complete(warm, "seoul", GREEDY, lambda piece: None)["completion"] == " subway map"
+
+
+def test_two_clients_at_once(warm):
+    start = threading.Barrier(2, timeout=30)
+    results: dict[str, tuple] = {}
+
+    def ask(prompt: str) -> None:
+        pieces = []
+        start.wait()
+        done = client.complete(warm, prompt, GREEDY, pieces.append)
+        results[prompt] = ("".join(pieces), done["completion"])
+
+    threads = [threading.Thread(target=ask, args=(p,)) for p in ("san", "seoul")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == {"san": (" francisco weather is good in april?",) * 2, "seoul": (" subway map",) * 2}
+
+
+def test_bad_requests_get_one_line_errors(warm):
+    def error_for(payload: bytes) -> str:
+        (reply,) = raw(warm, payload)
+        assert set(reply) == {"error"} and "\n" not in reply["error"]
+        return reply["error"]
+
+    assert "not a JSON request" in error_for(b"this is not json\n")
+    assert "JSON object" in error_for(b"[1, 2]\n")
+    assert "unknown op 'fly'" in error_for(b'{"op": "fly"}\n')
+    assert "missing field 'op'" in error_for(b'{"prompt": "san"}\n')
+    assert "missing field 'prompt'" in error_for(b'{"op": "complete"}\n')
+    assert "'prefix' must be a str" in error_for(b'{"op": "suggest", "prefix": 3}\n')
+    assert "n and words" in error_for(b'{"op": "suggest", "prefix": "san", "n": 0}\n')
+    assert "unknown setting 'colour'" in error_for(b'{"op": "complete", "prompt": "san", "settings": {"colour": 1}}\n')
+    with pytest.raises(UserError, match="temperature must be a finite number"):
+        client.complete(warm, "san", {**GREEDY, "temperature": -1}, lambda piece: None)
+    with pytest.raises(UserError, match="stop must be one of"):
+        client.suggest(warm, "san", {**GREEDY, "stop": "word"}, 3, 3)
+    with pytest.raises(UserError, match="top_k has the wrong type"):
+        client.complete(warm, "san", {**GREEDY, "top_k": "5"}, lambda piece: None)
+    # still serving
+    assert client.complete(warm, "seoul", GREEDY, lambda piece: None)["completion"] == " subway map"
+
+
+def test_private_files(warm, run_dir):
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    sock = client.socket_path(warm, "cpu").stat()
+    assert stat.S_ISSOCK(sock.st_mode) and stat.S_IMODE(sock.st_mode) == 0o600
+    assert stat.S_IMODE(client.log_path(warm, "cpu").stat().st_mode) == 0o600
+
+
+def test_status_and_request_count(warm):
+    before = client.status(warm)
+    assert before["model"] == before["requested"] == warm
+    assert before["device"] == "cpu" and before["idle_timeout"] == 600
+    assert datetime.fromisoformat(before["since"]) <= datetime.now().astimezone()
+    os.kill(before["pid"], 0)  # a live process
+    proc_status = Path(f"/proc/{before['pid']}/status")
+    if proc_status.exists():  # the socket's umask was for bind only: the loader must be able to make cache dirs
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert f"Umask:\t{umask:04o}" in proc_status.read_text()
+    client.complete(warm, "san", GREEDY, lambda piece: None)
+    client.suggest(warm, "san", GREEDY, 2, 2)
+    assert client.status(warm)["requests"] == before["requests"] + 2  # status requests don't count
+    assert client.status(warm)["requests"] == before["requests"] + 2
+
+
+def test_client_imports_no_torch(warm, env, run_dir):
+    code = (
+        "import sys, json\n"
+        "from autocomplete.serve import client\n"
+        f"model = {warm!r}\n"
+        "assert client.running(model) and client.status(model)['model'] == model\n"
+        "assert not client.running('no-such-model') and client.status('no-such-model') is None\n"
+        "heavy = [name for name in ('torch', 'transformers') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_command_on_a_warm_server_imports_neither_torch_nor_typer(warm, env, run_dir):
+    """The launcher has the server parse the command line, then streams the completion from it."""
+    served = client.status(warm)["requests"]
+    code = (
+        "import sys\n"
+        "from autocomplete.ui.launch import main\n"
+        f"assert main(['-m', {warm!r}, '-t', '0', 'san']) == 0\n"
+        "heavy = [name for name in ('torch', 'transformers', 'typer', 'pydantic') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "san francisco weather is good in april?\n"
+    assert client.status(warm)["requests"] == served + 1
+
+
+def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
+    model = str(tiny_dir)
+    info = client.start(model, device="cpu", idle_timeout=600, wait=120)
+    try:
+        assert client.running(model) and info["requests"] == 0
+        # A second server for the same model refuses, in one line on stderr and nothing on stdout.
+        second = subprocess.run([sys.executable, "-m", "autocomplete.serve.server", "--model", model, "--device", "cpu"],
+                                env={**env, "AUTOCOMPLETE_RUNTIME_DIR": own_dir}, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode != 0 and second.stdout == ""
+        assert len(second.stderr.strip().splitlines()) == 1 and "already running" in second.stderr
+        assert client.start(model, device="cpu", wait=60)["pid"] == info["pid"]  # starting again finds it
+
+        assert client.stop(model) is True
+        assert gone(info["pid"], 15)
+        assert not client.socket_path(model, "cpu").exists() and not list(Path(own_dir).glob("*.ready"))
+        assert client.stop(model) is False and client.status(model) is None and not client.running(model)
+        assert client.complete(model, "san", GREEDY, lambda piece: None) is None  # the CLI then works in-process
+        assert client.suggest(model, "san", GREEDY, 3, 3) is None
+    finally:
+        shut_down(model, info["pid"])
+
+
+def test_start_reports_a_failed_load(own_dir):
+    missing = os.path.join(own_dir, "no-such-model-dir/")
+    with pytest.raises(UserError, match="did not start: no such model file or directory"):
+        client.start(missing, device="cpu", wait=60)
+    assert not client.socket_path(missing, "cpu").exists()
+
+
+def test_idle_timeout_exits_and_removes_socket(tiny_dir, own_dir, env):
+    model = str(tiny_dir)
+    path = client.socket_path(model, "cpu")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a dead server's socket file, left behind
+    stale.bind(str(path))
+    stale.close()
+    server = subprocess.Popen([sys.executable, "-m", "autocomplete.serve.server", "--model", model, "--device", "cpu",
+                               "--idle-timeout", "2"], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": own_dir},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: client.status(model) is not None, 60, every=0.2), server.stderr
+        assert client.complete(model, "seoul", GREEDY, lambda piece: None)["completion"] == " subway map"
+        last_request = time.monotonic()
+        out, err = server.communicate(timeout=30)
+        assert server.returncode == 0 and out == b""
+        assert time.monotonic() - last_request >= 1.5  # allow for the poll interval
+        assert not path.exists() and client.status(model) is None
+        assert "idle timeout" in client.log_path(model, "cpu").read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_runtime_dir_is_private(monkeypatch):
+    base = Path(short_dir())
+    try:
+        home = base / "home"  # a directory of the user's that exists already: used, its mode left alone
+        home.mkdir(mode=0o755)
+        monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(home))
+        assert client.runtime_dir() == home and stat.S_IMODE(home.stat().st_mode) == 0o755
+        home.chmod(0o777)  # …unless others may write to it
+        with pytest.raises(UserError, match="writable by other users"):
+            client.runtime_dir()
+        made = base / "new" / "run"  # one made here is private
+        monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(made))
+        with pytest.raises(UserError):
+            client.runtime_dir(create=False)  # looking for a server makes nothing
+        assert not made.exists()
+        assert client.runtime_dir() == made and stat.S_IMODE(made.stat().st_mode) == 0o700
+
+        # No usable user runtime dir (no /run/user/<uid>): a private dir in the temp dir instead.
+        monkeypatch.delenv("AUTOCOMPLETE_RUNTIME_DIR")
+        monkeypatch.setattr(client.platformdirs, "user_runtime_dir", lambda name: str(base / "absent" / name))
+        monkeypatch.setattr(tempfile, "tempdir", str(base))
+        fallback = base / f"autocomplete-{os.getuid()}"
+        assert client.runtime_dir() == fallback and stat.S_IMODE(fallback.stat().st_mode) == 0o700
+
+        if os.getuid() == 0:  # only root can hand a directory to someone else
+            os.chown(fallback, 65534, 65534)
+            with pytest.raises(UserError, match="belongs to another user"):
+                client.runtime_dir()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_calls_that_need_no_server_leave_the_runtime_dir_alone(cli, tiny_dir, tmp_path):
+    absent, shared = tmp_path / "absent" / "run", tmp_path / "shared"
+    done = cli("-m", str(tiny_dir), "-t", "0", "san", extra_env={"AUTOCOMPLETE_RUNTIME_DIR": str(absent)})
+    assert done.returncode == 0 and not absent.parent.exists()  # not created
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {"AUTOCOMPLETE_RUNTIME_DIR": str(shared)}
+    assert cli("-m", str(tiny_dir), "-t", "0", "san", extra_env=env).returncode == 0  # completes all the same
+    refused = cli("-m", str(tiny_dir), "--server", "start", extra_env=env)
+    err = refused.stderr.decode()
+    assert refused.returncode == 1 and "writable by other users" in err and len(err.strip().splitlines()) == 1
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777 and not list(shared.iterdir())
+
+
+def test_what_the_server_would_say_reaches_the_user(cli, tiny_dir, smollm2_cache):
+    """Notices made on the server (a prompt cut to the context window; the fallback to the starter while loading)
+    are shown by the command that asked, on its stderr, not left in the server's log."""
+    model = ["-m", str(tiny_dir)]
+    assert cli(*model, "--server", "start").returncode == 0
+    try:
+        long = cli(*model, "-t", "0", "-n", "3", "seoul subway map " * 40 + "san")
+        assert long.returncode == 0 and "keeping its last" in long.stderr.decode()
+        assert len(long.stderr.decode().strip().splitlines()) == 1
+    finally:
+        cli(*model, "--server", "stop")
+    env = {"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)}  # the default model: offline, so the starter
+    assert cli("--server", "start", extra_env=env).returncode == 0
+    try:
+        first = cli("-t", "0", "-n", "2", "san", extra_env=env)
+        assert first.returncode == 0 and "using the pip-shipped smollm2-135m" in first.stderr.decode()
+        second = cli("-t", "0", "-n", "2", "san", extra_env=env)
+        assert second.stderr == b"" and second.stdout == first.stdout  # said once
+        # It serves what it loaded: asked for by that model's own name, it is the same server.
+        named = ("-m", "smollm2-135m")
+        status = json.loads(cli(*named, "--server", "status", "--json", extra_env=env).stdout)
+        assert status["running"] and status["model"] == "smollm2-135m" and status["requests"] == 2
+        assert cli(*named, "-t", "0", "-n", "2", "san", extra_env=env).stdout == first.stdout
+        assert b"already running" in cli(*named, "--server", "start", extra_env=env).stderr
+        assert json.loads(cli("--server", "status", "--json", extra_env=env).stdout)["requests"] == 3
+    finally:
+        cli("--server", "stop", extra_env=env)
+
+
+@pytest.fixture
+def in_process(tiny, own_dir):
+    """A Server for the tiny model in this process, on a socket where clients find it, its accept loop in a
+    thread: for what needs a hand on its model lock."""
+    from autocomplete.serve.server import Server
+
+    server = Server(tiny, "tiny", idle_timeout=0)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(client.socket_path("tiny")))
+    listener.listen(8)
+    loop = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+    loop.start()
+    yield server
+    server.stopping.set()
+    loop.join(timeout=5)
+    listener.close()
+
+
+def test_a_request_queued_when_the_server_stops_falls_back_in_process(in_process):
+    """Waiting behind the last request when `--server stop` comes, a request gets no error: the server hangs up
+    without a word, and the client (None) works in-process."""
+    replies = []
+    with in_process.model_lock:  # the model is busy with someone else's request
+        asking = threading.Thread(target=lambda: replies.append(
+            client.complete("tiny", "san", GREEDY, lambda piece: None)))
+        asking.start()
+        assert wait_for(lambda: in_process.busy == 1, 10)  # queued
+        assert client.stop("tiny") is True
+    asking.join(timeout=10)
+    assert replies == [None]
+
+
+def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
+    """Ctrl-C on `--suggest` closes the connection; the search stops at its next forward instead of running on
+    (up to its 400 expansions) with the model held."""
+    from autocomplete.serve.server import Cancelled
+
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the client is gone
+    forwards = []
+    real = tiny.model.forward
+    try:
+        tiny.model.forward = lambda *args, **kwargs: forwards.append(1) or real(*args, **kwargs)
+        with pytest.raises(Cancelled, match="went away"):
+            in_process.suggest({"prefix": "san", "settings": LONG, "n": 5, "words": 4}, ours, lambda reply: None)
+    finally:
+        del tiny.model.forward
+        ours.close()
+    assert len(forwards) == 1  # the prompt's; no search step
+
+
+def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
+    from autocomplete.ui.actions import Served
+    from autocomplete.ui.ghost import continuation, streamed_continuation
+
+    served = Served((warm, "auto", "fp32"), warm)
+    for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
+        assert streamed_continuation(served, text, words, style="text") == continuation(tiny, text, words,
+                                                                                      style="text")
+    assert streamed_continuation(served, "san", style="text", wanted=lambda: False) == ""
+
+
+def test_suggestions_from_a_warm_server_import_no_torch(warm, env, run_dir):
+    code = (
+        "import sys\n"
+        "from autocomplete.ui.launch import main\n"
+        f"assert main(['-m', {warm!r}, '--style', 'text', '--suggest', '2', 'san']) == 0\n"
+        "heavy = [name for name in ('torch', 'transformers', 'typer') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("san francisco")

@@ -1,0 +1,152 @@
+"""Styles: auto's choice, the hidden frame (never shown, computed once per model), and --examples files."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from autocomplete.text import frames
+from autocomplete.text.complete import complete
+from autocomplete.errors import UsageError
+from autocomplete.text.prompt import frame_for, prepare
+from autocomplete.settings import Settings
+
+EXAMPLES = ["zebra quilt", "violet xylophone", "amber kettle"]  # nothing the tiny model ever saw
+
+
+@pytest.mark.parametrize("text, style", [
+    ("san", "query"), ("stock mar", "query"), ("how to make cold brew coffee at ho", "query"),
+    ("The capital of Fra", "query"), ("u.s. open", "query"), ("3.5 inch floppy", "query"),
+    ("one two three four five six seven eight nine", "text"), ("It rained. Then", "text"),
+    ("first line\nsecond", "text"), ("Dear team, thanks!", "text"), ("Note: The", "text"),
+    ("what is love?", "query"), ("It ends here.", "text"),
+])
+def test_auto_is_query_for_a_short_line_and_text_otherwise(text, style):
+    assert frames.resolve("auto", text) == style
+    assert frames.resolve("text", "san") == "text" and frames.resolve("query", text) == "query"
+
+
+def test_built_in_frame_is_varied_and_lower_case():
+    assert len(frames.EXAMPLES) >= 20 and len(set(frames.EXAMPLES)) == len(frames.EXAMPLES)
+    assert all(line == line.lower() and line.strip() == line and "\n" not in line for line in frames.EXAMPLES)
+    first_words = [line.split()[0] for line in frames.EXAMPLES]
+    assert max(first_words.count(w) for w in first_words) <= len(frames.EXAMPLES) // 4
+
+
+def test_the_frame_is_computed_once_per_model(tiny):
+    lengths = []
+    hook = tiny.model.register_forward_pre_hook(lambda module, args, kwargs: lengths.append(
+        kwargs["input_ids"].shape[1]), with_kwargs=True)
+    settings = Settings(temperature=0, max_tokens=3, style="query", examples=EXAMPLES)
+    try:
+        complete(tiny, "san", settings, lambda piece: None)
+        frame = frame_for(tiny, EXAMPLES)
+        first, lengths[:] = list(lengths), []
+        complete(tiny, "seoul", settings, lambda piece: None)
+    finally:
+        hook.remove()
+    assert len(frame.ids) in first  # the frame went through the model once…
+    assert len(frame.ids) not in lengths and max(lengths) <= 2  # …and not again: the prompt and the new tokens only
+    assert frame_for(tiny, EXAMPLES) is frame and frame.cache.length == len(frame.ids)
+
+
+def test_a_frame_too_long_for_the_context_keeps_what_fits(tiny):
+    frame = frame_for(tiny, [f"query number {i}" for i in range(40)])
+    assert len(frame.ids) + 1 <= tiny.context_length // 2
+    read = prepare(tiny, "san", "query", [f"query number {i}" for i in range(40)], 24, quiet=True)
+    assert len(frame.ids) + len(read.ids) + read.max_new <= tiny.context_length
+
+
+def test_framing_never_reaches_the_output(cli, tiny_dir, tiny, tmp_path):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("\n".join(EXAMPLES) + "\n")
+    for prompt in ("san fr", "seoul"):
+        shown = cli("-m", str(tiny_dir), "--style", "query", "--examples", str(examples), "-t", "0", prompt)
+        as_json = cli("-m", str(tiny_dir), "--style", "query", "--examples", str(examples), "-t", "0", "--json",
+                      prompt)
+        assert shown.returncode == 0 and as_json.returncode == 0, shown.stderr + as_json.stderr
+        record = json.loads(as_json.stdout)
+        assert record["prompt"] == prompt and record["style"] == "query"
+        assert shown.stdout.decode() == prompt + record["completion"] + "\n"  # one line: the query
+        assert "\n" not in record["completion"]
+        for line in EXAMPLES:
+            assert line.split()[0] not in shown.stdout.decode() and line.split()[0] not in as_json.stdout.decode()
+        assert "examples" not in record["settings"] and record["settings"]["style"] == "query"
+        assert record["stats"]["prompt_tokens"] == len(tiny.encode(prompt))  # the frame's tokens are not counted
+
+
+def test_default_style_is_auto(cli, tiny_dir):
+    env = {"AUTOCOMPLETE_STYLE": ""}  # unset: the default
+    short = json.loads(cli("-m", str(tiny_dir), "-t", "0", "--json", "san", extra_env=env).stdout)
+    long = json.loads(cli("-m", str(tiny_dir), "-t", "0", "--json", input=b"the best way to learn python is. To",
+                          extra_env=env).stdout)
+    assert short["style"] == "query" and short["settings"]["style"] == "auto"
+    assert long["style"] == "text"
+    assert json.loads(cli("-m", str(tiny_dir), "-t", "0", "--json", "san",
+                          extra_env={"AUTOCOMPLETE_STYLE": "text"}).stdout)["style"] == "text"
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "no such file"), (b"", "no example queries"), (b"\n  \n", "no example queries"),
+    (b"abc\0def\n", "binary"), (b"caf\xe9\n", "not UTF-8"), (b"x" * (frames.MAX_EXAMPLES_BYTES + 1), "too large"),
+])
+def test_bad_examples_files_are_one_line_and_exit_2(cli, tiny_dir, tmp_path, content, says):
+    path = tmp_path / "examples.txt"
+    if content is not None:
+        path.write_bytes(content)
+    result = cli("-m", str(tiny_dir), "--examples", str(path), "san")
+    err = result.stderr.decode()
+    assert result.returncode == 2 and says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert result.stdout == b""
+
+
+def test_a_directory_is_not_an_examples_file(tmp_path):
+    with pytest.raises(UsageError, match="a directory"):
+        frames.read_examples(str(tmp_path))
+
+
+def test_examples_file_lines(tmp_path):
+    path = tmp_path / "e.txt"
+    path.write_text("  cheap   flights \n\nweather\r\n")
+    assert frames.read_examples(str(path)) == ["cheap flights", "weather"]
+
+
+@pytest.mark.parametrize("model", ["tiny", "smol"])
+def test_the_frame_cache_kept_on_disk_equals_the_computed_one(model, request, tmp_path, monkeypatch):
+    import torch
+
+    from autocomplete.text import prompt
+
+    lm = request.getfixturevalue(model)
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    examples = ["zebra quilt", "violet xylophone", f"{model} kettle"]
+    ids = lm.encode("\n".join(examples) + "\n")
+    path = prompt._stored_path(lm, ids)
+    assert not path.exists()
+    computed = prompt._compute_cache(lm, ids[:-1])
+    prompt._save_cache(computed, path)
+    assert path.stat().st_mode & 0o077 == 0  # the user's own
+    loaded = prompt._load_cache(path, lm, len(ids) - 1)
+    assert type(loaded) is type(computed)
+    after = torch.tensor([[ids[-1]] + lm.encode("san", special=False)])
+    with torch.inference_mode():
+        a = lm.model(input_ids=after, cache=copy.deepcopy(loaded), use_cache=True).logits
+        b = lm.model(input_ids=after, cache=copy.deepcopy(computed), use_cache=True).logits
+    assert torch.equal(a, b)
+    assert prompt._load_cache(path, lm, len(ids)) is None  # not the frame asked for: computed again
+    path.write_bytes(b"torn")
+    assert prompt._load_cache(path, lm, len(ids) - 1) is None
+
+
+def test_a_second_process_loads_the_stored_frame(cli, tiny_dir, tmp_path, env):
+    examples = tmp_path / "examples.txt"
+    examples.write_text("\n".join(EXAMPLES) + "\n")
+    args = ("-m", str(tiny_dir), "--style", "query", "--examples", str(examples), "-t", "0", "--json", "seoul")
+    first = cli(*args)
+    (stored,) = (tmp_path / "cache" / "frames").iterdir()
+    stamp = stored.stat().st_mtime_ns
+    second = cli(*args)
+    assert stored.stat().st_mtime_ns == stamp  # read, not written again
+    assert json.loads(first.stdout)["tokens"] == json.loads(second.stdout)["tokens"]

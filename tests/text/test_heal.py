@@ -1,0 +1,94 @@
+"""Token healing: token bytes, taking the word being typed back out of the prompt, and spelling it again."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from autocomplete.text.complete import complete
+from autocomplete.engine.generate import generate
+from autocomplete.text.heal import Healing, back_up
+from autocomplete.text.prompt import prepare, vocabulary
+from autocomplete.settings import Settings
+
+TEXTS = ["stock mar", "san ", "The capital of Fra", "서울 날", "i love pizza 🍕", "hello\nwor", "café crè", "x"]
+
+
+@pytest.mark.parametrize("model", ["tiny", "smol"])
+def test_token_bytes_decode_like_the_tokenizer(model, request):
+    lm = request.getfixturevalue(model)
+    vocab = vocabulary(lm)
+    for text in TEXTS + ["naïve 東京 🇰🇷 ok", "  two  spaces\t"]:
+        ids = lm.encode(text, special=False)
+        assert vocab.text(ids) == lm.decode(ids) == text
+        assert vocab.bytes_of(ids) == text.encode()
+    assert all(vocab.pieces[i] == b"" for i in lm.eos_ids)  # special tokens spell nothing
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=40))
+def test_back_up_takes_the_last_word_and_never_splits_a_character(tiny, text):
+    ids = tiny.encode(text)
+    kept, tail = back_up(ids, vocabulary(tiny))
+    assert ids[: len(kept)] == kept and vocabulary(tiny).bytes_of(ids[len(kept):]) == tail
+    assert tail and text.encode().endswith(tail)
+    assert tail.decode("utf-8")  # whole characters only (raises if not)
+    word = tail.decode()
+    assert word.strip() == "" or not any(c.isspace() for c in word.lstrip())  # one word, or trailing whitespace
+
+
+@pytest.mark.parametrize("text, tail", [("stock mar", " mar"), ("san ", " "), ("The capital of Fra", " Fra"),
+                                        ("서울 날", " 날"), ("hello\nwor", "wor"), ("x", "x")])
+def test_back_up_on_the_real_vocabulary(smol, text, tail):
+    ids = smol.encode(text)
+    kept, typed = back_up(ids, vocabulary(smol))
+    assert typed.decode() == tail and smol.decode(kept) + tail == text
+
+
+def test_a_word_spanning_several_tokens_is_taken_back_whole(smol):
+    text = "the anticonstitutionnellem"
+    ids = smol.encode(text)
+    kept, tail = back_up(ids, vocabulary(smol))
+    assert tail == b" anticonstitutionnellem" and len(ids) - len(kept) >= 2
+
+
+def spelled_by(lm, prompt: str, style: str, seed: int) -> tuple[bytes, bytes]:
+    """(what the first generated tokens spell, the typed word): sampled at T = 1.5 so unlikely tokens come too."""
+    read = prepare(lm, prompt, style, None, 8, quiet=True)
+    generator = torch.Generator().manual_seed(seed)
+    tokens = list(generate(lm.model, read.ids, read.max_new, temperature=1.5, generator=generator,
+                           cache=read.cache(), allowed=read.allowed))
+    return vocabulary(lm).bytes_of(tokens), read.healing.tail
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=st.sampled_from(TEXTS + ["seoul", "서울", "new yo", "i love 🍕"]), seed=st.integers(0, 10**6))
+def test_the_first_tokens_spell_the_typed_word(tiny, prompt, seed):
+    out, tail = spelled_by(tiny, prompt, "text", seed)
+    assert out.startswith(tail) or (tail.startswith(out) and len(out) < len(tail))  # stopped at eos while spelling
+
+
+@pytest.mark.parametrize("prompt", ["stock mar", "서울 날", "the anticonstitutionnellem", "golden gate br"])
+def test_real_model_spells_the_typed_word_first(smol, prompt):
+    for seed in range(3):
+        out, tail = spelled_by(smol, prompt, "text", seed)
+        assert out.startswith(tail)
+
+
+def test_query_style_matches_letters_whatever_their_case(smol):
+    read = prepare(smol, "las veg", "query", None, 8, quiet=True)
+    pieces = vocabulary(smol).pieces
+    allowed = {pieces[i] for i in read.allowed([]).tolist()}
+    assert b" Vegas" in allowed and all(p.lower().startswith(b" veg") for p in allowed)
+    strict = Healing(vocabulary(smol), b" veg")  # the text style: exactly as typed
+    assert {pieces[i] for i in strict.allowed([]).tolist()} == {p for p in allowed if p.startswith(b" veg")}
+
+
+def test_healing_completes_mid_word_on_the_real_model(smol):
+    greedy = Settings(temperature=0, max_tokens=6, style="text")
+    assert complete(smol, "The capital of Fra", greedy, lambda piece: None).completion.startswith("nce")
+    pieces = []
+    done = complete(smol, "stock mar", Settings(temperature=0, max_tokens=6, style="query"), pieces.append)
+    assert done.completion.startswith("ket") and "".join(pieces) == done.completion
+    assert smol.decode(done.tokens).lower().startswith(" market")  # the tokens spell the typed letters again

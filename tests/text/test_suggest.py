@@ -1,0 +1,190 @@
+"""Suggestions: the best-first search against brute force, and its probabilities against the model's own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from autocomplete.text.prompt import prepare
+from autocomplete.settings import Settings
+from autocomplete.text.suggest import normalise, suggest, word_starts
+
+
+def sampler_probs(logits: torch.Tensor, s: Settings) -> torch.Tensor:
+    """softmax(logits / T), then top-k, then top-p, renormalised: written out here independently of the code."""
+    p = torch.softmax(logits.double() / s.temperature, dim=-1)
+    if s.top_k:
+        keep = torch.zeros_like(p, dtype=torch.bool)
+        keep[p.topk(s.top_k).indices] = True
+        p = torch.where(keep, p, 0.0) / p[keep].sum()
+    if s.top_p < 1:
+        values, order = p.sort(descending=True)
+        before = values.cumsum(0) - values  # mass of the strictly likelier tokens
+        keep = torch.zeros_like(p, dtype=torch.bool)
+        keep[order[before < s.top_p]] = True
+        p = torch.where(keep, p, 0.0) / p[keep].sum()
+    return p
+
+
+def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
+    """Token healing written out independently: the tokens that begin with what is left of the typed word, or,
+    when none does, those that are a piece of it. None once it is spelled."""
+    pieces = lm.vocab.pieces
+    spelled = b"".join(pieces[t] for t in tokens)
+    if len(spelled) >= len(tail):
+        return None
+    rest = tail[len(spelled):]
+    return ([i for i, p in enumerate(pieces) if p and p.startswith(rest)]
+            or [i for i, p in enumerate(pieces) if p and rest.startswith(p) and p != rest])
+
+
+def next_probs(lm, read, tokens, s):
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([read.ids + list(tokens)])).logits[0, -1]
+    allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
+    if allowed is not None:
+        logits = torch.where(torch.isin(torch.arange(len(logits)), torch.tensor(allowed)), logits, -torch.inf)
+    return sampler_probs(logits, s)
+
+
+def probability(lm, prefix, tokens, s) -> float:
+    """P(the sampler writes `tokens`, then a token that starts a new word or ends the text)."""
+    read = prepare(lm, prefix, s.style, None, 24, quiet=True)
+    p = 1.0
+    for i, token in enumerate(tokens):
+        p *= float(next_probs(lm, read, tokens[:i], s)[token])
+    ends = word_starts(lm, lm.model.lm_head.out_features)
+    return p * float(next_probs(lm, read, tokens, s)[ends].sum())
+
+
+def brute_force(lm, prefix, s, n, words):
+    """Every token sequence, scored, filtered and merged like suggestions: a plain depth-first walk of the token
+    tree. A branch is cut only when its probability so far is below the n-th best score found: every sequence
+    under it scores at most that, so nothing it holds could enter the top n."""
+    read = prepare(lm, prefix, s.style, None, 24, quiet=True)
+    tail = read.healing.tail if read.healing else b""
+    ends = word_starts(lm, lm.model.lm_head.out_features)
+    found = {}
+
+    def nth_best() -> float:
+        scores = sorted((v[0] for v in found.values()), reverse=True)
+        return scores[n - 1] if len(scores) >= n else 0.0
+
+    def text_of(tokens):
+        return b"".join(lm.vocab.pieces[t] for t in tokens)[len(tail):].decode(errors="replace")
+
+    def walk(tokens, p):
+        assert len(tokens) < 40, "the walk should end long before this"
+        probs = next_probs(lm, read, tokens, s)
+        text = text_of(tokens)
+        spelled = allowed_after(lm, tail, tokens) is None
+        if spelled and any(c.isalnum() for c in text) and not text.endswith("\ufffd"):
+            score = p * float(probs[ends].sum())
+            key = normalise(text)
+            if score > found.get(key, (0, None))[0]:
+                found[key] = (score, list(tokens))
+        for token in torch.nonzero(probs).flatten().tolist():
+            child = tokens + (token,)
+            child_text = text_of(child)
+            if token in lm.eos_ids or "\n" in child_text or len(child_text.split()) > words:
+                continue
+            if p * float(probs[token]) >= nth_best():
+                walk(child, p * float(probs[token]))
+
+    walk((), 1.0)
+    return sorted(found.values(), key=lambda v: -v[0])[:n]
+
+
+# The tiny tokenizer cuts words into several tokens, so brute force must go deep; a small top-k keeps it small.
+# "san fr" ends mid-word: its suggestions must spell " fr" first (token healing).
+@pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7),
+                                                        ("san fr", 3, 1.0)])
+def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature):
+    s = Settings(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
+    expected = brute_force(tiny, prefix, s, n=5, words=2)
+    assert len(expected) == 5
+    got = suggest(tiny, prefix, s, n=5, words=2)
+    assert [g.tokens for g in got] == [tokens for _, tokens in expected]
+    assert [g.probability for g in got] == pytest.approx([p for p, _ in expected], rel=1e-4)
+
+
+def test_probabilities_are_the_models_under_default_settings(tiny):
+    s = Settings(style="text")  # temperature 0.7, top-k 50, top-p 0.95
+    got = suggest(tiny, "san", s, n=4, words=3)
+    assert got and all(0 < g.probability <= 1 for g in got)
+    assert [g.probability for g in got] == sorted((g.probability for g in got), reverse=True)
+    for g in got:
+        assert g.probability == pytest.approx(probability(tiny, "san", g.tokens, s), rel=1e-4)
+        assert "san" + g.completion == tiny.decode(g.tokens)  # the tokens spell the typed word again
+    assert got[0].completion == " francisco"
+
+
+def test_case_space_and_trailing_punctuation_variants_are_merged():
+    assert normalise(" San  Francisco") == normalise("san francisco")
+    assert normalise(" Paris.") == normalise(" Paris,") == normalise(" Paris") != normalise(" Paris. The")
+
+
+def test_cli_json_and_each_line(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--suggest", "3", "--json", "-t", "1", "--each-line", input=b"san\nseoul\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["prefix"] for r in records] == ["san", "seoul"]
+    for r in records:
+        probs = [s["probability"] for s in r["suggestions"]]
+        assert 0 < len(probs) <= 3 and all(0 < p <= 1 for p in probs) and probs == sorted(probs, reverse=True)
+        for s in r["suggestions"]:
+            assert s["text"] == r["prefix"] + s["completion"] and s["tokens"]
+        assert r["model"] == str(tiny_dir) and r["settings"]["words"] == 3
+    assert records[0]["suggestions"][0]["completion"] == " francisco"
+
+
+def test_cli_table(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--suggest", "2", "-t", "1", "san")
+    rows = result.stdout.decode().splitlines()
+    assert len(rows) == 2 and rows[0].startswith("san francisco") and rows[0].endswith("%")
+
+
+def test_repl_suggest_command(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "-t", "1", "-i", input=b"/suggest 2\nsan\n/suggest off\n/temp 0\nseoul\n")
+    rows = result.stdout.decode().splitlines()
+    assert rows[0].startswith("san francisco") and rows[0].endswith("%") and len(rows) == 3
+    assert rows[2] == "seoul subway map"
+
+
+def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
+    """A prompt that leaves room for only 2 new tokens: no suggestion is explored past them, however short in
+    words (the tiny vocabulary spells " francisco" in several tokens)."""
+    import autocomplete.text.suggest as search
+
+    real = search.prepare
+
+    def nearly_full(*args, **kwargs):
+        read = real(*args, **kwargs)
+        read.max_new = 2
+        return read
+
+    monkeypatch.setattr(search, "prepare", nearly_full)
+    found = suggest(tiny, "san ", Settings(temperature=1.0, style="text"), n=5, words=3)
+    assert found and all(len(s.tokens) <= 2 for s in found)
+
+
+def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys):
+    import io
+
+    import autocomplete.text.suggest as search
+    from autocomplete.ui.render import JsonRenderer, TextRenderer
+
+    settings = Settings(temperature=3.0, top_k=0, top_p=1.0, style="text")
+    assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
+    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
+    monkeypatch.setattr(search, "MAX_EXPANSIONS", 4)
+    cut = suggest(tiny, "san", settings, n=5, words=3)
+    assert not cut.exact
+    out = io.StringIO()
+    JsonRenderer(out).suggestions("san", cut, "tiny", settings, 3, "text")
+    assert json.loads(out.getvalue())["exact"] is False
+    TextRenderer(file=io.StringIO()).suggestions("san", cut, "tiny", settings, 3, "text")
+    err = capsys.readouterr().err
+    assert "stopped at its bound" in err and len(err.strip().splitlines()) == 1

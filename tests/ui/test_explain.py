@@ -1,0 +1,85 @@
+"""--explain shows the model's real numbers: distributions that sum to 1 and sharpen as the temperature drops."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from autocomplete.ui.explain import distribution, entropy_bits, view
+from autocomplete.text.heal import restrict
+from autocomplete.text.prompt import prepare
+
+
+@pytest.fixture(scope="module")
+def logits(tiny):
+    with torch.no_grad():
+        return tiny.model(torch.tensor([tiny.encode("san")])).logits[0, -1]
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.0])
+def test_distribution_sums_to_one_over_the_vocabulary(logits, temperature):
+    p = distribution(logits, temperature)
+    assert p.shape == logits.shape
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(p, torch.softmax(logits / temperature, dim=-1))
+
+
+def test_lower_temperature_sharpens(tiny, logits):
+    step = view(tiny, logits, int(logits.argmax()), [0.3, 2.0])
+    assert step.entropy[0.3] < step.entropy[1.0] < step.entropy[2.0]
+    top = step.candidates[0]
+    assert top.token == int(logits.argmax())
+    assert top.probability[0.3] > top.probability[1.0] > top.probability[2.0]
+    assert step.entropy[1.0] == pytest.approx(entropy_bits(torch.softmax(logits, -1)))
+
+
+def test_temperature_zero_is_all_on_the_argmax(logits):
+    p = distribution(logits, 0)
+    assert float(p[logits.argmax()]) == 1.0 and entropy_bits(p) == 0.0
+
+
+def test_cli_json_steps(cli, tiny_dir, tiny):
+    result = cli("-m", str(tiny_dir), "--explain", "-t", "0.3", "-t", "2", "--json", "--stop", "none", "san")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["temperatures"] == [1.0, 0.3, 2.0] and record["style"] == "text"
+    assert [step["picked"]["token"] for step in record["steps"]] == record["tokens"]
+    # "san" is the word being typed: step 1 may only pick tokens that spell it (token healing), and its
+    # probabilities are the model's renormalised over those; step 2 is free again.
+    read = prepare(tiny, "san", "text", None, 24, quiet=True)
+    allowed = read.allowed([])
+    first, second = record["steps"][:2]
+    assert first["allowed_tokens"] == len(allowed) and second["allowed_tokens"] is None
+    assert {c["token"] for c in first["candidates"]} <= set(allowed.tolist())
+    with torch.no_grad():
+        logits = tiny.model(torch.tensor([read.ids])).logits[0, -1]
+        after = tiny.model(torch.tensor([read.ids + record["tokens"][:1]])).logits[0, -1]
+    for step, expected in ((first, restrict(logits, allowed)), (second, after)):
+        for c in step["candidates"]:
+            for t in ("1.0", "0.3", "2.0"):
+                assert c["probability"][t] == pytest.approx(
+                    float(torch.softmax(expected / float(t), -1)[c["token"]]), rel=1e-4, abs=1e-12)
+    assert second["entropy_bits"]["0.3"] < second["entropy_bits"]["1.0"] < second["entropy_bits"]["2.0"]
+
+
+def test_cli_table_says_the_style_and_the_constrained_step(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--explain", "-t", "0", "-n", "2", "--style", "text", "san fr")
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr
+    assert "style text" in out and "spell the typed ' fr'" in out
+    step1 = out[out.index("step 1"):out.index("step 2")]
+    assert "tokens that fit the typed letters" in step1 and "picked ' francisco'" in step1
+
+
+def test_cli_table(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--explain", "-t", "0", "-n", "2", "san")
+    out = result.stdout.decode()
+    assert result.returncode == 0 and "step 1" in out and "step 2" in out and "T=1" in out and "T=0" in out
+    assert "picked ' francisco'" in out and "entropy" in out
+
+
+def test_several_temperatures_need_explain(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "-t", "0.3", "-t", "2", "san")
+    assert result.returncode == 2 and b"--explain" in result.stderr
