@@ -1,17 +1,26 @@
-"""Generation settings: one dataclass shared by the CLI, the REPL and the JSON output, and the checks on them."""
+"""Settings: the one object a command line becomes (shared by the CLI, the REPL, the servers and the JSON output),
+and the checks on its values."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 STOP_RULES = ("line", "sentence", "none")
 STYLES = ("auto", "query", "text")
 DEFAULT_MODEL = "gpt2"
 
 
+GENERATION = ("temperature", "top_k", "top_p", "max_tokens", "seed", "stop", "style", "examples")
+
+
 @dataclass
 class Settings:
+    """Everything a command line (or the REPL, or a server request) asks for: the one settings object. The first
+    eight fields shape a generation (GENERATION: what a warm server receives and --json shows); the rest say what
+    to do with the prompt and where the model runs."""
+
     # Defaults suit a search box: a short, fairly likely continuation that ends with its sentence.
     temperature: float = 0.7
     top_k: int = 50
@@ -21,13 +30,65 @@ class Settings:
     stop: str = "sentence"
     style: str = "auto"  # query, text, or auto: query for a short one-line prompt (autocomplete.text.frames)
     examples: list[str] | None = None  # the user's example queries for the query style (--examples)
+    # what to do with each prompt
+    suggest: int = 0  # > 0: list this many suggestions instead of completing
+    words: int = 3  # longest suggestion, in words
+    explain: bool = False
+    temperatures: list[float] = field(default_factory=list)  # shown side by side by --explain
+    # the model, and where it runs
+    model: str | None = None  # None: the default model (which may fall back to the starter)
+    device: str = "auto"
+    precision: str = "fp32"
+    api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
+    use_server: bool = True  # use a warm server for this model when one is running (--no-server: False)
+    idle_timeout: float = 300  # for a server started from here
+    # output
+    json_lines: bool = False
+    only_new: bool = False
+    # the command line's own
+    prompt: str | None = None
+    examples_file: str | None = None  # --examples FILE, read by the command itself (a server has another directory)
+    each_line: bool = False
+    interactive: bool = False
+    list_models: bool = False
+    server_action: str | None = None  # --server start|stop|status
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def generation(self) -> dict:
+        """The fields that shape a generation, as a warm server takes them."""
+        return {name: getattr(self, name) for name in GENERATION}
 
     def shown(self) -> dict:
         """The settings as --json shows them: the example queries are the user's own file, not repeated."""
-        return {k: v for k, v in asdict(self).items() if k != "examples"}
+        return {k: v for k, v in self.generation().items() if k != "examples"}
+
+    def server_key(self) -> str | None:
+        """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
+        if self.model and Path(self.model).expanduser().exists():
+            return str(Path(self.model).expanduser().resolve())
+        return self.model
+
+    def where(self) -> tuple[str | None, str, str]:
+        """What a server must have loaded to serve this: (model, device, precision), as autocomplete.serve.client
+        takes them. int8 with device auto runs on the CPU, as models.load decides."""
+        device = "cpu" if self.precision == "int8" and self.device == "auto" else self.device
+        return self.server_key(), device, self.precision
+
+    def servable(self) -> bool:
+        # The server runs completions and suggestions; --explain runs here.
+        return self.use_server and not self.explain
+
+    def read_examples(self) -> None:
+        """Put the --examples file's queries into the settings; a bad file is a usage error."""
+        if self.examples_file is not None and self.examples is None:
+            from autocomplete.text.frames import read_examples
+
+            self.examples = read_examples(self.examples_file)
+
+    def load(self):
+        """The model these settings name, loaded (once per process) in this process."""
+        from autocomplete.engine import models
+
+        return models.load(self.model, self.device, self.precision)
 
 
 # Each check returns the value or raises ValueError with the sentence the user sees.

@@ -8,12 +8,12 @@ import time
 from autocomplete.serve import client
 
 from autocomplete import ui
-from autocomplete.ui.actions import Options
+from autocomplete.settings import Settings
 
 
-def manage(action: str, options: Options) -> int:
-    where, idle_timeout = options.where(), options.idle_timeout
-    shown = _shown(options)
+def manage(action: str, settings: Settings) -> int:
+    where, idle_timeout = settings.where(), settings.idle_timeout
+    shown = _shown(settings)
     if action == "start":
         if client.running(*where):
             ui.notice(f"A server for {shown} is already running.")
@@ -30,7 +30,7 @@ def manage(action: str, options: Options) -> int:
             ui.notice(f"No server for {shown} was running.")
         return 0
     found = client.status(*where)
-    if options.json_lines:
+    if settings.json_lines:
         print(json.dumps({"running": found is not None, **(found or {})}))
     elif found is None:
         print(f"No server for {shown} is running.")
@@ -41,18 +41,18 @@ def manage(action: str, options: Options) -> int:
     return 0 if found is not None else 1
 
 
-def ensure_running(options: Options) -> None:
+def ensure_running(settings: Settings) -> None:
     """AUTOCOMPLETE_AUTOSTART=1: start a server on first use, so every later call is warm."""
-    where = options.where()
+    where = settings.where()
     if not client.running(*where):
         started = time.perf_counter()
         with ui.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
-            client.start(where[0], where[1], options.idle_timeout, precision=where[2])
+            client.start(where[0], where[1], settings.idle_timeout, precision=where[2])
         ui.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
 
 
-def _shown(options: Options) -> str:
+def _shown(settings: Settings) -> str:
     """The model, and the device and precision when they were asked for."""
-    asked = [options.device] if options.device != "auto" else []
-    asked += [options.precision] if options.precision != "fp32" else []
-    return (options.model or "the default model") + (f" ({', '.join(asked)})" if asked else "")
+    asked = [settings.device] if settings.device != "auto" else []
+    asked += [settings.precision] if settings.precision != "fp32" else []
+    return (settings.model or "the default model") + (f" ({', '.join(asked)})" if asked else "")

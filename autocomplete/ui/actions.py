@@ -3,67 +3,13 @@ REPL so both behave the same."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autocomplete.settings import Settings
 
 if TYPE_CHECKING:  # the warm-server path never loads a model here
     from autocomplete.engine.models import LoadedModel
-
-
-@dataclass
-class Mode:
-    suggest: int = 0  # > 0: list this many suggestions instead of completing
-    words: int = 3  # longest suggestion, in words
-    explain: bool = False
-    temperatures: list[float] = field(default_factory=list)  # shown side by side by --explain
-
-
-@dataclass
-class Options:
-    """Everything the command line asked for that applies to each prompt, in the CLI and the REPL alike."""
-
-    settings: Settings
-    mode: Mode
-    model: str | None = None  # None: the default model (which may fall back to the starter)
-    examples: str | None = None  # --examples FILE, read by the command itself (a server has another directory)
-    device: str = "auto"
-    precision: str = "fp32"
-    json_lines: bool = False
-    only_new: bool = False
-    server: bool = True  # use a warm server for this model when one is running
-    idle_timeout: float = 300  # for a server started from here
-    api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
-
-    def server_key(self) -> str | None:
-        """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
-        if self.model and Path(self.model).expanduser().exists():
-            return str(Path(self.model).expanduser().resolve())
-        return self.model
-
-    def where(self) -> tuple[str | None, str, str]:
-        """What a server must have loaded to serve this command: (model, device, precision), as autocomplete.serve.client
-        takes them. int8 with device auto runs on the CPU, as models.load decides."""
-        device = "cpu" if self.precision == "int8" and self.device == "auto" else self.device
-        return self.server_key(), device, self.precision
-
-    def servable(self) -> bool:
-        # The server runs completions and suggestions; --explain runs here.
-        return self.server and not self.mode.explain
-
-    def read_examples(self) -> None:
-        """Put the --examples file's queries into the settings; a bad file is a usage error."""
-        if self.examples is not None and self.settings.examples is None:
-            from autocomplete.text.frames import read_examples
-
-            self.settings.examples = read_examples(self.examples)
-
-    def load(self) -> LoadedModel:
-        from autocomplete.engine import models
-
-        return models.load(self.model, self.device, self.precision)
 
 
 @dataclass
@@ -78,7 +24,7 @@ class Served:
         from autocomplete.serve import client
 
         model, device, precision = self.where
-        return client.complete(model, text, settings.as_dict(), on_piece, device, precision) is not None
+        return client.complete(model, text, settings.generation(), on_piece, device, precision) is not None
 
 
 @dataclass
@@ -89,11 +35,11 @@ class Remote:
     name: str
 
     @classmethod
-    def of(cls, options: Options) -> Remote:
+    def of(cls, settings: Settings) -> Remote:
         from autocomplete.engine.api import Api
 
-        api = Api(options.api)
-        return cls(api, api.model(options.model))
+        api = Api(settings.api)
+        return cls(api, api.model(settings.model))
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
         from autocomplete.engine import api
@@ -102,33 +48,32 @@ class Remote:
         return True
 
 
-def served(options: Options) -> Served | None:
-    """The warm server for these options, or None (none runs, or --no-server)."""
-    if not options.server:
+def served(settings: Settings) -> Served | None:
+    """The warm server for these settings, or None (none runs, or --no-server)."""
+    if not settings.use_server:
         return None
     from autocomplete.serve import client
 
-    found = client.status(*options.where())
-    return None if found is None else Served(options.where(), found["model"])
+    found = client.status(*settings.where())
+    return None if found is None else Served(settings.where(), found["model"])
 
 
-def run_on_server(text: str, options: Options, out) -> bool | None:
+def run_on_server(text: str, settings: Settings, out) -> bool | None:
     """Like run(), on the warm server for this model. None when no server answered (nothing was written);
     otherwise whether Ctrl-C cut it short."""
     from autocomplete.serve import client
     from autocomplete.ui.render import from_record
 
-    where, settings = options.where(), options.settings
-    if options.mode.suggest:
-        reply = client.suggest(where[0], text, settings.as_dict(), options.mode.suggest, options.mode.words,
-                               *where[1:])
+    where = settings.where()
+    if settings.suggest:
+        reply = client.suggest(where[0], text, settings.generation(), settings.suggest, settings.words, *where[1:])
         if reply is None:
             return None
         from autocomplete.text.suggestions import Found, Suggestion
 
         found = Found(Suggestion(**s) for s in reply["suggestions"])
         found.exact = reply["exact"]
-        out.suggestions(text, found, reply["model"], settings, options.mode.words, reply["style"])
+        out.suggestions(text, found, reply["model"], settings, settings.words, reply["style"])
         return False
     started = False
 
@@ -140,7 +85,7 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
         out.piece(piece)
 
     try:
-        record = client.complete(where[0], text, settings.as_dict(), on_piece, *where[1:])
+        record = client.complete(where[0], text, settings.generation(), on_piece, *where[1:])
     except KeyboardInterrupt:  # the client hung up, which cancels the request on the server
         out.blank()
         return True
@@ -152,23 +97,21 @@ def run_on_server(text: str, options: Options, out) -> bool | None:
     return False
 
 
-def run_over_api(remote: Remote, text: str, options: Options, out) -> bool:
+def run_over_api(remote: Remote, text: str, settings: Settings, out) -> bool:
     """Like run(), on an OpenAI-compatible server (autocomplete.engine.api). Returns whether Ctrl-C cut it short."""
     from autocomplete.engine import api
     from autocomplete.errors import UserError
 
-    if options.mode.explain:
+    if settings.explain:
         from autocomplete.ui import api_explain
 
-        return api_explain.explain(remote, text, options.settings,
-                                   options.mode.temperatures or [options.settings.temperature], out.json).interrupted
-    if options.mode.suggest:
+        return api_explain.explain(remote, text, settings, settings.temperatures or [settings.temperature],
+                                   out.json).interrupted
+    if settings.suggest:
         from autocomplete.text import api_suggest, frames
 
-        found = api_suggest.suggest(remote.api, remote.name, text, options.settings, options.mode.suggest,
-                                    options.mode.words)
-        out.suggestions(text, found, remote.name, options.settings, options.mode.words,
-                        frames.resolve(options.settings.style, text))
+        found = api_suggest.suggest(remote.api, remote.name, text, settings, settings.suggest, settings.words)
+        out.suggestions(text, found, remote.name, settings, settings.words, frames.resolve(settings.style, text))
         return False
     started = False
 
@@ -180,30 +123,31 @@ def run_over_api(remote: Remote, text: str, options: Options, out) -> bool:
         out.piece(piece)
 
     try:
-        done = api.complete(remote.api, remote.name, text, options.settings, on_piece)
+        done = api.complete(remote.api, remote.name, text, settings, on_piece)
     except UserError:
         if started:
             out.blank()  # what was streamed stays, on a line of its own; the error follows on stderr
         raise
     if not started:
         out.start(text)
-    out.finish(done, remote.name, options.settings)
+    out.finish(done, remote.name, settings)
     return done.interrupted
 
 
-def run(lm: LoadedModel, text: str, settings: Settings, mode: Mode, out) -> bool:
-    """Do `mode` with `text`, writing to the renderer `out`. Returns whether Ctrl-C cut it short."""
-    if mode.suggest:
+def run(lm: LoadedModel, text: str, settings: Settings, out) -> bool:
+    """Complete, suggest or explain `text` as the settings say, writing to the renderer `out`. Returns whether
+    Ctrl-C cut it short."""
+    if settings.suggest:
         from autocomplete.text import frames
         from autocomplete.text.suggest import suggest
 
-        found = suggest(lm, text, settings, mode.suggest, mode.words)
-        out.suggestions(text, found, lm.name, settings, mode.words, frames.resolve(settings.style, text))
+        found = suggest(lm, text, settings, settings.suggest, settings.words)
+        out.suggestions(text, found, lm.name, settings, settings.words, frames.resolve(settings.style, text))
         return False
-    if mode.explain:
+    if settings.explain:
         from autocomplete.ui.explain import explain
 
-        return explain(lm, text, settings, mode.temperatures or [settings.temperature], out.json).interrupted
+        return explain(lm, text, settings, settings.temperatures or [settings.temperature], out.json).interrupted
     from autocomplete.text.complete import complete
 
     out.start(text)

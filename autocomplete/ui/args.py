@@ -5,7 +5,7 @@ command reads its arguments here first: the options below, the forms click accep
 `-t0`, `-t 0`, repeated options, `--`), the same environment variables and the same checks. Anything else (`--help`,
 `--version`, a usage error, a short-option cluster, anything unknown) gives None, and Typer parses it (autocomplete.ui.cli),
 so every message a user reads is Typer's. Typer stays the reference: tests/ui/test_args.py checks that this table is
-Typer's options and that both give the same Invocation over generated command lines.
+Typer's options and that both give the same Settings over generated command lines.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ class _Unsure(Exception):
 
 
 def parse(argv: list[str], environ: Mapping[str, str] = os.environ):
-    """The Invocation this command line asks for, or None when Typer should parse it."""
+    """The Settings this command line asks for, or None when Typer should parse it."""
     try:
         given, prompt = _read(argv)
         values = {spec.dest: _value(spec, given.get(spec.dest), environ) for spec in SPECS}
-        from autocomplete.ui.dispatch import make_invocation
+        from autocomplete.ui.dispatch import from_options
 
-        return make_invocation(prompt=prompt, **values)
+        return from_options(prompt=prompt, **values)
     except (_Unsure, ValueError, UserError):  # a check failed, or options that don't go together: Typer says it
         return None
 
@@ -122,7 +122,7 @@ def _value(spec: Spec, given, environ: Mapping[str, str]):
     if given is None and spec.envvar and environ.get(spec.envvar):
         given = [environ[spec.envvar]]
     if given is None:
-        return None  # the default, which dispatch.make_invocation fills in
+        return None  # the default, which dispatch.from_options fills in
     values = [_convert(spec, text) for text in given]
     return values if spec.multiple else values[-1]
 

@@ -1,4 +1,4 @@
-"""Command line: arguments -> an Invocation (settings and what to do), which autocomplete.ui.dispatch runs.
+"""Command line: arguments -> Settings (what to do and how), which autocomplete.ui.dispatch runs.
 
 Imports no torch at module level: --help, --version, usage errors and --list-models stay fast.
 """
@@ -12,8 +12,7 @@ import typer
 
 from autocomplete import __version__, settings as checks
 
-from autocomplete.ui import actions
-from autocomplete.ui.dispatch import Invocation, execute, guarded, make_invocation, report
+from autocomplete.ui.dispatch import execute, from_options, guarded, report
 from autocomplete.errors import UsageError
 from autocomplete.settings import DEFAULT_MODEL, Settings
 
@@ -136,16 +135,16 @@ def main(
         "--list-models", metavar="", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
         "--version", metavar="", callback=_version, is_eager=True, help="Show the version and exit")] = False,
-) -> Invocation:
-    return make_invocation(prompt, model, temperature, top_k, top_p, max_tokens, seed, stop, style, examples, suggest, words,
+) -> Settings:
+    return from_options(prompt, model, temperature, top_k, top_p, max_tokens, seed, stop, style, examples, suggest, words,
                            explain, only_new, json_lines, each_line, interactive, device, precision, server, api,
                            no_server, idle_timeout, list_models)
 
 
-def _parse(command, argv: list[str] | None) -> Invocation | int:
-    """The Invocation, or the exit status when Typer has answered already (--help, --version)."""
+def _parse(command, argv: list[str] | None) -> Settings | int:
+    """The Settings, or the exit status when Typer has answered already (--help, --version)."""
     result = command.main(args=argv, prog_name="autocomplete", standalone_mode=False)
-    return result if isinstance(result, Invocation) else result or 0
+    return result if isinstance(result, Settings) else result or 0
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -154,7 +153,7 @@ def run(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         try:
-            invocation = _parse(command, argv)
+            settings = _parse(command, argv)
         except typer.Exit as done:
             return done.exit_code
         except typer.TyperException as error:  # Typer's usage errors: bad option, bad value, missing argument
@@ -162,6 +161,6 @@ def run(argv: list[str] | None = None) -> int:
             return error.exit_code
         except typer.Abort:
             return 130
-        return invocation if isinstance(invocation, int) else execute(invocation)
+        return settings if isinstance(settings, int) else execute(settings)
 
     return guarded(work)

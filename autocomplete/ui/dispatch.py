@@ -1,4 +1,4 @@
-"""What one command line asks for (an Invocation, built by make_invocation from the options that autocomplete.ui.args
+"""What one command line asks for (its Settings, built by from_options from the options that autocomplete.ui.args
 or Typer read) and doing it: a completion, one per stdin line, the REPL, the model list or a server command.
 
 No Typer here: a shell call whose arguments autocomplete.ui.args reads never imports it.
@@ -10,33 +10,22 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from autocomplete.ui import actions, inputs
 from autocomplete.errors import UsageError, UserError
 from autocomplete.settings import Settings
 
 
-@dataclass
-class Invocation:
-    options: actions.Options
-    prompt: str | None = None
-    each_line: bool = False
-    interactive: bool = False
-    list_models: bool = False
-    server: str | None = None  # --server start|stop|status
-
-
-def make_invocation(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,
-                    top_k: int | None = None, top_p: float | None = None, max_tokens: int | None = None,
-                    seed: int | None = None, stop: str | None = None, style: str | None = None,
-                    examples: str | None = None, suggest: int | None = None, words: int | None = None,
-                    explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
-                    interactive: bool = False, device: str | None = None, precision: str | None = None,
-                    server: str | None = None, api: str | None = None, no_server: bool = False,
-                    idle_timeout: float | None = None, list_models: bool = False) -> Invocation:
-    """What a command line asks for, from its options (None: not given, the default), checked: a bad value is a
-    ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
+def from_options(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,
+                 top_k: int | None = None, top_p: float | None = None, max_tokens: int | None = None,
+                 seed: int | None = None, stop: str | None = None, style: str | None = None,
+                 examples: str | None = None, suggest: int | None = None, words: int | None = None,
+                 explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
+                 interactive: bool = False, device: str | None = None, precision: str | None = None,
+                 server: str | None = None, api: str | None = None, no_server: bool = False,
+                 idle_timeout: float | None = None, list_models: bool = False) -> Settings:
+    """The Settings a command line asks for, from its options (None: not given, the default), checked: a bad value
+    is a ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
     in autocomplete.ui.cli), so they can't build it two ways."""
     from autocomplete import settings as checks
 
@@ -54,26 +43,24 @@ def make_invocation(prompt: str | None = None, model: str | None = None, tempera
         raise UsageError("--suggest and --explain don't go together")
     if words is not None and not suggest:
         raise UsageError("--words sets the length of suggestions: use it with --suggest N")
-    settings = Settings(temperature[0], checks.check_top_k(d.top_k if top_k is None else top_k),
-                        checks.check_top_p(d.top_p if top_p is None else top_p),
-                        checks.check_max_tokens(d.max_tokens if max_tokens is None else max_tokens), seed,
-                        checks.check_stop(stop or d.stop), checks.check_style(style or d.style))
-    options = actions.Options(
-        settings=settings,
-        mode=actions.Mode(suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature),
-        model=model, examples=examples, device=device or "auto", precision=precision or "fp32",
-        json_lines=json_lines, only_new=only_new, server=not no_server, idle_timeout=idle_timeout, api=api)
-    return Invocation(options, prompt, each_line, interactive, list_models, server)
+    return Settings(
+        temperature[0], checks.check_top_k(d.top_k if top_k is None else top_k),
+        checks.check_top_p(d.top_p if top_p is None else top_p),
+        checks.check_max_tokens(d.max_tokens if max_tokens is None else max_tokens), seed,
+        checks.check_stop(stop or d.stop), checks.check_style(style or d.style),
+        suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature, model=model,
+        device=device or "auto", precision=precision or "fp32", api=api, use_server=not no_server,
+        idle_timeout=idle_timeout, json_lines=json_lines, only_new=only_new, prompt=prompt, examples_file=examples,
+        each_line=each_line, interactive=interactive, list_models=list_models, server_action=server)
 
 
-def execute(invocation: Invocation) -> int:
-    options = invocation.options
+def execute(settings: Settings) -> int:
     try:
-        if invocation.server:
+        if settings.server_action:
             from autocomplete.serve.serve_cli import manage
 
-            return manage(invocation.server, options)
-        return _dispatch(invocation)
+            return manage(settings.server_action, settings)
+        return _dispatch(settings)
     except BrokenPipeError:
         # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
         # is quiet too.
@@ -81,37 +68,37 @@ def execute(invocation: Invocation) -> int:
         return 0
 
 
-def _dispatch(invocation: Invocation) -> int:
-    prompt, options = invocation.prompt, invocation.options
-    options.read_examples()
-    if invocation.list_models:
+def _dispatch(settings: Settings) -> int:
+    prompt = settings.prompt
+    settings.read_examples()
+    if settings.list_models:
         from autocomplete.ui.catalog import show_models
 
-        show_models(options.json_lines)
+        show_models(settings.json_lines)
         return 0
     stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
     no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
 
-    if invocation.interactive or (prompt is None and stdin_is_terminal and not invocation.each_line):
+    if settings.interactive or (prompt is None and stdin_is_terminal and not settings.each_line):
         from autocomplete.ui.repl import Repl
 
 
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
         lines = None if stdin_is_terminal else [] if no_stdin else inputs.iter_lines(sys.stdin.buffer)
-        return Repl(options).run(lines)
+        return Repl(settings).run(lines)
 
-    if invocation.each_line:
+    if settings.each_line:
         if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
         prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
-        return _run_all(prompts, options)
+        return _run_all(prompts, settings)
 
     piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
     text = _join(piped, prompt)
     if not text.strip():
         raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
-    return _run_all([text], options)
+    return _run_all([text], settings)
 
 
 def _join(piped: str, prompt: str | None) -> str:
@@ -120,34 +107,34 @@ def _join(piped: str, prompt: str | None) -> str:
     return f"{piped} {prompt}" if piped else prompt
 
 
-def _run_all(prompts, options: actions.Options) -> int:
+def _run_all(prompts, settings: Settings) -> int:
     """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
     import time
 
     from autocomplete.ui.render import renderer
 
     lm, loading, remote = None, 0.0, None
-    out = renderer(options.json_lines, options.only_new)
+    out = renderer(settings.json_lines, settings.only_new)
     for text in prompts:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
         interrupted = None
-        if options.api:
-            remote = remote or actions.Remote.of(options)
-            interrupted = actions.run_over_api(remote, text, options, out)
-        elif lm is None and options.servable():
+        if settings.api:
+            remote = remote or actions.Remote.of(settings)
+            interrupted = actions.run_over_api(remote, text, settings, out)
+        elif lm is None and settings.servable():
             if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
                 from autocomplete.serve.serve_cli import ensure_running
 
-                ensure_running(options)
-            interrupted = actions.run_on_server(text, options, out)  # None: no server answered
+                ensure_running(settings)
+            interrupted = actions.run_on_server(text, settings, out)  # None: no server answered
         if interrupted is None:
             if lm is None:
                 started = time.perf_counter()
-                lm = options.load()
+                lm = settings.load()
                 loading = time.perf_counter() - started
-            interrupted = actions.run(lm, text, options.settings, options.mode, out)
+            interrupted = actions.run(lm, text, settings, out)
         if interrupted:
             return 130
     if loading > TIP_AFTER:

@@ -17,11 +17,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     from autocomplete.ui import args
 
-    invocation = args.parse(argv)
-    if invocation is not None:
+    settings = args.parse(argv)
+    if settings is not None:
         from autocomplete.ui.dispatch import execute, guarded
 
-        return guarded(lambda: execute(invocation))
+        return guarded(lambda: execute(settings))
     from autocomplete.ui.cli import run
 
     return run(argv)

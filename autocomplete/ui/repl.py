@@ -7,11 +7,10 @@ import os
 import re
 from collections.abc import Iterable
 
-from autocomplete.ui import actions
-
 from autocomplete import paths, settings as checks, ui
-from autocomplete.ui.actions import Options
 from autocomplete.errors import UserError
+from autocomplete.settings import Settings
+from autocomplete.ui import actions
 
 HELP = """\
 Type text and press Enter to complete it. Commands:
@@ -39,13 +38,11 @@ _SETTERS = {
 
 
 class Repl:
-    def __init__(self, options: Options):
+    def __init__(self, settings: Settings):
         from autocomplete.ui.render import renderer
 
-        self.options = options
-        self.settings = options.settings  # changed in place by the /commands
-        self.mode = options.mode
-        self.out = renderer(options.json_lines, options.only_new)
+        self.settings = settings  # changed in place by the /commands
+        self.out = renderer(settings.json_lines, settings.only_new)
         self.lm = None  # the model loaded here, when no server serves it (or for /explain)
         self.served = None  # the warm server in use (actions.Served), or the --api engine (actions.Remote)
 
@@ -62,7 +59,7 @@ class Repl:
         ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
         session = _session(ghost)
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
-            self.options.api if self.options.api else "the running server")
+            self.settings.api if self.settings.api else "the running server")
         ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
                   "Ctrl-D to leave.")
         while True:
@@ -84,16 +81,16 @@ class Repl:
         if line.startswith("/"):
             return self.command(line)
         try:
-            if self.options.api:
-                actions.run_over_api(self.served, line, self.options, self.out)
+            if self.settings.api:
+                actions.run_over_api(self.served, line, self.settings, self.out)
                 return None
             done = None
-            if self.served is not None and self.options.servable():
-                done = actions.run_on_server(line, self.options, self.out)
+            if self.served is not None and self.settings.servable():
+                done = actions.run_on_server(line, self.settings, self.out)
                 if done is None:  # the server went away (stopped, idle): from now on, the model loads here
                     self.served = None
             if done is None:
-                actions.run(self._local(), line, self.settings, self.mode, self.out)
+                actions.run(self._local(), line, self.settings, self.out)
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
         except UserError as error:  # an --api engine down, say: said, and the session goes on
@@ -111,28 +108,28 @@ class Repl:
             if name in ("/help", "/?"):
                 ui.stderr().print(HELP, markup=False)
             elif name == "/settings":
-                ui.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.as_dict().items()))
+                ui.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.shown().items()))
             elif name == "/suggest":
                 count = 0 if arg == "off" else _number(name, arg or "5", int)
                 if count < 1 and arg != "off":
                     raise ValueError(f"/suggest takes a number of suggestions, 1 or more (or off), not {arg}")
-                self.mode.suggest = count
-                self.mode.explain = False
+                self.settings.suggest = count
+                self.settings.explain = False
                 ui.notice(f"suggestions: {count} per line" if count else "suggestions off: lines are completed")
             elif name == "/explain":
-                self.mode.explain = arg != "off"
-                self.mode.suggest = 0
-                ui.notice("explain on: every step is shown" if self.mode.explain else "explain off")
+                self.settings.explain = arg != "off"
+                self.settings.suggest = 0
+                ui.notice("explain on: every step is shown" if self.settings.explain else "explain off")
             elif name == "/seed":
                 self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
                 ui.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
             elif name == "/model":
                 if arg:
-                    previous, self.options.model = self.options.model, arg
+                    previous, self.settings.model = self.settings.model, arg
                     try:
                         self._load()
                     except (UserError, KeyboardInterrupt):
-                        self.options.model = previous
+                        self.settings.model = previous
                         raise
                 ui.notice(f"model {self._name()}")
             elif name in _SETTERS:
@@ -150,9 +147,9 @@ class Repl:
         return None
 
     def _load(self) -> None:
-        """Use the --api engine, or the warm server for the options' model if one runs, else load it here; one
+        """Use the --api engine, or the warm server for the model if one runs, else load it here; one
         model at a time."""
-        served = actions.Remote.of(self.options) if self.options.api else actions.served(self.options)
+        served = actions.Remote.of(self.settings) if self.settings.api else actions.served(self.settings)
         if served is None:
             self._local()  # a model that can't be had raises here, before anything changed
         else:
@@ -162,7 +159,7 @@ class Repl:
     def _local(self):
         """The model in this process (no server, or /explain, which runs here), loaded on first need; models.load
         keeps it, so asking again costs a lookup."""
-        loaded = self.options.load()
+        loaded = self.settings.load()
         if self.lm is not loaded:
             self._unload()
             self.lm = loaded

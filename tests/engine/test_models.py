@@ -92,10 +92,9 @@ def test_switching_models_in_the_repl_lets_the_previous_one_go(tiny_dir, smollm2
     import gc
     import weakref
 
-    from autocomplete.ui.actions import Mode, Options
     from autocomplete.ui.repl import Repl
 
-    repl = Repl(Options(Settings(style="text"), Mode(), model=str(tiny_dir)))  # device auto: not the fixture's
+    repl = Repl(Settings(style="text", model=str(tiny_dir)))  # device auto: not the fixture's
     repl._load()
     first = weakref.ref(repl.lm.model)
     repl.command(f"/model {smollm2_cache / 'models' / 'smollm2-135m'}")

@@ -25,9 +25,9 @@ from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text.suggest import suggest
 
-GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text").as_dict()
+GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text").generation()
 # Sampled and unbounded by the stop rule: the longest generation the tiny model makes.
-LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").as_dict()
+LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").generation()
 
 
 def short_dir() -> str:
@@ -124,7 +124,7 @@ def test_complete_streams_pieces_like_in_process(warm, tiny):
 
 
 def test_suggest_matches_in_process(warm, tiny):
-    settings = Settings(temperature=1.0, style="text").as_dict()
+    settings = Settings(temperature=1.0, style="text").generation()
     reply = client.suggest(warm, "san", settings, 3, 2)
     local = suggest(tiny, "san", Settings(**settings), 3, 2)
     assert reply["model"] == warm
@@ -136,12 +136,12 @@ def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
     """The style, the examples (sent as lines: the server's working directory is not the caller's) and token
     healing apply on the server exactly as in process."""
     query = Settings(temperature=0, max_tokens=8, style="query", examples=["zebra quilt", "amber kettle"])
-    done = client.complete(warm, "san fr", query.as_dict(), lambda piece: None)
+    done = client.complete(warm, "san fr", query.generation(), lambda piece: None)
     local = complete(tiny, "san fr", query, lambda piece: None)
     assert done["style"] == "query" and "examples" not in done["settings"]
     assert (done["completion"], done["tokens"]) == (local.completion, local.tokens)
-    reply = client.suggest(warm, "san fr", query.as_dict() | {"temperature": 1.0}, 3, 2)
-    found = suggest(tiny, "san fr", Settings(**query.as_dict() | {"temperature": 1.0}), 3, 2)
+    reply = client.suggest(warm, "san fr", query.generation() | {"temperature": 1.0}, 3, 2)
+    found = suggest(tiny, "san fr", Settings(**query.generation() | {"temperature": 1.0}), 3, 2)
     assert reply["style"] == "query" and [s["tokens"] for s in reply["suggestions"]] == [s.tokens for s in found]
     bad = raw(warm, json.dumps({"op": "complete", "prompt": "san", "settings": {"examples": []}}).encode() + b"\n")
     assert "examples" in bad[-1]["error"]

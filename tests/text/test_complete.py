@@ -77,5 +77,5 @@ def test_ctrl_c_keeps_what_was_generated(tiny):
 def test_seed_is_reported_and_reproduces(tiny):
     sampled = Settings(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none", style="text")
     first = complete(tiny, "xyz", sampled, lambda piece: None)
-    again = complete(tiny, "xyz", Settings(**{**sampled.as_dict(), "seed": first.seed}), lambda piece: None)
+    again = complete(tiny, "xyz", Settings(**{**sampled.generation(), "seed": first.seed}), lambda piece: None)
     assert again.tokens == first.tokens

@@ -1,6 +1,6 @@
 """autocomplete.ui.args reads the command line without Typer; Typer stays the reference. Its options are Typer's, and
 over hand-picked and generated command lines (with and without environment variables) it gives exactly Typer's
-Invocation, or declines (None) and lets Typer answer."""
+Settings, or declines (None) and lets Typer answer."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ COMMAND = typer.main.get_command(cli.app)
 
 
 def typer_parse(argv: list[str], environ: dict[str, str]):
-    """Typer's Invocation for argv with these AUTOCOMPLETE_* variables, or the exception it raises."""
+    """Typer's Settings for argv with these AUTOCOMPLETE_* variables, or the exception it raises."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("AUTOCOMPLETE_")}
     for k in saved:
         del os.environ[k]

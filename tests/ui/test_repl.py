@@ -7,7 +7,6 @@ import stat
 
 import pytest
 
-from autocomplete.ui.actions import Mode, Options
 from autocomplete.ui.repl import Repl
 from autocomplete.settings import Settings
 from conftest import console_script
@@ -16,7 +15,7 @@ from ptyrun import PtySession
 
 @pytest.fixture
 def repl():
-    return Repl(Options(Settings(), Mode(), device="cpu"))
+    return Repl(Settings(device="cpu"))
 
 
 @pytest.mark.parametrize(
@@ -34,9 +33,9 @@ def test_commands_change_settings(repl, line, field, value):
                                   "/temp", "/max lots", "/style poem", "/temp abc", "/suggest -1", "/suggest 0",
                                   "/suggest many", "/seed x"])
 def test_bad_values_are_refused_and_change_nothing(repl, line, capsys):
-    before = repl.settings.as_dict(), repl.mode.suggest
+    before = repl.settings.generation(), repl.settings.suggest
     repl.command(line)
-    assert (repl.settings.as_dict(), repl.mode.suggest) == before
+    assert (repl.settings.generation(), repl.settings.suggest) == before
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "could not convert" not in err and "invalid literal" not in err  # Python's words, not ours
