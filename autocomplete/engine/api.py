@@ -11,22 +11,15 @@ tests.
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-
-from autocomplete.text import frames
+from collections.abc import Iterator
 
 from autocomplete import ui
-from autocomplete.text.complete import Completion
 from autocomplete.errors import UsageError, UserError
-from autocomplete.settings import Settings
-from autocomplete.text.stream import TextStream
 
 KEY_VARIABLE = "AUTOCOMPLETE_API_KEY"  # never an option: a command line shows in every process listing
 TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or between two events
@@ -228,68 +221,3 @@ def _timeout() -> float:
 
 def _local(host: str) -> bool:
     return host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
-
-
-def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
-    """(style, the text the server reads): in the query style, the example queries come first, as in process."""
-    style = frames.resolve(settings.style, text)
-    if style != "query":
-        return style, text
-    return style, "\n".join(settings.examples or frames.EXAMPLES) + "\n" + text
-
-
-def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
-    """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
-    the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
-    from autocomplete.text import api_suggest
-
-    style, sent = prompt_for(prompt, settings)
-    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
-    chunks: list[str] = []
-    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
-    finish, usage, first_at, started = "length", {}, None, time.perf_counter()
-    try:
-        # Token healing, on text: the word being typed is taken back and spelled again from the server's
-        # alternatives (when it sends them); the part after the typed letters starts the completion.
-        kept, typed = api_suggest.typed_word(sent)
-        head = api_suggest.heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
-        if head is None:  # unhealed: the prompt as typed
-            kept, head, typed = sent, "", ""
-        body = {"model": model, "prompt": kept + head, "max_tokens": settings.max_tokens,
-                "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
-                "repeat_penalty": 1.0}
-        if style == "query":
-            body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
-        events = api.stream(body)
-        if head[len(typed):]:
-            events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
-        for event in events:
-            usage = event.get("usage") or usage
-            for choice in event.get("choices") or []:
-                text = choice.get("text") or ""
-                if text:
-                    first_at = first_at or time.perf_counter()
-                    chunks.append(text)
-                    piece = stream.put(len(chunks) - 1)
-                    if piece:
-                        on_text(piece)
-                if choice.get("finish_reason"):
-                    finish = "length" if choice["finish_reason"] == "length" else "stop" if style == "query" else "eos"
-            if stream.stopped:
-                finish = "stop"
-                break  # closes the connection: the server stops generating
-    except KeyboardInterrupt:
-        finish = "interrupted"
-    piece = stream.flush()
-    if piece:
-        on_text(piece)
-    ended = time.perf_counter()
-    count = usage.get("completion_tokens")  # the server's count; not sent when the stream was cut short here
-    rate = None
-    if isinstance(count, int) and count > 1 and first_at is not None and ended > first_at:
-        rate = (count - 1) / (ended - first_at)
-    # Token ids don't travel over the API: tokens is None, the count is the server's (None if it didn't say).
-    return Completion(prompt=prompt, completion=stream.text, tokens=None, finish_reason=finish,
-                      prompt_tokens=usage.get("prompt_tokens"), seed=seed,
-                      time_to_first_token=None if first_at is None else first_at - started, tokens_per_second=rate,
-                      style=style, completion_tokens=count)

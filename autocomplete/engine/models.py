@@ -13,9 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autocomplete.engine import hub
-
 from autocomplete import paths, ui
+from autocomplete.engine import hub
 from autocomplete.errors import UserError
 from autocomplete.settings import DEFAULT_MODEL
 

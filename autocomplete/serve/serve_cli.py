@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from autocomplete.serve import client
-
 from autocomplete import ui
+from autocomplete.serve import client
 from autocomplete.settings import Settings
 
 

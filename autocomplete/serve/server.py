@@ -33,10 +33,9 @@ import time
 import warnings
 from datetime import datetime
 
-from autocomplete.serve import client
-
 from autocomplete import ui
 from autocomplete.errors import UserError
+from autocomplete.serve import client
 
 MAX_REQUEST = 64 << 20  # a whole piped file as the prompt is fine; the model keeps only its context's worth
 READ_TIMEOUT = 30.0  # a client that connects but never sends its request line

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autocomplete.text import frames
-
 from autocomplete import paths, ui
+from autocomplete.text import frames
 from autocomplete.text.heal import Healing, Vocab, back_up
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ import torch
 
 from autocomplete.engine.generate import logits_warpers
 from autocomplete.engine.gpt2 import KVCache
-from autocomplete.text.heal import restrict
 from autocomplete.engine.models import LoadedModel
-from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.settings import Settings
+from autocomplete.text.heal import restrict
+from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.suggestions import Found, Suggestion, normalise  # noqa: F401 (normalise: used by tests too)
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.

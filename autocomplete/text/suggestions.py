@@ -1,4 +1,4 @@
-"""What a suggestion list is, whoever searched for it (autocomplete.text.suggest in process, autocomplete.text.api_suggest
+"""What a suggestion list is, whoever searched for it (autocomplete.text.suggest in process, autocomplete.text.remote
 over --api): torch-free, so the warm server's and the API's clients can build one."""
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ class Remote:
         return cls(api, api.model(settings.model))
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
-        from autocomplete.engine import api
+        from autocomplete.text import remote
 
-        api.complete(self.api, self.name, text, settings, on_piece)
+        remote.complete(self.api, self.name, text, settings, on_piece)
         return True
 
 
@@ -99,8 +99,8 @@ def run_on_server(text: str, settings: Settings, out) -> bool | None:
 
 def run_over_api(remote: Remote, text: str, settings: Settings, out) -> bool:
     """Like run(), on an OpenAI-compatible server (autocomplete.engine.api). Returns whether Ctrl-C cut it short."""
-    from autocomplete.engine import api
     from autocomplete.errors import UserError
+    from autocomplete.text import remote as over_api
 
     if settings.explain:
         from autocomplete.ui import api_explain
@@ -108,9 +108,9 @@ def run_over_api(remote: Remote, text: str, settings: Settings, out) -> bool:
         return api_explain.explain(remote, text, settings, settings.temperatures or [settings.temperature],
                                    out.json).interrupted
     if settings.suggest:
-        from autocomplete.text import api_suggest, frames
+        from autocomplete.text import frames
 
-        found = api_suggest.suggest(remote.api, remote.name, text, settings, settings.suggest, settings.words)
+        found = over_api.suggest(remote.api, remote.name, text, settings, settings.suggest, settings.words)
         out.suggestions(text, found, remote.name, settings, settings.words, frames.resolve(settings.style, text))
         return False
     started = False
@@ -123,7 +123,7 @@ def run_over_api(remote: Remote, text: str, settings: Settings, out) -> bool:
         out.piece(piece)
 
     try:
-        done = api.complete(remote.api, remote.name, text, settings, on_piece)
+        done = over_api.complete(remote.api, remote.name, text, settings, on_piece)
     except UserError:
         if started:
             out.blank()  # what was streamed stays, on a line of its own; the error follows on stderr

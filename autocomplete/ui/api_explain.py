@@ -13,15 +13,15 @@ import os
 import random
 import time
 
-from autocomplete.text.api_suggest import Asker, allowed, reshape, spelled, typed_word
-from autocomplete.text.complete import Completion
-from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
 from autocomplete.settings import Settings
+from autocomplete.text.complete import Completion
+from autocomplete.text.remote import Asker, allowed, reshape, spelled, typed_word
 from autocomplete.text.stream import TextStream
+from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
 
 
 def explain(remote, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
-    from autocomplete.engine.api import prompt_for
+    from autocomplete.text.remote import prompt_for
 
     style, sent = prompt_for(prompt, settings)
     kept, typed = typed_word(sent)

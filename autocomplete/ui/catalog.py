@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from autocomplete.engine import hub
-
 from autocomplete import paths
+from autocomplete.engine import hub
 from autocomplete.engine.models import ALIASES, DEFAULT_MODEL, STARTER
 
 

@@ -11,10 +11,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from autocomplete import __version__, settings as checks
-
-from autocomplete.ui.dispatch import execute, from_options, guarded, report
-from autocomplete.errors import UsageError
 from autocomplete.settings import DEFAULT_MODEL, Settings
+from autocomplete.ui.dispatch import execute, from_options, guarded, report
 
 DEFAULTS = Settings()
 

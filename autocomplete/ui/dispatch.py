@@ -11,9 +11,9 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from autocomplete.ui import actions, inputs
 from autocomplete.errors import UsageError, UserError
 from autocomplete.settings import Settings
+from autocomplete.ui import actions, inputs
 
 
 def from_options(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,

@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autocomplete.text.complete import Completion, complete
 from autocomplete.settings import Settings
+from autocomplete.text.complete import Completion, complete
 
 if TYPE_CHECKING:  # the --api path uses the display, not the model
     import torch

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.ui.actions import Remote, Served
 from autocomplete.settings import Settings
+from autocomplete.ui.actions import Remote, Served
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
     from autocomplete.engine.models import LoadedModel

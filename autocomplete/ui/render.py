@@ -7,8 +7,8 @@ import re
 import sys
 from typing import TextIO
 
-from autocomplete.text.complete import Completion
 from autocomplete.settings import Settings
+from autocomplete.text.complete import Completion
 
 
 # Control characters a terminal would act on (ESC starts cursor moves, title changes, hyperlinks…), but not the line

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from autocomplete.text.api_suggest import allowed, alternatives, reshape, spelled, typed_word
+from autocomplete.text.remote import allowed, alternatives, reshape, spelled, typed_word
 from autocomplete.settings import Settings
 from autocomplete.text.suggest import next_token_probs
 

@@ -1,5 +1,6 @@
-"""--suggest over --api: autocomplete.text.suggest's best-first search, on the text of the server's top alternatives for
-the next token (OpenAI `logprobs`), with the word being typed healed on that text.
+"""Text over --api (an OpenAI-compatible engine, autocomplete.engine.api): the prompt it reads, completions streamed
+with the stop rules, and, from the text of the server's top alternatives for the next token (OpenAI `logprobs`),
+token healing and autocomplete.text.suggest's best-first search.
 
 What the API can't give is approximated, and said (README, a notice, `"exact": false`):
 - only the top ALTERNATIVES tokens of each step are seen, so the search can't be exact;
@@ -14,13 +15,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
 import re
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from autocomplete import ui
-from autocomplete.engine.api import Api, prompt_for
+from autocomplete.engine.api import Api
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
+from autocomplete.text import frames
+from autocomplete.text.complete import Completion
+from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found, Suggestion, normalise
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
@@ -219,3 +226,66 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
     finally:
         ask.pool.shutdown(wait=False)
     return head
+
+
+def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
+    """(style, the text the server reads): in the query style, the example queries come first, as in process."""
+    style = frames.resolve(settings.style, text)
+    if style != "query":
+        return style, text
+    return style, "\n".join(settings.examples or frames.EXAMPLES) + "\n" + text
+
+
+def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
+    """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
+    the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
+    style, sent = prompt_for(prompt, settings)
+    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    chunks: list[str] = []
+    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
+    finish, usage, first_at, started = "length", {}, None, time.perf_counter()
+    try:
+        # Token healing, on text: the word being typed is taken back and spelled again from the server's
+        # alternatives (when it sends them); the part after the typed letters starts the completion.
+        kept, typed = typed_word(sent)
+        head = heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
+        if head is None:  # unhealed: the prompt as typed
+            kept, head, typed = sent, "", ""
+        body = {"model": model, "prompt": kept + head, "max_tokens": settings.max_tokens,
+                "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
+                "repeat_penalty": 1.0}
+        if style == "query":
+            body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
+        events = api.stream(body)
+        if head[len(typed):]:
+            events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
+        for event in events:
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                text = choice.get("text") or ""
+                if text:
+                    first_at = first_at or time.perf_counter()
+                    chunks.append(text)
+                    piece = stream.put(len(chunks) - 1)
+                    if piece:
+                        on_text(piece)
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop" if style == "query" else "eos"
+            if stream.stopped:
+                finish = "stop"
+                break  # closes the connection: the server stops generating
+    except KeyboardInterrupt:
+        finish = "interrupted"
+    piece = stream.flush()
+    if piece:
+        on_text(piece)
+    ended = time.perf_counter()
+    count = usage.get("completion_tokens")  # the server's count; not sent when the stream was cut short here
+    rate = None
+    if isinstance(count, int) and count > 1 and first_at is not None and ended > first_at:
+        rate = (count - 1) / (ended - first_at)
+    # Token ids don't travel over the API: tokens is None, the count is the server's (None if it didn't say).
+    return Completion(prompt=prompt, completion=stream.text, tokens=None, finish_reason=finish,
+                      prompt_tokens=usage.get("prompt_tokens"), seed=seed,
+                      time_to_first_token=None if first_at is None else first_at - started, tokens_per_second=rate,
+                      style=style, completion_tokens=count)
