@@ -63,21 +63,34 @@ class Block(nn.Module):
         self.gate_proj = _linear(dim, hidden, bias=False)
         self.up_proj = _linear(dim, hidden, bias=False)
         self.down_proj = _linear(hidden, dim, bias=False)
+        self.fused = None  # int8 (autocomplete.engine.quant): [q, k, v] as one layer, [gate, up] as one: fewer calls
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
                 cos: torch.Tensor, sin: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         h = self.input_layernorm(x)
-        q = self.q_proj(h).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.fused is not None:
+            q, k, v = self.fused[0](h).split(self.split_qkv, dim=-1)
+        else:
+            q, k, v = self.q_proj(h), self.k_proj(h), self.v_proj(h)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         kv[0, :, :, start:start + T] = k
         kv[1, :, :, start:start + T] = v
         y = attend(q, kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared)
         x = x + self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
         h = self.post_attention_layernorm(x)
-        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+        if self.fused is not None:
+            gate, up = self.fused[1](h).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(h), self.up_proj(h)
+        return x + self.down_proj(F.silu(gate) * up)
+
+    @property
+    def split_qkv(self) -> tuple[int, int, int]:
+        return self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim
 
 
 class Llama(nn.Module):

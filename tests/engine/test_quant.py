@@ -104,3 +104,22 @@ def test_a_tied_output_head_keeps_one_copy_shared_with_the_embedding(tiny_dir):
     assert torch.equal(tied.weight, original.weight)
     ids = torch.tensor([[1, 5, 9]])
     assert torch.equal(tied(ids), original(ids))
+
+
+def test_int8_llama_runs_q_k_v_and_gate_up_as_one_layer_each(smollm2_cache):
+    """Fewer int8 calls a token (each has a fixed cost): the stacked layers compute what the separate ones did,
+    one token at a time, with the same per-channel scales and the same input's activation scale."""
+    from autocomplete.engine import llama
+    from autocomplete.engine.quant import _has_vnni
+
+    directory = smollm2_cache / "models" / "smollm2-135m"
+    separate = llama.load(directory)
+    block = separate.layers[3]
+    h = torch.randn(1, 1, block.q_proj.in_features)
+    with torch.no_grad():
+        want = [Int8Linear(layer, reduce_range=not _has_vnni())(h)  # as quantize() makes them on this CPU
+                for layer in (block.q_proj, block.k_proj, block.v_proj, block.gate_proj, block.up_proj)]
+        fused = quantize(llama.load(directory)).layers[3]
+        assert not hasattr(fused, "q_proj") and not hasattr(fused, "gate_proj")
+        got = [*fused.fused[0](h).split(fused.split_qkv, dim=-1), *fused.fused[1](h).chunk(2, dim=-1)]
+    assert all(torch.allclose(g, w, atol=1e-5, rtol=1e-4) for g, w in zip(got, want))
