@@ -266,19 +266,25 @@ def test_client_imports_no_torch(warm, env, run_dir):
     assert done.returncode == 0, done.stderr
 
 
-def test_the_command_on_a_warm_server_imports_neither_torch_nor_typer(warm, env, run_dir):
-    """The launcher has the server parse the command line, then streams the completion from it."""
-    served = client.status(warm)["requests"]
+def light_command(warm: str, run_dir, env: dict, args: list[str], heavy: tuple[str, ...]):
+    """Run the command in a fresh interpreter against the warm server; it must not import any of `heavy`."""
     code = (
         "import sys\n"
         "from autocomplete.ui.launch import main\n"
-        f"assert main(['-m', {warm!r}, '-t', '0', 'san']) == 0\n"
-        "heavy = [name for name in ('torch', 'transformers', 'typer', 'pydantic') if name in sys.modules]\n"
+        f"assert main(['-m', {warm!r}, *{args!r}]) == 0\n"
+        f"heavy = [name for name in {heavy!r} if name in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_command_on_a_warm_server_imports_neither_torch_nor_typer(warm, env, run_dir):
+    """autocomplete.ui.args reads the command line, then the completion streams from the server."""
+    served = client.status(warm)["requests"]
+    done = light_command(warm, run_dir, env, ["-t", "0", "san"], ("torch", "transformers", "typer", "pydantic"))
     assert done.stdout == "san francisco weather is good in april?\n"
     assert client.status(warm)["requests"] == served + 1
 
@@ -475,14 +481,6 @@ def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
 
 
 def test_suggestions_from_a_warm_server_import_no_torch(warm, env, run_dir):
-    code = (
-        "import sys\n"
-        "from autocomplete.ui.launch import main\n"
-        f"assert main(['-m', {warm!r}, '--style', 'text', '--suggest', '2', 'san']) == 0\n"
-        "heavy = [name for name in ('torch', 'transformers', 'typer') if name in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env={**env, "AUTOCOMPLETE_RUNTIME_DIR": str(run_dir)},
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = light_command(warm, run_dir, env, ["--style", "text", "--suggest", "2", "san"],
+                         ("torch", "transformers", "typer"))
     assert done.stdout.startswith("san francisco")
