@@ -70,17 +70,21 @@ class KVCache:
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-           shared: torch.Tensor | None = None) -> torch.Tensor:
+           shared: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
     """Scaled dot-product attention of q [B, heads, T, D] over keys and values [B, kv_heads, S, D]; each key/value
     head serves heads / kv_heads query heads (grouped-query attention). shared [2, 1, kv_heads, n, D]: keys and
-    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs)."""
+    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs).
+    scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the weights made q that much smaller)."""
     if shared is None:
         causal = mask is None and q.shape[2] > 1
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True,
+                                              scale=scale)
     B, heads, T, D = q.shape
     assert T == 1, "shared keys and values are read one new token at a time"
     kv_heads = keys.shape[1]
-    g = q.reshape(B, kv_heads, heads // kv_heads, D) * D ** -0.5  # query heads grouped by their key/value head
+    g = q.reshape(B, kv_heads, heads // kv_heads, D)  # query heads grouped by their key/value head
+    if scale != 1.0:
+        g = g * (D ** -0.5 if scale is None else scale)
     own = g @ keys.transpose(-1, -2)
     if mask is not None:
         own = own.masked_fill(~mask, float("-inf"))

@@ -40,60 +40,44 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding: each pair (i, i + d/2) of a head's features turned by the position's angle."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class Block(nn.Module):
+    """One layer. Loaded as load() arranges the checkpoint: q, k and v as one matrix and gate, up as one (fewer,
+    larger products: each call has a fixed cost, the int8 ones most of all); the query rows prescaled by
+    1/sqrt(head_dim); each head's query and key features reordered so a rotary pair (i, i + d/2) sits side by side,
+    which makes the rotation one complex multiplication (the attention scores, q·k, don't change)."""
+
     def __init__(self, dim: int, n_head: int, n_kv_head: int, head_dim: int, hidden: int, eps: float):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
         self.input_layernorm = RMSNorm(dim, eps)
-        self.q_proj = _linear(dim, n_head * head_dim, bias=False)
-        self.k_proj = _linear(dim, n_kv_head * head_dim, bias=False)
-        self.v_proj = _linear(dim, n_kv_head * head_dim, bias=False)
+        self.qkv = _linear(dim, (n_head + 2 * n_kv_head) * head_dim, bias=False)
         self.o_proj = _linear(n_head * head_dim, dim, bias=False)
         self.post_attention_layernorm = RMSNorm(dim, eps)
-        self.gate_proj = _linear(dim, hidden, bias=False)
-        self.up_proj = _linear(dim, hidden, bias=False)
+        self.gate_up = _linear(dim, 2 * hidden, bias=False)
         self.down_proj = _linear(hidden, dim, bias=False)
-        self.fused = None  # int8 (autocomplete.engine.quant): [q, k, v] as one layer, [gate, up] as one: fewer calls
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
-                cos: torch.Tensor, sin: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+                turn: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """turn: e^(i·position·frequency) for each new position, [T, 1, d/2] (or [B, T, 1, d/2]), complex."""
         B, T, _ = x.shape
-        h = self.input_layernorm(x)
-        if self.fused is not None:
-            q, k, v = self.fused[0](h).split(self.split_qkv, dim=-1)
-        else:
-            q, k, v = self.q_proj(h), self.k_proj(h), self.v_proj(h)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-        kv[0, :, :, start:start + T] = k
-        kv[1, :, :, start:start + T] = v
-        y = attend(q, kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared)
+        n_qk, d = self.n_head + self.n_kv_head, self.head_dim
+        qkv = self.qkv(self.input_layernorm(x))
+        pairs = qkv[..., : n_qk * d].reshape(B, T, n_qk, d // 2, 2)
+        qk = torch.view_as_real(torch.view_as_complex(pairs) * turn).reshape(B, T, n_qk, d).transpose(1, 2)
+        kv[0, :, :, start:start + T] = qk[:, self.n_head:]
+        kv[1, :, :, start:start + T] = qkv[..., n_qk * d:].view(B, T, self.n_kv_head, d).transpose(1, 2)
+        y = attend(qk[:, : self.n_head], kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared, scale=1.0)
         x = x + self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
-        h = self.post_attention_layernorm(x)
-        if self.fused is not None:
-            gate, up = self.fused[1](h).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(h), self.up_proj(h)
+        gate, up = self.gate_up(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         return x + self.down_proj(F.silu(gate) * up)
-
-    @property
-    def split_qkv(self) -> tuple[int, int, int]:
-        return self.n_head * self.head_dim, self.n_kv_head * self.head_dim, self.n_kv_head * self.head_dim
 
 
 class Llama(nn.Module):
+    cache_layout = "rotary pairs side by side"  # keys as Block stores them: frame caches on disk say which
+
     def __init__(self, config: dict):
         super().__init__()
         self.config = config
@@ -111,8 +95,10 @@ class Llama(nn.Module):
             for _ in range(config["num_hidden_layers"]))
         self.norm = RMSNorm(dim, eps)
         self.lm_head = _linear(dim, config["vocab_size"], bias=False)
+        # The rotations of every position, computed once (as transformers does: angles in fp32, then cos and sin)
         inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        angles = torch.arange(self.context_length, dtype=torch.float)[:, None] * inv_freq
+        self.register_buffer("turns", torch.polar(torch.ones_like(angles), angles), persistent=False)
 
     @property
     def device(self) -> torch.device:
@@ -130,25 +116,18 @@ class Llama(nn.Module):
         cache = cache or self.new_cache(B, capacity=T + 64)
         start = cache.length
         cache.reserve(start + T, self.context_length)
-        if positions is None:
-            positions = torch.arange(start, start + T, device=input_ids.device)
-        angles = positions[..., None].float() * self.inv_freq  # [T, d/2], or [B, T, d/2] given per row
-        angles = torch.cat((angles, angles), dim=-1)
-        if angles.dim() == 3:
-            angles = angles[:, None]  # over the heads
-        cos, sin = angles.cos(), angles.sin()
+        turn = (self.turns[start:start + T] if positions is None else self.turns[positions]).unsqueeze(-2)
         x = self.embed_tokens(input_ids)
         mask = causal_mask(start, T, x.device) if attn_mask is None else attn_mask
         for layer, block in enumerate(self.layers):
-            x = block(x, cache.kv[layer], start, mask, cos, sin,
-                      None if cache.shared is None else cache.shared[layer])
+            x = block(x, cache.kv[layer], start, mask, turn, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
         return Output(self.lm_head(self.norm(kept(x, logits_to_keep))), cache)
 
 
 def load(directory: Path) -> Llama:
-    """Weights from transformers' Llama checkpoints, memory-mapped; the output head tied to the embedding unless
-    the checkpoint has its own."""
+    """Weights from transformers' Llama checkpoints (memory-mapped where kept as they are), arranged as Block
+    expects; the output head tied to the embedding unless the checkpoint has its own."""
     from safetensors.torch import load_file
 
     config = json.loads((directory / "config.json").read_text())
@@ -160,7 +139,19 @@ def load(directory: Path) -> Llama:
             key = key.replace(part, ".")
         if key.endswith("rotary_emb.inv_freq"):
             continue  # old checkpoints store it; it is computed here
-        ours[key] = value
+        ours[key] = value.float()
     ours.setdefault("lm_head.weight", ours["embed_tokens.weight"])
-    model.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
+    d = model.head_dim
+    for i in range(len(model.layers)):
+        take = lambda name: ours.pop(f"layers.{i}.{name}.weight")  # noqa: E731
+        q, k = _pairs_adjacent(take("q_proj"), d) * d ** -0.5, _pairs_adjacent(take("k_proj"), d)
+        ours[f"layers.{i}.qkv.weight"] = torch.cat([q, k, take("v_proj")])
+        ours[f"layers.{i}.gate_up.weight"] = torch.cat([take("gate_proj"), take("up_proj")])
+    model.load_state_dict(ours, strict=True, assign=True)
     return model.eval()
+
+
+def _pairs_adjacent(weight: torch.Tensor, d: int) -> torch.Tensor:
+    """Rows of each head reordered from (0, 1, ..., d-1) to (0, d/2, 1, d/2 + 1, ...): a rotary pair side by side."""
+    heads = weight.view(-1, 2, d // 2, weight.shape[-1])
+    return heads.transpose(1, 2).reshape(weight.shape)

@@ -44,14 +44,13 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() != self.in_features:  # more than one row
             return F.linear(x, self.weight, self.bias)
-        if x.abs().max().item() <= self.outlier:  # the usual case: no outlier features in this row
+        magnitude = x.abs()
+        if magnitude.max().item() <= self.outlier:  # the usual case: no outlier features in this row
             return torch.ops.quantized.linear_dynamic(x, self.packed, self.reduce_range)
         rows = x.reshape(1, self.in_features)
-        big = (rows[0].abs() > self.outlier).nonzero()[:, 0]
-        rest = rows.clone()
-        rest[:, big] = 0
-        y = torch.ops.quantized.linear_dynamic(rest, self.packed, self.reduce_range)
-        y = y + rows[:, big] @ self.weight_t[big]
+        big = (magnitude.reshape(-1) > self.outlier).nonzero().reshape(-1)
+        y = torch.ops.quantized.linear_dynamic(rows.index_fill(1, big, 0), self.packed, self.reduce_range)
+        y = torch.addmm(y, rows.index_select(1, big), self.weight_t.index_select(0, big))
         return y.reshape(*x.shape[:-1], self.out_features)
 
     @property
@@ -68,7 +67,6 @@ def quantize(model: nn.Module) -> nn.Module:
             "x86" not in torch.backends.quantized.supported_engines:
         raise UserError("--precision int8 needs an x86 CPU (fbgemm); use --precision fp32 here")
     reduce_range = not _has_vnni()
-    _fuse(model)
     embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     try:
         with torch.no_grad():
@@ -86,29 +84,6 @@ def quantize(model: nn.Module) -> nn.Module:
         raise UserError(f"--precision int8 is not available with torch {torch.__version__}: "
                         f"{str(error).splitlines()[0]}")
     return model
-
-
-def _fuse(model: nn.Module) -> None:
-    """Llama blocks: q, k and v as one layer, gate and up as one (one int8 call each instead of three and two,
-    each call having a fixed cost). Their weights are stacked once, here, into the fused layers."""
-    from autocomplete.engine.llama import Block
-
-    for block in model.modules():
-        if isinstance(block, Block) and block.fused is None:
-            qkv = _stacked(block.q_proj, block.k_proj, block.v_proj)
-            gate_up = _stacked(block.gate_proj, block.up_proj)
-            del block.q_proj, block.k_proj, block.v_proj, block.gate_proj, block.up_proj
-            block.fused = nn.ModuleList([qkv, gate_up])
-
-
-def _stacked(*layers: nn.Linear) -> nn.Linear:
-    stacked = nn.Linear.__new__(nn.Linear)
-    nn.Module.__init__(stacked)
-    weight = torch.cat([layer.weight for layer in layers])
-    stacked.in_features, stacked.out_features = weight.shape[1], weight.shape[0]
-    stacked.weight = nn.Parameter(weight, requires_grad=False)
-    stacked.register_parameter("bias", None)
-    return stacked
 
 
 def _has_vnni() -> bool:

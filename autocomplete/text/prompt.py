@@ -120,7 +120,8 @@ _FORMAT = "frame-cache-1"
 
 def _stored_path(lm: LoadedModel, ids: list[int]) -> Path | None:
     """Where this model's cache of these frame tokens is kept: keyed by the model's files (path, size, time), the
-    tokens, the device and the precision, so any change computes it anew."""
+    tokens, the device, the precision and how the forward lays out its keys (`cache_layout`: a compact forward that
+    changes it must not read caches written before), so any change computes it anew."""
     if lm.directory is None:
         return None
     import hashlib
@@ -129,7 +130,7 @@ def _stored_path(lm: LoadedModel, ids: list[int]) -> Path | None:
     files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.safetensors"))]
     weight = next(iter(lm.model.parameters()), None)
     identity = repr((_FORMAT, str(directory), files, ids, str(lm.model.device), type(lm.model).__name__,
-                     str(weight.dtype) if weight is not None else ""))
+                     getattr(lm.model, "cache_layout", ""), str(weight.dtype) if weight is not None else ""))
     return paths.cache_dir() / "frames" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.safetensors"
 
 

@@ -140,6 +140,17 @@ def test_the_frame_cache_kept_on_disk_equals_the_computed_one(model, request, tm
     assert prompt._load_cache(path, lm, len(ids) - 1) is None
 
 
+def test_a_stored_frame_is_not_read_by_a_forward_that_lays_out_keys_otherwise(smol, tmp_path, monkeypatch):
+    """Keys kept on disk by an older forward (say, before rotary pairs sat side by side) would be read as garbage."""
+    from autocomplete.text import prompt
+
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    ids = smol.encode("zebra quilt\n")
+    path = prompt._stored_path(smol, ids)
+    monkeypatch.setattr(type(smol.model), "cache_layout", "an older layout")
+    assert prompt._stored_path(smol, ids) != path
+
+
 def test_a_second_process_loads_the_stored_frame(cli, tiny_dir, tmp_path, env):
     examples = tmp_path / "examples.txt"
     examples.write_text("\n".join(EXAMPLES) + "\n")
