@@ -5,6 +5,8 @@
 The model has GPT-2-124M's architecture with random weights (same cost as the real one; built once and cached).
 GPT-2's own tokenizer can't be had offline, so it uses the pip-shipped SmolLM2's (49,152 tokens, close to
 GPT-2's 50,257); the starter model is fetched the way autocomplete fetches it, if it isn't cached yet.
+The peers (llama.cpp, CTranslate2) are measured when installed; a peer not installed has its last figures shown
+instead (bench/peers_last.json, rewritten whenever they're measured), dated and labelled as such.
 """
 
 from __future__ import annotations
@@ -158,7 +160,6 @@ def bench_decode(directory: Path, table: Table, repeat: int) -> None:
 def q8_0_gguf() -> Path | None:
     """llama.cpp's Q8_0 of the starter model, requantized from the shipped Q4_1 GGUF (whose dequantized weights are
     exactly our fp32 model): both 8-bit formats start from the same numbers. None without llama-cpp-python."""
-    import ctypes
     import importlib.util
 
     from autocomplete.engine import starter
@@ -172,6 +173,12 @@ def q8_0_gguf() -> Path | None:
     if not source.is_file():
         source.parent.mkdir(parents=True, exist_ok=True)
         starter._fetch(source.parent)
+    return _quantize_q8_0(source, target)
+
+
+def _quantize_q8_0(source: Path, target: Path) -> Path | None:
+    import ctypes
+
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
@@ -179,6 +186,136 @@ def q8_0_gguf() -> Path | None:
     with _quiet_stderr():  # llama.cpp logs every tensor
         failed = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     return None if failed else target
+
+
+def write_gpt2_gguf(directory: Path, target: Path) -> None:
+    """The GPT-2-sized model as llama.cpp reads it, every tensor F32, written with the gguf package (a dependency
+    already; llama.cpp's converter isn't on disk): tensor names from gguf's own map of transformers' names, Conv1D
+    weights turned from [in, out] to [out, in], no output tensor (tied: llama.cpp then reads token_embd). The
+    tokenizer from tokenizer.json; "smollm" is what llama.cpp's converter names its pre-tokenizer (the starter's
+    GGUF says so, and it's the same tokenizer)."""
+    import gguf
+    import numpy
+    from safetensors import safe_open
+
+    config = json.loads((directory / "config.json").read_text())
+    tokenizer = json.loads((directory / "tokenizer.json").read_text())
+    special = json.loads((directory / "tokenizer_config.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    assert [vocab[token] for token in tokens] == list(range(len(tokens))), "token ids with gaps"
+    added = {token["id"]: token for token in tokenizer["added_tokens"]}
+    writer = gguf.GGUFWriter(target, "gpt2")
+    writer.add_name(directory.name)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_context_length(config["n_positions"])
+    writer.add_embedding_length(config["n_embd"])
+    writer.add_feed_forward_length(config["n_inner"] or 4 * config["n_embd"])
+    writer.add_block_count(config["n_layer"])
+    writer.add_head_count(config["n_head"])
+    writer.add_layer_norm_eps(config["layer_norm_epsilon"])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("smollm")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.NORMAL if i not in added else
+                            gguf.TokenType.CONTROL if added[i]["special"] else gguf.TokenType.USER_DEFINED
+                            for i in range(len(tokens))])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]])
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_unk_token_id(vocab[special["unk_token"]])
+    writer.add_pad_token_id(vocab[special["pad_token"]])
+    writer.add_add_bos_token(False)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT2, config["n_layer"])
+    with safe_open(directory / "model.safetensors", "np") as weights:
+        for key in sorted(weights.keys()):
+            tensor = weights.get_tensor(key).astype(numpy.float32)
+            if key.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+                tensor = numpy.ascontiguousarray(tensor.T)
+            writer.add_tensor(names.get_name(key, try_suffixes=(".weight", ".bias")), tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def gguf_against_transformers(gguf: Path, directory: Path) -> dict[str, float]:
+    """llama.cpp on a GGUF of the GPT-2-sized model against transformers' GPT2LMHeadModel fp32 on its safetensors:
+    the tokenization of bench/faithfulness.txt, and the logits over its first segment (one batch each)."""
+    import numpy
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    text = (Path(__file__).parent / "faithfulness.txt").read_text()
+    ids = AutoTokenizer.from_pretrained(directory).encode(text, add_special_tokens=False)
+    llm = _llama_cpp(gguf)
+    same_tokens = llm.tokenize(text.encode(), add_bos=False, special=False) == ids
+    segment = ids[:FAITHFULNESS_SEGMENT]
+    llm.eval(segment)
+    got = torch.from_numpy(numpy.array(llm.scores[:len(segment)])).float()
+    llm.close()
+    with torch.inference_mode():
+        want = GPT2LMHeadModel.from_pretrained(directory).eval()(torch.tensor([segment])).logits[0]
+    want_lp, got_lp = torch.log_softmax(want, -1), torch.log_softmax(got, -1)
+    return {"same tokens": same_tokens, "largest logit difference": float((got - want).abs().max()),
+            "mean logit difference": float((got - want).abs().mean()), "logit std": float(want.std()),
+            "top-1 agreement": float((got.argmax(-1) == want.argmax(-1)).float().mean()),
+            "mean KL": float((want_lp.exp() * (want_lp - got_lp)).sum(-1).mean())}
+
+
+def gpt2_q8_0_gguf(directory: Path) -> Path | None:
+    """llama.cpp's Q8_0 of the GPT-2-sized model, quantized from an F32 GGUF of the same weights as our fp32 (as our
+    int8 is). The F32 GGUF is checked against transformers before, the Q8_0 shown after; the F32 is then dropped.
+    None without llama-cpp-python."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    target = OUT / "gguf" / f"{directory.name}.Q8_0.gguf"
+    if target.is_file():
+        return target
+    print("writing the GPT-2-sized model's GGUF (F32, then Q8_0)…", file=sys.stderr)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    f32 = target.with_name(f"{directory.name}.F32.gguf")
+    try:
+        write_gpt2_gguf(directory, f32)
+        check = show_gguf_check("F32", f32, directory)
+        if not (check["same tokens"] and check["mean logit difference"] < 1e-3 and
+                check["largest logit difference"] < 1e-2 and check["top-1 agreement"] > 0.99):
+            raise RuntimeError(f"{f32} doesn't compute what transformers does: {check}")
+        if _quantize_q8_0(f32, target) is None:
+            return None
+        show_gguf_check("Q8_0", target, directory)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        f32.unlink(missing_ok=True)
+    return target
+
+
+def show_gguf_check(name: str, gguf: Path, directory: Path) -> dict[str, float]:
+    check = gguf_against_transformers(gguf, directory)
+    print(f"  llama.cpp {name} vs transformers fp32, GPT-2-sized, {FAITHFULNESS_SEGMENT} positions: " +
+          ", ".join(f"{k} {v}" if isinstance(v, bool) else f"{k} {v:.3g}" for k, v in check.items()), file=sys.stderr)
+    return check
+
+
+def ct2_int8(source: Path, name: str) -> Path:
+    """CTranslate2's int8 conversion of a transformers model dir, made once."""
+    import shutil
+
+    from ctranslate2.converters import TransformersConverter
+
+    target = OUT / "ct2" / name
+    if (target / "model.bin").is_file():
+        return target
+    partial = target.with_name(name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with _quiet_stderr():  # transformers' progress bars, the converter's warnings
+        TransformersConverter(str(source)).convert(str(partial), quantization="int8")
+    partial.rename(target)
+    return target
 
 
 class _quiet_stderr:
@@ -205,6 +342,140 @@ def _llama_cpp(gguf: Path):
                                n_threads=torch.get_num_threads(), n_threads_batch=torch.get_num_threads())
 
 
+class LlamaCpp:
+    """A peer: llama.cpp's Q8_0 through llama-cpp-python, on torch's threads."""
+
+    key, module = "llama.cpp", "llama_cpp"
+
+    def __init__(self, gguf: Path):
+        self.llm = _llama_cpp(gguf)
+
+    @staticmethod
+    def version() -> str:
+        import llama_cpp
+
+        return f"llama-cpp-python {llama_cpp.__version__}"
+
+    @classmethod
+    def name(cls) -> str:
+        return f"llama.cpp Q8_0 ({cls.version()})"
+
+    def decode_rate(self, prompt: list[int], n: int) -> float:
+        """Greedy, n tokens: the n - 1 after the first over the time between the first and the last."""
+        self.llm.reset()
+        times = []
+        for _ in self.llm.generate(prompt, temp=0.0, repeat_penalty=1.0):
+            times.append(time.perf_counter())
+            if len(times) == n:
+                break
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def logprobs(self, segment: list[int]):
+        """log-softmax after each token of the segment but the last, the segment in one batch."""
+        import numpy
+        import torch
+
+        self.llm.reset()
+        self.llm.eval(segment[:-1])
+        return torch.log_softmax(torch.from_numpy(numpy.array(self.llm.scores[: len(segment) - 1])).float(), -1)
+
+
+class CTranslate2:
+    """A peer: CTranslate2's int8 (weights int8, compute int8 with float32 where it can't), on torch's threads."""
+
+    key, module = "CTranslate2", "ctranslate2"
+
+    def __init__(self, directory: Path):
+        import ctranslate2
+        import torch
+
+        with _quiet_stderr():
+            self.generator = ctranslate2.Generator(str(directory), device="cpu", compute_type="int8",
+                                                   intra_threads=torch.get_num_threads(), inter_threads=1)
+        self.tokens = json.loads((directory / "vocabulary.json").read_text())  # generate_tokens takes strings
+
+    @staticmethod
+    def version() -> str:
+        import ctranslate2
+
+        return f"CTranslate2 {ctranslate2.__version__}"
+
+    @classmethod
+    def name(cls) -> str:
+        return f"{cls.version()} int8"
+
+    def decode_rate(self, prompt: list[int], n: int) -> float:
+        """Greedy, n tokens (no end token: all n are made): timed like llama.cpp's."""
+        times = []
+        for _ in self.generator.generate_tokens([self.tokens[i] for i in prompt], max_length=n, sampling_topk=1,
+                                                end_token=[]):
+            times.append(time.perf_counter())
+        assert len(times) == n, "CTranslate2 made a different number of tokens than asked"
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def logprobs(self, segment: list[int]):
+        """log-softmax after each token of the segment but the last, the segment in one batch."""
+        import numpy
+        import torch
+
+        logits = self.generator.forward_batch([segment[:-1]])
+        return torch.log_softmax(torch.from_numpy(numpy.asarray(logits)[0]).float(), -1)
+
+
+PEERS = (LlamaCpp, CTranslate2)
+
+
+def installed(peer) -> bool:
+    """Peers are optional, never needed by CI or users: only what's installed is measured."""
+    import importlib.util
+
+    return importlib.util.find_spec(peer.module) is not None
+
+
+PEERS_LAST = ROOT / "bench" / "peers_last.json"
+
+
+class PeersLast:
+    """The peers' figures measured in this run, kept in bench/peers_last.json (committed) with their date, peer
+    version and machine: a run without a peer installed shows that peer's last figures instead, so labelled."""
+
+    def __init__(self):
+        self.measured: dict[str, list[dict]] = {}  # peer key -> figures
+        self.names: dict[str, tuple[str, str]] = {}
+
+    def add(self, peer, figure: str, value: float, unit: str) -> None:
+        self.names[peer.key] = peer.name(), peer.version()
+        self.measured.setdefault(peer.key, []).append({"figure": figure, "value": value, "unit": unit})
+
+    def save(self) -> None:
+        """Rewrites the measured peers' entries (the others' are kept), if any peer was measured."""
+        import datetime
+
+        import torch
+
+        if not self.measured:
+            return
+        last = json.loads(PEERS_LAST.read_text()) if PEERS_LAST.is_file() else {}
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        for key, figures in self.measured.items():
+            name, version = self.names[key]
+            last[key] = {"name": name, "version": version, "date": datetime.date.today().isoformat(),
+                         "machine": machine, "figures": figures}
+        PEERS_LAST.write_text(json.dumps(last, indent=2, ensure_ascii=False) + "\n")
+
+    @staticmethod
+    def show(peer, notes: list[str]) -> None:
+        """The last figures of a peer not installed, as a note and on stderr."""
+        last = json.loads(PEERS_LAST.read_text()).get(peer.key) if PEERS_LAST.is_file() else None
+        if last is None:
+            notes.append(f"{peer.key}: not installed, not measured in this run, and never measured before")
+        else:
+            figures = "; ".join(f"{f['figure']}: {f['value']:.4g} {f['unit']}" for f in last["figures"])
+            notes.append(f"{last['name']}, not installed: not measured in this run, last measured {last['date']} "
+                         f"({last['machine']}): {figures}")
+        print("  " + notes[-1], file=sys.stderr)
+
+
 FAITHFULNESS_SEGMENT = 256  # tokens a segment: the text is read in pieces the size of a long prompt
 
 
@@ -229,35 +500,47 @@ def teacher_forced_logprobs(model, segment: list[int]):
     return torch.log_softmax(torch.stack(rows), -1)
 
 
-def bench_peers(table: Table, notes: list[str], repeat: int) -> None:
-    """SmolLM2-135M (the starter): decode speed and faithfulness of our int8 against our fp32, beside llama.cpp's
-    Q8_0 when llama-cpp-python is installed (never needed by CI or users). Faithfulness: teacher-forced over the
-    whole of bench/faithfulness.txt (varied English written for this), top-1 agreement with fp32 and the mean
-    KL divergence KL(fp32 || candidate) in nats."""
-    import torch
+def bench_peers(directory: Path, table: Table, notes: list[str], repeat: int) -> None:
+    """Our fp32 and int8 beside the peers installed (llama.cpp's Q8_0, CTranslate2's int8; never needed by CI or
+    users), on the starter (SmolLM2-135M) and on the GPT-2-sized model; for each peer not installed, its last
+    figures."""
+    from autocomplete.engine import starter
 
+    last = PeersLast()
+    peers_smollm2(table, notes, repeat, peers_on(q8_0_gguf, starter.model_dir(), "smollm2-135m"), last)
+    peers_gpt2(directory, table, repeat, peers_on(lambda: gpt2_q8_0_gguf(directory), directory, directory.name),
+               last)
+    for peer in PEERS:
+        if not installed(peer):
+            PeersLast.show(peer, notes)
+    last.save()
+
+
+def peers_on(gguf: Callable[[], Path | None], transformers_dir: Path, name: str) -> list:
+    """The peers installed, each on its own 8-bit form of the model: llama.cpp on the Q8_0 GGUF that gguf() makes,
+    CTranslate2 on its int8 conversion of the transformers dir."""
+    peers = []
+    if installed(LlamaCpp) and (path := gguf()) is not None:
+        peers.append(LlamaCpp(path))
+    if installed(CTranslate2):
+        peers.append(CTranslate2(ct2_int8(transformers_dir, name)))
+    return peers
+
+
+def peers_smollm2(table: Table, notes: list[str], repeat: int, peers: list, last: PeersLast) -> None:
+    """SmolLM2-135M (the starter): faithfulness of our int8 and of each peer to our fp32, then decode speed.
+    Faithfulness: teacher-forced over the whole of bench/faithfulness.txt (varied English written for this), top-1
+    agreement with fp32 and the mean KL divergence KL(fp32 || candidate) in nats."""
     from autocomplete.engine import models, starter
-    from autocomplete.engine.generate import generate
 
     directory = str(starter.model_dir())
     fp32, int8 = (models.load(directory, "cpu", precision) for precision in ("fp32", "int8"))
     segments = faithfulness_segments(lambda text: fp32.encode(text, special=False))
     reference = [teacher_forced_logprobs(fp32.model, segment) for segment in segments]
-    candidates = {"autocomplete int8": lambda segment: teacher_forced_logprobs(int8.model, segment)}
-    gguf = q8_0_gguf()
-    peer = _llama_cpp(gguf) if gguf else None
-    if peer is not None:
-        import llama_cpp
-        import numpy
-
-        def q8_0(segment: list[int]):
-            peer.reset()
-            peer.eval(segment[:-1])
-            return torch.log_softmax(torch.from_numpy(numpy.array(peer.scores[: len(segment) - 1])).float(), -1)
-
-        candidates[f"llama.cpp Q8_0 (llama-cpp-python {llama_cpp.__version__})"] = q8_0
+    candidates = [("autocomplete int8", lambda segment: teacher_forced_logprobs(int8.model, segment), None),
+                  *((peer.name(), peer.logprobs, peer) for peer in peers)]
     positions = sum(len(r) for r in reference)
-    for name, logprobs in candidates.items():
+    for name, logprobs, peer in candidates:
         same = kld = 0.0
         for segment, ref in zip(segments, reference):
             got = logprobs(segment)
@@ -266,37 +549,55 @@ def bench_peers(table: Table, notes: list[str], repeat: int) -> None:
         notes.append(f"faithfulness to fp32 on SmolLM2-135M, {positions} teacher-forced positions: {name}: top-1 "
                      f"agreement {same / positions:.1%}, mean KL divergence {kld / positions:.4f} nats")
         print("  " + notes[-1], file=sys.stderr)
+        if peer is not None:
+            figure = f"faithfulness to fp32 on SmolLM2-135M, {positions} positions"
+            last.add(peer, f"{figure}, top-1 agreement", round(100 * same / positions, 2), "%")
+            last.add(peer, f"{figure}, mean KL divergence", round(kld / positions, 5), "nats")
+    decode_against_peers("SmolLM2-135M (the starter)", {"fp32": fp32.model, "int8": int8.model}, peers,
+                         fp32.encode("The weather today is", special=False), "int8 ≥ llama.cpp Q8_0", table,
+                         repeat, last)
 
-    n, prompt = 128, fp32.encode("The weather today is", special=False)
 
-    def ours(model) -> float:
+def peers_gpt2(directory: Path, table: Table, repeat: int, peers: list, last: PeersLast) -> None:
+    """The GPT-2-sized model: decode speed of our fp32 and int8 beside the peers'."""
+    from autocomplete.engine import models
+
+    fp32, int8 = (models.load(str(directory), "cpu", precision) for precision in ("fp32", "int8"))
+    decode_against_peers("GPT-2-124M (random weights)", {"fp32": fp32.model, "int8": int8.model}, peers,
+                         fp32.encode("The weather today is", special=False), "≥ 1.2× llama.cpp Q8_0", table,
+                         repeat, last)
+
+
+def decode_against_peers(label: str, ours: dict, peers: list, prompt: list[int], int8_target: str, table: Table,
+                         repeat: int, last: PeersLast) -> None:
+    """Decode speed, greedy, 128 tokens, ours and the peers taking turns, the median of each: our fp32 and int8
+    against llama.cpp's Q8_0 (against our fp32 without it), our int8 against CTranslate2's int8 too. A rate is the
+    tokens after the first over the time between the first and the last."""
+    from autocomplete.engine.generate import generate
+
+    n = 128
+
+    def ours_rate(model) -> float:
         times = []
         for _ in generate(model, prompt, n, temperature=0):
             times.append(time.perf_counter())
         return (len(times) - 1) / (times[-1] - times[0])
 
-    runs = {"fp32": lambda: ours(fp32.model), "int8": lambda: ours(int8.model)}
-    if peer is not None:
-        def llama_rate() -> float:
-            peer.reset()
-            times = []
-            for token in peer.generate(prompt, temp=0.0, repeat_penalty=1.0):
-                times.append(time.perf_counter())
-                if len(times) == n:
-                    break
-            return (len(times) - 1) / (times[-1] - times[0])
-
-        runs["llama.cpp Q8_0"] = llama_rate
+    runs = {precision: functools.partial(ours_rate, model) for precision, model in ours.items()}
+    runs |= {peer.name(): functools.partial(peer.decode_rate, prompt, n) for peer in peers}
     rates = {name: statistics.median(values) for name, values in in_turns(runs, repeat).items()}
-    if peer is None:
-        print("peers: llama-cpp-python is not installed; llama.cpp's figures are not measured", file=sys.stderr)
-        baseline, name = rates["fp32"], "autocomplete fp32"
-    else:
-        baseline, name = rates["llama.cpp Q8_0"], "llama.cpp Q8_0"
-    for precision in ("fp32", "int8"):
-        table.add(f"decode {precision}, SmolLM2-135M (the starter), greedy, 128 tokens", name, baseline,
-                  rates[precision], "tok/s", "int8 ≥ llama.cpp Q8_0" if precision == "int8" else "",
-                  higher_is_better=True)
+    figure = f"decode {{}}, {label}, greedy, {n} tokens"
+    for peer in peers:
+        last.add(peer, f"decode, {label}, greedy, {n} tokens", round(rates[peer.name()], 2), "tok/s")
+    llama = next((peer.name() for peer in peers if isinstance(peer, LlamaCpp)), None)
+    baseline = (llama, rates[llama]) if llama else ("autocomplete fp32", rates["fp32"])
+    for precision in ours:
+        table.add(figure.format(precision), *baseline, rates[precision], "tok/s",
+                  int8_target if precision == "int8" and llama else "", higher_is_better=True)
+    for peer in peers:
+        if isinstance(peer, CTranslate2):
+            table.add(figure.format("int8"), peer.name(), rates[peer.name()], rates["int8"], "tok/s",
+                      higher_is_better=True)
 
 
 def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None) -> dict[str, float]:
@@ -629,7 +930,7 @@ def main() -> None:
     if "decode" in parts:
         bench_decode(directory, table, args.repeat)
     if "peers" in parts:
-        bench_peers(table, notes, args.repeat)
+        bench_peers(directory, table, notes, args.repeat)
     if "agreement" in parts:
         bench_agreement(notes)
     if "start-up" in parts:
