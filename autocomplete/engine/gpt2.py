@@ -62,11 +62,17 @@ class KVCache:
             self.kv[:, :, :, None, :, :self.length]
         self.kv = grown
 
-    def __deepcopy__(self, memo) -> "KVCache":
+    def with_room(self, room: int) -> "KVCache":
+        """A copy with `room` free positions after what is filled: a completion that knows how many tokens it adds
+        (the prompt's and the most it generates) copies the frame's keys and values once, not again to grow."""
         copy = KVCache.__new__(KVCache)
-        copy.kv = self.kv[:, :, :, :, :self.length].clone()
+        copy.kv = self.kv.new_empty((*self.kv.shape[:4], self.length + room, self.kv.shape[5]))
+        copy.kv[:, :, :, :, :self.length] = self.kv[:, :, :, :, :self.length]
         copy.length = self.length
         return copy
+
+    def __deepcopy__(self, memo) -> "KVCache":
+        return self.with_room(0)
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,

@@ -42,8 +42,13 @@ class Prompt:
     vocab: Vocab
 
     def cache(self):
-        """A KV cache to start from, the model's to extend: a copy of the frame's, which stays as it is."""
-        return copy.deepcopy(self.frame.cache) if self.frame and self.frame.cache is not None else None
+        """A KV cache to start from, the model's to extend: a copy of the frame's, which stays as it is (with room
+        for what this prompt adds, where the cache is ours)."""
+        if not self.frame or self.frame.cache is None:
+            return None
+        if hasattr(self.frame.cache, "with_room"):
+            return self.frame.cache.with_room(len(self.ids) + self.max_new)
+        return copy.deepcopy(self.frame.cache)
 
     def allowed(self, generated: list[int]):
         return self.healing.allowed(generated) if self.healing else None

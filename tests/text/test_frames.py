@@ -52,6 +52,23 @@ def test_the_frame_is_computed_once_per_model(tiny):
     assert frame_for(tiny, EXAMPLES) is frame and frame.cache.length == len(frame.ids)
 
 
+def test_a_completion_copies_the_frame_cache_once(tiny):
+    """The frame's keys and values are copied with room for the prompt and every new token, so the cache never
+    grows (a second copy of everything) during the completion; the frame's own cache stays as it was."""
+    import torch
+
+    prompt = prepare(tiny, "san", "query", EXAMPLES, max_new=5)
+    cache = prompt.cache()
+    storage, frame = cache.kv.data_ptr(), frame_for(tiny, EXAMPLES)
+    ids = torch.tensor([prompt.ids])
+    with torch.inference_mode():
+        out = tiny.model(input_ids=ids, cache=cache, logits_to_keep=1)
+        for _ in range(prompt.max_new):
+            out = tiny.model(input_ids=out.logits[:, -1].argmax(-1, keepdim=True), cache=out.cache, logits_to_keep=1)
+    assert out.cache.kv.data_ptr() == storage and out.cache.length == len(frame.ids) + len(ids[0]) + prompt.max_new
+    assert frame.cache.length == len(frame.ids)
+
+
 def test_a_frame_too_long_for_the_context_keeps_what_fits(tiny):
     frame = frame_for(tiny, [f"query number {i}" for i in range(40)])
     assert len(frame.ids) + 1 <= tiny.context_length // 2
