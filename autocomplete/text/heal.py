@@ -61,6 +61,47 @@ class Vocab:
                 self.pieces[i] = b""  # never written out, never spells anything
         self._index: dict[bool, tuple[list[bytes], list[int]]] = {}
 
+    def to_bytes(self) -> bytes:
+        """The pieces and both sorted orders, for a cold call to read back (about 15 ms) instead of building them
+        from the tokenizer (about 80 ms for 49,152 tokens): plain arrays of lengths and ids, then the bytes."""
+        from array import array
+
+        orders = [self._sorted(fold)[1] for fold in (False, True)]
+        header = array("I", [len(self.pieces), *(len(order) for order in orders)])
+        arrays = [header, array("I", map(len, self.pieces)), *(array("I", order) for order in orders)]
+        return b"".join(a.tobytes() for a in arrays) + b"".join(self.pieces)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Vocab:
+        """Raises ValueError on anything to_bytes didn't write (a torn file, say)."""
+        from array import array
+
+        def ints(start: int, count: int) -> array:
+            values = array("I")
+            values.frombytes(data[start * 4:(start + count) * 4])
+            if len(values) != count:
+                raise ValueError("a stored vocabulary cut short")
+            return values
+
+        n, *sizes = ints(0, 3)
+        lengths = ints(3, n)
+        at, orders = 3 + n, []
+        for size in sizes:
+            orders.append(list(ints(at, size)))
+            at += size
+        blob, offset, pieces = memoryview(data)[at * 4:], 0, []
+        for length in lengths:
+            pieces.append(bytes(blob[offset:offset + length]))
+            offset += length
+        if offset != len(blob) or any(i >= n for order in orders for i in order):
+            raise ValueError("a stored vocabulary that doesn't add up")
+        vocab = cls.__new__(cls)
+        vocab.pieces = pieces
+        folded = [p.lower() for p in pieces]
+        vocab._index = {fold: ([keys[i] for i in order], order)
+                        for fold, keys, order in ((False, pieces, orders[0]), (True, folded, orders[1]))}
+        return vocab
+
     def _sorted(self, fold: bool) -> tuple[list[bytes], list[int]]:
         """The tokens sorted by their bytes (lower-cased if fold), so that those beginning with some bytes are one
         run; built when first needed."""

@@ -86,9 +86,34 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
 
 
 def vocabulary(lm: LoadedModel) -> Vocab:
+    """Every token's bytes, for healing: read from disk where an earlier call kept them (a cold call's ~80 ms of
+    building them from the tokenizer become ~15), else built and kept."""
     if lm.vocab is None:
-        lm.vocab = Vocab(lm.tokenizer)
+        stored = _stored_vocab_path(lm)
+        try:
+            lm.vocab = Vocab.from_bytes(stored.read_bytes()) if stored and stored.is_file() else None
+        except (OSError, ValueError):
+            lm.vocab = None  # torn or foreign: built again
+        if lm.vocab is None:
+            lm.vocab = Vocab(lm.tokenizer)
+            data = lm.vocab.to_bytes()
+            _write_atomically(stored, lambda tmp: Path(tmp).write_bytes(data))
     return lm.vocab
+
+
+_VOCAB_FORMAT = "vocab-1"
+
+
+def _stored_vocab_path(lm: LoadedModel) -> Path | None:
+    """Keyed by the tokenizer's file (path, size, time): a changed tokenizer is read anew."""
+    tokenizer = Path(lm.directory).resolve() / "tokenizer.json" if lm.directory else None
+    if tokenizer is None or not tokenizer.is_file():
+        return None
+    import hashlib
+
+    stat = tokenizer.stat()
+    identity = repr((_VOCAB_FORMAT, str(tokenizer), stat.st_size, stat.st_mtime_ns, len(lm.tokenizer)))
+    return paths.cache_dir() / "vocab" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.bin"
 
 
 def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
@@ -144,16 +169,24 @@ def _save_cache(cache, path: Path | None) -> None:
     tensors = _tensors(cache)
     if path is None or tensors is None:
         return
-    import tempfile
-
     from safetensors.torch import save_file
+
+    _write_atomically(path, lambda tmp: save_file(tensors, tmp))
+
+
+def _write_atomically(path: Path | None, write) -> None:
+    """Best effort (what can't be written is computed again next time), owner-only (mkstemp's 0600), never seen
+    half-written: write(a temporary path beside it), then renamed into place."""
+    if path is None:
+        return
+    import tempfile
 
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
         os.close(fd)
-        save_file(tensors, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError:
         if tmp:

@@ -92,3 +92,41 @@ def test_healing_completes_mid_word_on_the_real_model(smol):
     done = complete(smol, "stock mar", Settings(temperature=0, max_tokens=6, style="query"), pieces.append)
     assert done.completion.startswith("ket") and "".join(pieces) == done.completion
     assert smol.decode(done.tokens).lower().startswith(" market")  # the tokens spell the typed letters again
+
+
+@pytest.mark.parametrize("model", ["tiny", "smol"])
+def test_the_vocabulary_kept_on_disk_is_the_one_built(model, request, tmp_path, monkeypatch):
+    """A cold call reads the token bytes and their sorted orders from disk (owner-only) rather than building them
+    from the tokenizer again; what it reads answers every lookup as the built one does."""
+    from autocomplete.text import heal
+
+    lm = request.getfixturevalue(model)
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(lm, "vocab", None)
+    built = vocabulary(lm)
+    (stored,) = (tmp_path / "vocab").iterdir()
+    assert stored.stat().st_mode & 0o077 == 0
+    monkeypatch.setattr(lm, "vocab", None)
+    monkeypatch.setattr(heal.Vocab, "__init__", lambda self, tokenizer: pytest.fail("built again"))
+    read = vocabulary(lm)
+    assert read is not built and read.pieces == built.pieces
+    for prefix in [b" mar", b"San", b"\xec", b"a", b" "]:
+        for fold in (False, True):
+            assert read.starting_with(prefix, fold=fold) == built.starting_with(prefix, fold=fold)
+            assert read.pieces_of(prefix + b"x", fold=fold) == built.pieces_of(prefix + b"x", fold=fold)
+
+
+def test_a_torn_stored_vocabulary_is_built_again(tiny, tmp_path, monkeypatch):
+    from autocomplete.text import heal
+
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tiny, "vocab", None)
+    built = vocabulary(tiny)
+    (stored,) = (tmp_path / "vocab").iterdir()
+    data = stored.read_bytes()
+    for torn in (data[:-1], data[:100], b"", data + b"x"):
+        with pytest.raises(ValueError):
+            heal.Vocab.from_bytes(torn)
+        stored.write_bytes(torn)
+        monkeypatch.setattr(tiny, "vocab", None)
+        assert vocabulary(tiny).pieces == built.pieces
