@@ -87,7 +87,7 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
 
 def vocabulary(lm: LoadedModel) -> Vocab:
     """Every token's bytes, for healing: read from disk where an earlier call kept them (a cold call's ~80 ms of
-    building them from the tokenizer become ~15), else built and kept."""
+    building them from the tokenizer become ~20), else built and kept."""
     if lm.vocab is None:
         stored = _stored_vocab_path(lm)
         try:
@@ -96,8 +96,9 @@ def vocabulary(lm: LoadedModel) -> Vocab:
             lm.vocab = None  # torn or foreign: built again
         if lm.vocab is None:
             lm.vocab = Vocab(lm.tokenizer)
-            data = lm.vocab.to_bytes()
-            _write_atomically(stored, lambda tmp: Path(tmp).write_bytes(data))
+            if stored is not None:  # to_bytes sorts both orders: only worth it when they are kept
+                data = lm.vocab.to_bytes()
+                _write_atomically(stored, lambda tmp: Path(tmp).write_bytes(data))
     return lm.vocab
 
 
