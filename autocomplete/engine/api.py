@@ -11,6 +11,7 @@ tests.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import urllib.error
@@ -27,21 +28,31 @@ TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or b
 # top_k (vLLM, llama.cpp, TGI take it; the OpenAI schema has no such field) and llama.cpp's repeat penalty,
 # which is 1.1 by default there, so temperature 0 would not be greedy.
 EXTRAS = ("top_k", "repeat_penalty")
-_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_TIMEOUT = 86400.0  # a day: beyond it (inf, say) the socket layer can't represent the wait
 
 
 class Api:
-    """One OpenAI-compatible server: its base URL (".../v1") and the key, if any."""
+    """One OpenAI-compatible server: its base URL (".../v1") and the key, if any. The key goes to that origin
+    (scheme, host, port) only: a redirect elsewhere is refused, not followed (see _Redirects)."""
 
     def __init__(self, base: str, key: str | None = None, timeout: float | None = None):
         base = base.strip().rstrip("/")
-        parts = urllib.parse.urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"--api {base!r} is not an http(s) URL (for example http://localhost:8000/v1)")
+        try:
+            parts = urllib.parse.urlsplit(base)
+            parts.port  # noqa: B018 - raises ValueError for a port that isn't a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--api {_without_credentials(base)!r} is not an http(s) URL "
+                             "(for example http://localhost:8000/v1)")
+        if parts.username is not None or parts.password is not None:
+            # Never echoed: the URL holds a secret. Shell history and process listings show it too.
+            raise UsageError(f"--api URL holds a user name or password; give the key in {KEY_VARIABLE} instead")
         self.base, self.host = base, parts.hostname
         self.timeout = timeout if timeout is not None else _timeout()
-        self.key = key if key is not None else os.environ.get(KEY_VARIABLE) or None
+        self.key = _checked_key(key if key is not None else os.environ.get(KEY_VARIABLE))
         self.refused: set[str] = set()  # extra fields this server turned down
+        self._opener = urllib.request.build_opener(_Redirects(self))
         if self.key and parts.scheme == "http" and not _local(parts.hostname):
             ui.notice_once(f"api-key-over-http-{parts.hostname}",
                            f"Warning: {KEY_VARIABLE} goes to {parts.hostname} over plain http, readable on the way; "
@@ -128,21 +139,26 @@ class Api:
 
     def _open(self, method: str, path: str, body: dict | None = None):
         headers = {"Accept": "text/event-stream, application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        self.authorize(request)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return self._opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as error:
             raise _http_error(error, self.base + path) from None
         except urllib.error.URLError as error:
             raise UserError(self._unreachable(error.reason)) from None
         except (TimeoutError, OSError) as error:
             raise UserError(self._unreachable(error)) from None
+
+    def authorize(self, request: urllib.request.Request) -> None:
+        """The key, as a header urllib never copies onto a redirected request (_Redirects adds it back where the
+        redirect stays on this origin)."""
+        if self.key:
+            request.add_unredirected_header("Authorization", f"Bearer {self.key}")
 
     def _unreachable(self, reason) -> str:
         import socket
@@ -157,6 +173,66 @@ class Api:
         if isinstance(reason, TimeoutError):
             return f"the API server at {self.base} did not answer within {self.timeout:g} s"
         return f"can't reach the API server at {self.base}: {reason}"
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed on the same origin only (a trailing-slash fix, a path moved), or from http to https
+    on the same host. One to another host, port or scheme is refused with one line: it would take the request (and
+    the key, which urllib's own handler copies along) somewhere the user never named. 307 and 308 keep the method
+    and body, as the standard says; urllib alone would refuse them for a POST."""
+
+    def __init__(self, api: Api):
+        self.api = api
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not _same_origin(self.api.base, newurl):
+            fp.close()
+            raise UserError(f"the API server at {self.api.base} redirected to {_without_credentials(newurl)}, "
+                            "another origin; not following it (use that URL as --api if you trust it)")
+        if code in (307, 308):
+            new = urllib.request.Request(newurl, data=req.data, headers=dict(req.headers),
+                                         method=req.get_method())
+        else:
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.remove_header("Authorization")
+            self.api.authorize(new)
+        return new
+
+
+def _same_origin(base: str, url: str) -> bool:
+    a, b = urllib.parse.urlsplit(base), urllib.parse.urlsplit(url)
+    try:
+        if (a.hostname or "").lower() != (b.hostname or "").lower() or b.username or b.password:
+            return False
+        if a.scheme == b.scheme:
+            return a.port == b.port
+        return a.scheme == "http" and b.scheme == "https"  # an upgrade: the key no longer travels in the clear
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as shown in messages: any user:password@ left out."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="…@" + parts.netloc.rpartition("@")[2]))
+
+
+def _checked_key(key: str | None) -> str | None:
+    """The key as an HTTP header can carry it. Surrounding whitespace (a newline from `$(cat file)`) is dropped;
+    a control or non-ASCII character inside is an error that never shows the key."""
+    key = (key or "").strip()
+    if not key:
+        return None
+    if not key.isascii() or not key.isprintable():
+        raise UsageError(f"{KEY_VARIABLE} holds a line break or another character an HTTP header can't carry; "
+                         "set it to the key alone")
+    return key
 
 
 class _Refused(UserError):
@@ -214,10 +290,18 @@ def _timeout() -> float:
         value = float(os.environ.get("AUTOCOMPLETE_API_TIMEOUT", TIMEOUT))
     except ValueError:
         raise UsageError("AUTOCOMPLETE_API_TIMEOUT must be a number of seconds") from None
-    if not value > 0:
-        raise UsageError("AUTOCOMPLETE_API_TIMEOUT must be more than 0 seconds")
+    if not (0 < value <= MAX_TIMEOUT):  # NaN and inf too
+        raise UsageError(f"AUTOCOMPLETE_API_TIMEOUT must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
     return value
 
 
 def _local(host: str) -> bool:
-    return host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
+    """Whether traffic to `host` stays on this machine: localhost, *.localhost (RFC 6761) or a loopback address,
+    never a name that merely starts like one (127.evil.example)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -32,11 +32,11 @@ def manage(action: str, settings: Settings) -> int:
     if settings.json_lines:
         print(json.dumps({"running": found is not None, **(found or {})}))
     elif found is None:
-        print(f"No server for {shown} is running.")
+        print(ui.visible(f"No server for {shown} is running."))
     else:
         since = found["since"]
-        print(f"{found['model']} on {found['device']} ({found['precision']}), pid {found['pid']}, up since {since}, "
-              f"{found['requests']} requests served, idle timeout {found['idle_timeout']:g} s")
+        print(ui.visible(f"{found['model']} on {found['device']} ({found['precision']}), pid {found['pid']}, up since "
+                         f"{since}, {found['requests']} requests served, idle timeout {found['idle_timeout']:g} s"))
     return 0 if found is not None else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from functools import cache
 from typing import TYPE_CHECKING
@@ -18,6 +19,18 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts cursor moves, title changes,
+# hyperlinks…; some terminals obey C1 too), but not the line breaks and tabs text is made of; and the bidirectional
+# overrides and isolates, which make a line read otherwise than it is (U+202E flips what follows).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Text safe to show on a terminal: each such character written out as its escape (ESC -> \\x1b, U+202E ->
+    \\u202e). Everything that reaches stderr goes through it: messages quote servers, models and file names."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
 _redirect = threading.local()
 
 
@@ -28,7 +41,7 @@ def notice(message: str) -> None:
     if collect is not None:
         collect(message)
         return
-    stderr().print(message, style="dim", markup=False)
+    stderr().print(visible(message), style="dim", markup=False)
 
 
 @contextlib.contextmanager
@@ -45,7 +58,7 @@ def notice_once(key: str, message: str) -> None:
     """A notice shown once per user (a marker in the data directory): advice that every call would repeat."""
     from autocomplete import paths
 
-    marker = paths.data_dir() / "notices" / key
+    marker = paths.data_dir() / "notices" / _file_name(key)
     if marker.exists():
         return
     notice(message)
@@ -54,6 +67,16 @@ def notice_once(key: str, message: str) -> None:
         marker.touch()
     except OSError:
         pass  # shown again next time: better than not at all
+
+
+def _file_name(key: str) -> str:
+    """A marker's file name: keys hold host names from URLs, which must not become paths (or odd names)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", key)[:80].lstrip(".")
+    if safe == key:
+        return key
+    import hashlib
+
+    return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 _spinner = None  # the spinner on screen: a status() inside another changes its text instead of drawing a second
@@ -69,20 +92,21 @@ def status(message: str, plain: bool = False):
     console = stderr()
     if not console.is_terminal:
         if plain:
-            notice(message)
+            notice(message)  # made visible there
         yield lambda message: None
         return
     if _spinner is not None:
         outer, said = _spinner, _spinner.status
-        outer.update(message)
+        outer.update(visible(message))
         try:
-            yield outer.update
+            yield lambda message: outer.update(visible(message))
         finally:
             outer.update(said)
         return
-    with console.status(message, spinner="dots") as _spinner:
+    with console.status(visible(message), spinner="dots") as _spinner:
+        spinner = _spinner
         try:
-            yield _spinner.update
+            yield lambda message: spinner.update(visible(message))
         finally:
             _spinner = None
 

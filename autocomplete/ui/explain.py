@@ -48,7 +48,7 @@ def distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     logits = logits.float()
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
-    return torch.softmax(logits / temperature, dim=-1)
+    return torch.softmax((logits - logits.max()) / temperature, dim=-1)  # shifted: a tiny T can't overflow
 
 
 def entropy_bits(p: torch.Tensor) -> float:
@@ -151,7 +151,7 @@ class StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        from autocomplete.ui.render import visible
+        from autocomplete.ui import visible
 
         title = f"step {number}: …{visible(self.text[-50:])}"
         if step.allowed is not None:
@@ -180,7 +180,7 @@ class StepPrinter:
     def finish(self, done: Completion) -> None:
         from rich.text import Text
 
-        from autocomplete.ui.render import visible
+        from autocomplete.ui import visible
 
         shown = Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan")
         self.console.print(shown)

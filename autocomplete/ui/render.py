@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from typing import TextIO
 
 from autocomplete.settings import Settings
+from autocomplete.ui import visible
 from autocomplete.text.complete import Completion
-
-
-# Control characters a terminal would act on (ESC starts cursor moves, title changes, hyperlinks…), but not the line
-# breaks and tabs that text is made of. C1 controls (U+0080-U+009F) included: some terminals obey them too.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """Text safe to show on a terminal: each control character written out as its escape (ESC -> \\x1b)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 class TextRenderer:
