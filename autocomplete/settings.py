@@ -4,12 +4,26 @@ and the checks on its values."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_RULES = ("line", "sentence", "none")
 STYLES = ("auto", "query", "text")
 DEFAULT_MODEL = "gpt2"
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true, yes, on (any case) mean on; unset, empty, 0, false, no, off mean
+    off; anything else is a usage error, so a typo doesn't silently do the opposite."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    from autocomplete.errors import UsageError
+
+    raise UsageError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {os.environ[name]!r}")
 
 
 GENERATION = ("temperature", "top_k", "top_p", "max_tokens", "seed", "stop", "style", "examples")

@@ -15,6 +15,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_gpt2 import build_tiny_gpt2, install_in_hf_cache  # noqa: E402
 
+# No user's config file reaches a test (in this process, or the CLI's, whose env fixture sets its own).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="ac-config-")
+os.environ.pop("AUTOCOMPLETE_CONFIG", None)
+
 # The real model is ~100 MB and takes ~30 s to convert: keep it across test runs.
 PERSISTENT = Path(os.environ.get("AUTOCOMPLETE_TEST_CACHE") or Path.home() / ".cache" / "autocomplete-tests")
 
@@ -109,7 +113,8 @@ def env(tmp_path) -> dict:
     runtime = tempfile.mkdtemp(prefix="ac-")
     base.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", AUTOCOMPLETE_CACHE_DIR=str(tmp_path / "cache"),
                 AUTOCOMPLETE_DATA_DIR=str(tmp_path / "data"), AUTOCOMPLETE_RUNTIME_DIR=runtime,
-                PYTHONIOENCODING="utf-8", COLUMNS="200", AUTOCOMPLETE_STYLE="text")
+                PYTHONIOENCODING="utf-8", COLUMNS="200", AUTOCOMPLETE_STYLE="text",
+                XDG_CONFIG_HOME=str(tmp_path / "config-home"))
     yield base
     shutil.rmtree(runtime, ignore_errors=True)
 

@@ -16,7 +16,8 @@ def logits_warpers(temperature: float, top_k: int, top_p: float) -> Callable[[to
 
     def warp(input_ids: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
         if temperature != 1.0:
-            logits = logits / temperature
+            # Shifted first, so the largest is 0: a tiny T (1e-39) sends the rest to -inf, not the top to inf (NaN).
+            logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
         if top_k > 0:
             logits = keep_top_k(logits, top_k)
         if top_p < 1.0:

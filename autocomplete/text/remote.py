@@ -33,6 +33,10 @@ from autocomplete.text.suggestions import Found, Suggestion, normalise
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
 PARALLEL = 4  # steps asked at once: an engine with batching answers them together
+# Healing spells the typed word again a token (a request) at a time, each token at least a character: a word longer
+# than this (a URL, a hash) has only its last MAX_TYPED characters spelled again, as in process only its last
+# MAX_TAIL_TOKENS tokens are.
+MAX_TYPED = 32
 
 
 def typed_word(text: str) -> tuple[str, str]:
@@ -41,7 +45,8 @@ def typed_word(text: str) -> tuple[str, str]:
     match = re.search(r"\s?\S+$|\s+$", text)
     if match is None or match.start() == 0:
         return text, ""  # nothing before the word to start from: no healing
-    return text[: match.start()], match.group()
+    start = max(match.start(), len(text) - MAX_TYPED)
+    return text[:start], text[start:]
 
 
 def spelled(text: str, typed: str, fold: bool) -> bool:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 # A sentence ends at . ! ? … once whitespace follows (so "3.5" and "e.g" mid-word don't end it), at CJK
 # full stops at once, or at a line break.
-_SENTENCE_END = re.compile(r"[.!?…](?=\s)|[。！？]|\n")
-_LINE_END = re.compile(r"\n")
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)|[。！？]|\r|\n")
+_LINE_END = re.compile(r"\r|\n")  # \r\n and a lone \r end a line too: the completion ends before them
 _RULES = {"sentence": _SENTENCE_END, "line": _LINE_END, "none": None}
 
 # Text without spaces (emoji runs, CJK) is released anyway once this much of it is waiting.
@@ -26,9 +26,9 @@ def stop_index(text: str, rule: str, query: bool = False) -> int | None:
     break would otherwise always produce nothing. A query (query=True) ends at its line's end, even at once: the
     query as typed is the likeliest whole query.
     """
-    if query and "\n" in text:
+    if query and (line := _LINE_END.search(text)):
         cut = stop_index(text, rule)
-        return min(text.index("\n"), len(text) if cut is None else cut)
+        return min(line.start(), len(text) if cut is None else cut)
     pattern = _RULES[rule]
     if pattern is None:
         return None
@@ -38,7 +38,7 @@ def stop_index(text: str, rule: str, query: bool = False) -> int | None:
     match = pattern.search(text, start)
     if match is None:
         return None
-    return match.start() if match.group() == "\n" else match.end()
+    return match.start() if match.group() in "\r\n" else match.end()
 
 
 class TextStream:

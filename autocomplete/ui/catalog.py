@@ -45,4 +45,12 @@ def show_models(json_lines: bool) -> None:
     for row in rows:
         name = row["alias"] + (" (default)" if row["default"] else "")
         table.add_row(name, row["source"], "yes" if row["local"] else f"no: {row['if_missing']}")
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    console.print(table)
+    from autocomplete import config
+
+    if config.load():  # where a default that isn't the built-in one comes from
+        from autocomplete.ui import visible
+
+        said = ", ".join(f"{key} {value}" for key, value in config.load().items())
+        console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False)

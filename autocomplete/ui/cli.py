@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from autocomplete import __version__, settings as checks
+from autocomplete import __version__, config, settings as checks
 from autocomplete.settings import DEFAULT_MODEL, Settings
 from autocomplete.ui.dispatch import execute, from_options, guarded, report
 
@@ -29,6 +29,11 @@ def _checked(check):
             raise typer.BadParameter(str(error)) from None
 
     return callback
+
+
+def _unless_none(check):
+    """A check for an option whose default is None: not given, so the config file or the built-in default applies."""
+    return lambda value: value if value is None else check(value)
 
 
 def _at_least_one(option: str):
@@ -58,37 +63,44 @@ def _version(value: bool) -> None:
 @app.command(
     help="Complete what you type with a language model, like a search box: whole likely queries, even mid-word.",
     epilog="Examples:  autocomplete \"san fra\"  ·  autocomplete --suggest 5 \"stock mar\"  ·  "
-           "cat notes.txt | autocomplete  ·  autocomplete -i  ·  autocomplete --server start")
+           "cat notes.txt | autocomplete  ·  autocomplete -i  ·  autocomplete --server start.  "
+           f"Defaults you set once: {config.path()} (see the README); options and environment variables win "
+           "over it.")
 def main(
     prompt: Annotated[Optional[str], typer.Argument(
-        help="Text to complete. With piped stdin, stdin comes first, then a space, then PROMPT.",
+        metavar="PROMPT", help="Text to complete. With piped stdin, stdin comes first, then a space, then PROMPT.",
         show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(
-        "-m", "--model", envvar="AUTOCOMPLETE_MODEL", show_default=False,
-        help=f"Alias, Hub id, saved model directory or .gguf file [default: {DEFAULT_MODEL}]")] = None,
+        "-m", "--model", envvar="AUTOCOMPLETE_MODEL", show_default=False, metavar="MODEL",
+        help=f"Alias, Hub id, saved model directory or .gguf file \\[default: {DEFAULT_MODEL}]")] = None,
     temperature: Annotated[list[float], typer.Option(
         "-t", "--temperature", metavar="T", callback=_checked(lambda ts: [checks.check_temperature(t) for t in ts]),
         help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. "
-             "Give several with --explain to compare them")
-    ] = [DEFAULTS.temperature],
+             f"Give several with --explain to compare them \\[default: {DEFAULTS.temperature}]", show_default=False)
+    ] = [],
     top_k: Annotated[int, typer.Option(
-        "-k", "--top-k", callback=_checked(checks.check_top_k),
-        help="Sample only from the k likeliest tokens (0 = off)")] = DEFAULTS.top_k,
+        "-k", "--top-k", callback=_checked(_unless_none(checks.check_top_k)), metavar="K",
+        show_default=False, help=f"Sample only from the K likeliest tokens (0 = off) \\[default: {DEFAULTS.top_k}]")
+    ] = None,
     top_p: Annotated[float, typer.Option(
-        "-p", "--top-p", callback=_checked(checks.check_top_p),
-        help="Sample only from the likeliest tokens holding this much probability (1 = off)")] = DEFAULTS.top_p,
+        "-p", "--top-p", callback=_checked(_unless_none(checks.check_top_p)), metavar="P",
+        show_default=False, help="Sample only from the likeliest tokens holding this much probability (1 = off) "
+                                 f"\\[default: {DEFAULTS.top_p}]")] = None,
     max_tokens: Annotated[int, typer.Option(
-        "-n", "--max-tokens", callback=_checked(checks.check_max_tokens),
-        help="Generate at most this many tokens")] = DEFAULTS.max_tokens,
+        "-n", "--max-tokens", callback=_checked(_unless_none(checks.check_max_tokens)), metavar="N",
+        show_default=False, help=f"Generate at most this many tokens \\[default: {DEFAULTS.max_tokens}]")] = None,
     seed: Annotated[Optional[int], typer.Option(
-        help="Random seed: the same seed and settings give the same completion", show_default=False)] = None,
-    stop: Annotated[Literal["sentence", "line", "none"], typer.Option(
-        help="End the completion at the first sentence end, line break, or only at max-tokens / end of text")
-    ] = DEFAULTS.stop,
-    style: Annotated[Literal["auto", "query", "text"], typer.Option(
-        envvar="AUTOCOMPLETE_STYLE",
+        metavar="N", help="Random seed: the same seed and settings give the same completion",
+        show_default=False)] = None,
+    stop: Annotated[Optional[Literal["sentence", "line", "none"]], typer.Option(
+        metavar="[sentence|line|none]", show_default=False,
+        help="End the completion at the first sentence end, line break, or only at max-tokens / end of text "
+             f"\\[default: {DEFAULTS.stop}]")
+    ] = None,
+    style: Annotated[Optional[Literal["auto", "query", "text"]], typer.Option(
+        envvar="AUTOCOMPLETE_STYLE", metavar="[auto|query|text]", show_default=False,
         help="query: complete a search query (ends at the line's end); text: continue plain text; "
-             "auto: query for a short one-line prompt, text otherwise")] = DEFAULTS.style,
+             f"auto: query for a short one-line prompt, text otherwise \\[default: {DEFAULTS.style}]")] = None,
     examples: Annotated[Optional[str], typer.Option(
         "--examples", metavar="FILE", show_default=False,
         help="Your own example queries, one per line (say, a sample of your site's searches), "
@@ -98,7 +110,7 @@ def main(
         help="List the N likeliest distinct continuations with their probabilities, like a search box")] = None,
     words: Annotated[Optional[int], typer.Option(
         "--words", metavar="W", show_default=False, callback=_checked(_at_least_one("--words")),
-        help="Longest suggestion, in words (with --suggest) [default: 3]")] = None,
+        help="Longest suggestion, in words (with --suggest) \\[default: 3]")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", metavar="", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
                           "the pick and the entropy")] = False,
@@ -111,13 +123,15 @@ def main(
     interactive: Annotated[bool, typer.Option(
         "-i", "--interactive", metavar="",
         help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
-    device: Annotated[Literal["auto", "cpu", "cuda", "mps"], typer.Option(
-        help="Where to run the model")] = "auto",
-    precision: Annotated[Literal["fp32", "int8"], typer.Option(
-        envvar="AUTOCOMPLETE_PRECISION",
-        help="fp32: exact. int8: int8 weights, faster decoding on CPU, slightly less faithful (see README)")] = "fp32",
+    device: Annotated[Optional[Literal["auto", "cpu", "cuda", "mps"]], typer.Option(
+        metavar="[auto|cpu|cuda|mps]", show_default=False, help=f"Where to run the model \\[default: {DEFAULTS.device}]")
+    ] = None,
+    precision: Annotated[Optional[Literal["fp32", "int8"]], typer.Option(
+        envvar="AUTOCOMPLETE_PRECISION", metavar="[fp32|int8]", show_default=False,
+        help="fp32: exact. int8: int8 weights, faster decoding on CPU, slightly less faithful (see README) "
+             f"\\[default: {DEFAULTS.precision}]")] = None,
     server: Annotated[Optional[Literal["start", "stop", "status"]], typer.Option(
-        "--server", show_default=False,
+        "--server", show_default=False, metavar="[start|stop|status]",
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
              "Completions use it automatically while it runs")] = None,
     api: Annotated[Optional[str], typer.Option(
@@ -126,9 +140,10 @@ def main(
              "e.g. http://localhost:8000/v1; -m names its model. Key: AUTOCOMPLETE_API_KEY")] = None,
     no_server: Annotated[bool, typer.Option(
         "--no-server", metavar="", help="Load the model in this process even if a server is running")] = False,
-    idle_timeout: Annotated[float, typer.Option(
+    idle_timeout: Annotated[Optional[float], typer.Option(
         "--idle-timeout", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", min=0, metavar="SECONDS",
-        help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused (0 = never)")] = 300,
+        show_default=False, help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused "
+                                 f"(0 = never) \\[default: {DEFAULTS.idle_timeout:g}]")] = None,
     list_models: Annotated[bool, typer.Option(
         "--list-models", metavar="", help="List the model aliases and which are available offline")] = False,
     version: Annotated[bool, typer.Option(
@@ -139,6 +154,25 @@ def main(
                            no_server, idle_timeout, list_models)
 
 
+def _command():
+    """The click command Typer makes, without Typer's type placeholders ("<str>" beside PROMPT, "<bool>" beside
+    --help): a metavar says it where one helps."""
+    command = typer.main.get_command(app)
+    for param in command.params:
+        if isinstance(param, typer.core.TyperArgument):
+            param.display_type_rich = lambda ctx: None
+    make = command.get_help_option
+
+    def help_option(ctx):
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    return command
+
+
 def _parse(command, argv: list[str] | None) -> Settings | int:
     """The Settings, or the exit status when Typer has answered already (--help, --version)."""
     result = command.main(args=argv, prog_name="autocomplete", standalone_mode=False)
@@ -147,7 +181,7 @@ def _parse(command, argv: list[str] | None) -> Settings | int:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse the command line with Typer (what autocomplete.ui.args declines: help, version, usage errors) and run it."""
-    command = typer.main.get_command(app)
+    command = _command()
 
     def work() -> int:
         try:

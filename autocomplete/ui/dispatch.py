@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 
 from autocomplete.errors import UsageError, UserError
-from autocomplete.settings import Settings
+from autocomplete.settings import Settings, env_flag
 from autocomplete.ui import actions, inputs
 
 
@@ -27,14 +27,14 @@ def from_options(prompt: str | None = None, model: str | None = None, temperatur
     """The Settings a command line asks for, from its options (None: not given, the default), checked: a bad value
     is a ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
     in autocomplete.ui.cli), so they can't build it two ways."""
-    from autocomplete import settings as checks
+    from autocomplete import config, settings as checks
 
-    d = Settings()
-    temperature = [checks.check_temperature(t) for t in temperature or [d.temperature]]
+    d, file = Settings(), config.load()  # the config file fills in what neither an option nor the environment gave
+    temperature = [checks.check_temperature(t) for t in temperature or [file.get("temperature", d.temperature)]]
     for option, value in (("--suggest", suggest), ("--words", words)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be 1 or more, not {value}")
-    idle_timeout = 300.0 if idle_timeout is None else idle_timeout
+    idle_timeout = file.get("idle_timeout", d.idle_timeout) if idle_timeout is None else idle_timeout
     if not idle_timeout >= 0:  # NaN too
         raise ValueError(f"--idle-timeout must be 0 or more, not {idle_timeout}")
     if len(temperature) > 1 and not explain:
@@ -43,15 +43,37 @@ def from_options(prompt: str | None = None, model: str | None = None, temperatur
         raise UsageError("--suggest and --explain don't go together")
     if words is not None and not suggest:
         raise UsageError("--words sets the length of suggestions: use it with --suggest N")
+    if prompt is not None:
+        prompt = _valid_text(prompt)
+
+    def given(value, name: str):
+        return value if value is not None else file.get(name, getattr(d, name))
+
     return Settings(
-        temperature[0], checks.check_top_k(d.top_k if top_k is None else top_k),
-        checks.check_top_p(d.top_p if top_p is None else top_p),
-        checks.check_max_tokens(d.max_tokens if max_tokens is None else max_tokens), seed,
-        checks.check_stop(stop or d.stop), checks.check_style(style or d.style),
-        suggest=suggest or 0, words=words or 3, explain=explain, temperatures=temperature, model=model,
-        device=device or "auto", precision=precision or "fp32", api=api, use_server=not no_server,
+        temperature[0], checks.check_top_k(given(top_k, "top_k")), checks.check_top_p(given(top_p, "top_p")),
+        checks.check_max_tokens(given(max_tokens, "max_tokens")), seed, checks.check_stop(given(stop, "stop")),
+        checks.check_style(given(style, "style")), suggest=suggest or 0, words=words or 3, explain=explain,
+        temperatures=temperature, model=given(model, "model"), device=given(device, "device"),
+        precision=given(precision, "precision"), api=given(api, "api"), use_server=not no_server,
         idle_timeout=idle_timeout, json_lines=json_lines, only_new=only_new, prompt=prompt, examples_file=examples,
         each_line=each_line, interactive=interactive, list_models=list_models, server_action=server)
+
+
+def _valid_text(text: str) -> str:
+    """A command-line argument as text: bytes that are not UTF-8 reach Python as lone surrogates, which no tokenizer,
+    JSON writer or terminal takes; they become U+FFFD, said once (as for stdin)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        from autocomplete import ui
+
+        ui.notice("PROMPT is not valid UTF-8: bytes that aren't were replaced with \ufffd")
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the argument's own bytes back
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            raw = text.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", errors="replace")
 
 
 def execute(settings: Settings) -> int:
@@ -124,7 +146,7 @@ def _run_all(prompts, settings: Settings) -> int:
             remote = remote or actions.Remote.of(settings)
             interrupted = actions.run_over_api(remote, text, settings, out)
         elif lm is None and settings.servable():
-            if os.environ.get("AUTOCOMPLETE_AUTOSTART") == "1":
+            if env_flag("AUTOCOMPLETE_AUTOSTART"):
                 from autocomplete.serve.serve_cli import ensure_running
 
                 ensure_running(settings)
@@ -152,12 +174,24 @@ TIP_AFTER = 0.5  # seconds: a warm server answers in ~0.1 s
 def report(message: str) -> None:
     from autocomplete import ui
 
-    ui.stderr().print(f"autocomplete: {message}", style="red", markup=False, highlight=False)
+    ui.stderr().print(f"autocomplete: {ui.visible(_without_key(message))}", style="red", markup=False,
+                      highlight=False)
+
+
+def _without_key(message: str) -> str:
+    """Belt and braces: an error that quotes the --api key (a library's message about a header, say) shows it as
+    ***. The key is checked before any request (autocomplete.engine.api), so this should never have work to do."""
+    key = os.environ.get("AUTOCOMPLETE_API_KEY", "").strip()
+    return message.replace(key, "***") if len(key) >= 4 else message
 
 
 def guarded(work: Callable[[], int]) -> int:
     """Run the command: every failure becomes one line on stderr and an exit status, never a traceback."""
-    debug = bool(os.environ.get("AUTOCOMPLETE_DEBUG"))
+    try:
+        debug = env_flag("AUTOCOMPLETE_DEBUG")
+    except UsageError as error:
+        report(str(error))
+        return error.exit_code
     if not debug:
         warnings.simplefilter("ignore")  # library deprecation notes are for developers, not our users
     try:

@@ -21,6 +21,15 @@ def test_the_word_being_typed():
     assert typed_word("mar") == ("mar", "")  # nothing before it to start from
 
 
+def test_a_long_typed_word_is_spelled_again_from_its_last_characters_only():
+    """Healing over --api costs a request per token: a 5,000-character "word" must not cost thousands."""
+    from autocomplete.text.remote import MAX_TYPED
+
+    text = "see " + "ab" * 2500
+    kept, typed = typed_word(text)
+    assert kept + typed == text and len(typed) == MAX_TYPED
+
+
 def test_healing_on_text():
     assert allowed("", " market", " mar", fold=False) and allowed("", " m", " mar", fold=False)
     assert not allowed("", " mat", " mar", fold=False) and not allowed("", "", " mar", fold=False)

@@ -78,3 +78,10 @@ def test_long_text_without_spaces_is_not_held_back_forever():
 def test_stop_rules(text, rule, expected):
     cut = stop_index(text, rule)
     assert (None if cut is None else text[:cut]) == expected
+
+
+@pytest.mark.parametrize("text", ["a\r\nb", "a\rb", "a\nb"])
+def test_a_line_ends_before_any_line_break(text):
+    assert stop_index(text, "line") == 1
+    assert stop_index(text, "sentence") == 1
+    assert stop_index(text, "none", query=True) == 1

@@ -344,9 +344,45 @@ def test_closed_stdout_exits_quietly(env, tiny_dir):
 def test_help_reads_like_the_tool(cli):
     shown = cli("--help", extra_env={"COLUMNS": "120"}).stdout.decode()
     assert "like a search box" in shown and "Examples:" in shown and 'autocomplete --suggest 5 "stock mar"' in shown
-    assert "<list[float]>" not in shown
-    rows = [line for line in shown.splitlines() if "<bool>" in line]
-    assert all("--help" in line for line in rows)  # flags take no value: only Typer's own help option says <bool>
+    import re
+
+    assert not re.search(r"<\w+(\[\w+\])?>", shown)  # no Typer placeholders (<str>, <int>, <bool>): metavars
+    assert "PROMPT" in shown and "-m, --model" not in shown and "MODEL" in shown
+    assert "[default: 0.7]" in shown and "[default: gpt2]" in shown  # not eaten as markup
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_replaced_with_a_warning(env, tiny_dir):
+    """Bytes that aren't UTF-8 reach Python as lone surrogates, which --json (and the tokenizer) can't write."""
+    result = subprocess.run([os.fsencode(console_script()), b"-m", os.fsencode(tiny_dir), b"-t", b"0", b"--json",
+                             b"se\xffoul"], capture_output=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["prompt"] == "se\ufffdoul"
+    assert "PROMPT is not valid UTF-8" in one_error_line(result)
+
+
+def test_a_tiny_temperature_is_greedy(cli, tiny_dir):
+    assert cli("-m", str(tiny_dir), "-t", "1e-39", "san").stdout.decode() == SAN + "\n"
+
+
+@pytest.mark.parametrize("value, debug", [("0", False), ("false", False), ("1", True), ("yes", True)])
+def test_autocomplete_debug_is_on_or_off(value, debug, monkeypatch):
+    from autocomplete.ui.dispatch import guarded
+
+    def fails():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setenv("AUTOCOMPLETE_DEBUG", value)
+    if debug:
+        with pytest.raises(RuntimeError):
+            guarded(fails)
+    else:
+        assert guarded(fails) == 1  # one line, not the traceback
+
+
+def test_an_on_off_variable_that_is_neither_is_one_line(cli, tiny_dir):
+    for name in ("AUTOCOMPLETE_DEBUG", "AUTOCOMPLETE_AUTOSTART"):
+        result = cli("-m", str(tiny_dir), "san", extra_env={name: "maybe"})
+        assert result.returncode == 2 and f"{name} must be 1 or 0" in one_error_line(result)
 
 
 def test_a_partly_cached_hub_model_is_not_taken_for_a_whole_one(cli, tiny_dir, tmp_path):
