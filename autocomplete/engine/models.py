@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autocomplete import paths, ui
 from autocomplete.engine import hub
-from autocomplete.errors import UserError
+from autocomplete.errors import UsageError, UserError
 from autocomplete.settings import DEFAULT_MODEL
 
 STARTER = "smollm2-135m"
@@ -121,21 +121,31 @@ def _model_dir(path: Path) -> Path:
     return path
 
 
+_GGUF_SOURCE = "gguf-source"  # in a conversion: the GGUF file's path, which a newer conversion of it replaces
+
+
 def convert_gguf(path: Path, out: Path | None = None) -> Path:
-    """Dequantize a GGUF file once into a safetensors directory in the cache, so later loads take ~1 s, not ~25 s."""
+    """Dequantize a GGUF file once into a safetensors directory in the cache, so later loads take ~1 s, not ~25 s.
+
+    The cache keeps one conversion per GGUF path (a new one, of the file changed, replaces the older) and none
+    unused for paths.UNUSED_DAYS: each is hundreds of MB. Pruned only after a conversion, never on a load."""
     path = path.resolve()
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise UserError(f"{path} is not a GGUF file")
-    if out is None:
+    cached = out is None
+    if cached:
         stat = path.stat()
         key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
         out = paths.cache_dir() / "gguf" / f"{path.stem}-{key}"
     if (out / "config.json").is_file():
+        if cached:
+            paths.touch(out)  # used: kept by prune()
         return out
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    # Named with a leading "." while written, so a prune by another process leaves it be.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
             transformers = _transformers()
@@ -158,6 +168,7 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
             shutil.rmtree(alone)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            (tmp / _GGUF_SOURCE).write_text(str(path))
         try:
             tmp.rename(out)
         except OSError:  # another process finished the same conversion first
@@ -165,7 +176,19 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if cached:
+        for other in out.parent.iterdir():  # older conversions of this path (in progress ones start with ".")
+            if other != out and not other.name.startswith(".") and _gguf_source(other) == str(path):
+                shutil.rmtree(other, ignore_errors=True)
+        paths.prune(out.parent)
     return out
+
+
+def _gguf_source(conversion: Path) -> str | None:
+    try:
+        return (conversion / _GGUF_SOURCE).read_text()
+    except OSError:  # a conversion made before the path was recorded, or not a conversion: left to prune()
+        return None
 
 
 @contextlib.contextmanager
@@ -271,10 +294,16 @@ def choose_threads() -> None:
     OpenMP threads waiting for each other make two threads ~10x slower than one, so count only idle cores."""
     import torch
 
+    wanted = os.environ.get("AUTOCOMPLETE_THREADS", "").strip()
+    if wanted:
+        # ASCII digits only: isdigit() passes "²", which int() refuses, and isdecimal() "٣", which it reads as 3.
+        if not (wanted.isascii() and wanted.isdecimal() and int(wanted) >= 1):
+            raise UsageError(f"AUTOCOMPLETE_THREADS must be a whole number of threads, 1 or more, not {wanted!r}")
+        torch.set_num_threads(int(wanted))
+        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    wanted = os.environ.get("AUTOCOMPLETE_THREADS")
-    torch.set_num_threads(int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else max(1, cores - busy))
+    torch.set_num_threads(max(1, cores - busy))
 
 
 def pick_device(device: str) -> str:

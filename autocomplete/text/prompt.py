@@ -92,6 +92,8 @@ def vocabulary(lm: LoadedModel) -> Vocab:
         stored = _stored_vocab_path(lm)
         try:
             lm.vocab = Vocab.from_bytes(stored.read_bytes()) if stored and stored.is_file() else None
+            if lm.vocab is not None:
+                paths.touch(stored)
         except (OSError, ValueError):
             lm.vocab = None  # torn or foreign: built again
         if lm.vocab is None:
@@ -117,17 +119,28 @@ def _stored_vocab_path(lm: LoadedModel) -> Path | None:
     return paths.cache_dir() / "vocab" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.bin"
 
 
+# Frames kept in memory per model, the last used: the built-in one and a few --examples lists a server is sent.
+# Each is a KV cache of up to half the context (~40 MB for GPT-2-124M), and requests choose the lists.
+FRAMES_KEPT = 4
+
+
 def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
     """The frame for these examples, computed once per model: as many as fit in half the context window. Its KV
     cache is also kept on disk, so a cold one-shot call loads it (milliseconds) instead of computing it (~0.4 s
     for GPT-2-124M)."""
     key = tuple(examples)
-    if key not in lm.frames:
+    frame = lm.frames.pop(key, None)
+    if frame is None:
+        half = lm.context_length // 2
         lines = list(examples)
         ids = lm.encode("\n".join(lines) + "\n", special=True)
-        while len(ids) > lm.context_length // 2 and len(lines) > 1:
+        while len(ids) > half and len(lines) > 1:
             lines = lines[: len(lines) * 3 // 4] if len(ids) > lm.context_length else lines[:-1]
             ids = lm.encode("\n".join(lines) + "\n", special=True)
+        # A lone line still too long: keep its last tokens. They end with the line break the prompt follows, and
+        # what the user gave is still read (dropping the line would leave no example at all); its start (and a
+        # BOS token, if any) go, which a hidden frame can spare.
+        ids = ids[-half:]
         cache = None
         if len(ids) > 1:
             stored = _stored_path(lm, ids)
@@ -135,8 +148,13 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
             if cache is None:
                 cache = _compute_cache(lm, ids[:-1])
                 _save_cache(cache, stored)
-        lm.frames[key] = Frame(ids[:-1], ids[-1], cache)
-    return lm.frames[key]
+            else:
+                paths.touch(stored)
+        frame = Frame(ids[:-1], ids[-1], cache)
+    lm.frames[key] = frame  # last: the most recently used (dicts keep their order)
+    while len(lm.frames) > FRAMES_KEPT:
+        del lm.frames[next(iter(lm.frames))]
+    return frame
 
 
 def _compute_cache(lm: LoadedModel, ids: list[int]):
@@ -175,9 +193,15 @@ def _save_cache(cache, path: Path | None) -> None:
     _write_atomically(path, lambda tmp: save_file(tensors, tmp))
 
 
+# Stored frames and vocabularies kept per cache directory, the last used: each model and examples list in use
+# has one (a frame is ~10-40 MB), and one dropped is only made again (a second or less).
+_STORED_KEPT = 8
+
+
 def _write_atomically(path: Path | None, write) -> None:
     """Best effort (what can't be written is computed again next time), owner-only (mkstemp's 0600), never seen
-    half-written: write(a temporary path beside it), then renamed into place."""
+    half-written: write(a temporary path beside it, its name starting with "." while written), then renamed into
+    place. A new file is the one time its directory is pruned."""
     if path is None:
         return
     import tempfile
@@ -185,7 +209,7 @@ def _write_atomically(path: Path | None, write) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
         write(tmp)
         os.replace(tmp, path)
@@ -193,6 +217,8 @@ def _write_atomically(path: Path | None, write) -> None:
         if tmp:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        return
+    paths.prune(path.parent, keep=_STORED_KEPT)
 
 
 def _tensors(cache) -> dict | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import time
 
 import pytest
 
@@ -174,7 +176,54 @@ def test_a_second_process_loads_the_stored_frame(cli, tiny_dir, tmp_path, env):
     args = ("-m", str(tiny_dir), "--style", "query", "--examples", str(examples), "-t", "0", "--json", "seoul")
     first = cli(*args)
     (stored,) = (tmp_path / "cache" / "frames").iterdir()
-    stamp = stored.stat().st_mtime_ns
+    written, long_ago = stored.stat().st_ino, time.time() - 10 * 86400
+    os.utime(stored, (long_ago, long_ago))
     second = cli(*args)
-    assert stored.stat().st_mtime_ns == stamp  # read, not written again
+    assert stored.stat().st_ino == written  # read, not written again (a write renames a new file in)…
+    assert stored.stat().st_mtime > long_ago + 86400  # …and marked used, so pruning keeps it
     assert json.loads(first.stdout)["tokens"] == json.loads(second.stdout)["tokens"]
+
+
+def test_only_the_last_used_frames_stay_in_memory(tiny, tmp_path, monkeypatch):
+    """A warm server is sent examples lists with its requests: it keeps the last few frames, not every one."""
+    from autocomplete.text import prompt
+
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    lists = [[f"list {i} query"] for i in range(prompt.FRAMES_KEPT + 3)]
+    first = frame_for(tiny, lists[0])
+    for examples in lists[1:]:
+        frame_for(tiny, examples)
+        assert frame_for(tiny, lists[0]) is first  # used every time: never dropped
+    assert len(tiny.frames) == prompt.FRAMES_KEPT
+    assert tuple(lists[1]) not in tiny.frames and tuple(lists[-1]) in tiny.frames
+
+
+@pytest.mark.parametrize("examples", [["zebra quilt " * 40], ["zebra quilt " * 40, "amber kettle"]])
+def test_a_line_too_long_for_the_frame_keeps_its_end(tiny, tmp_path, monkeypatch, examples):
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    whole = tiny.encode(examples[0] + "\n")
+    assert len(whole) > tiny.context_length  # more than the whole window, not only half
+    frame = frame_for(tiny, examples)
+    assert frame.ids + [frame.last] == whole[-(tiny.context_length // 2):]  # its end, the line break last
+    assert frame.cache.length == len(frame.ids)
+    read = prepare(tiny, "san", "query", examples, 24, quiet=True)
+    assert len(frame.ids) + len(read.ids) + read.max_new <= tiny.context_length
+    assert complete(tiny, "san", Settings(temperature=0, max_tokens=3, style="query", examples=examples),
+                    lambda piece: None)
+
+
+def test_a_new_stored_frame_prunes_the_least_used(tiny, tmp_path, monkeypatch):
+    from autocomplete.text import prompt
+
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    stored = tmp_path / "frames"
+    stored.mkdir()
+    for i in range(prompt._STORED_KEPT + 2):  # older frames, the first the least recently used
+        (stored / f"{i:032x}.safetensors").write_bytes(b"")
+        os.utime(stored / f"{i:032x}.safetensors", (time.time() - 1000 + i, time.time() - 1000 + i))
+    examples = ["pruned frame test"]
+    frame_for(tiny, examples)
+    left = sorted(p.name for p in stored.iterdir())
+    new = prompt._stored_path(tiny, tiny.encode("pruned frame test\n")).name
+    assert len(left) == prompt._STORED_KEPT and new in left
+    assert left[0] == f"{3:032x}.safetensors"  # the three least used went
