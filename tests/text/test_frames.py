@@ -227,3 +227,29 @@ def test_a_new_stored_frame_prunes_the_least_used(tiny, tmp_path, monkeypatch):
     new = prompt._stored_path(tiny, tiny.encode("pruned frame test\n")).name
     assert len(left) == prompt._STORED_KEPT and new in left
     assert left[0] == f"{3:032x}.safetensors"  # the three least used went
+
+
+def test_examples_from_a_pipe_are_read_up_to_the_bound(tmp_path):
+    """A FIFO or <(…) has no size to stat(): the read itself stops at the bound, and says so in one usage error."""
+    import os
+    import threading
+
+    fifo = tmp_path / "examples.fifo"
+    os.mkfifo(fifo)
+
+    def feed(data: bytes) -> None:
+        with open(fifo, "wb") as f:
+            try:
+                f.write(data)
+            except BrokenPipeError:  # the reader stopped at its bound
+                pass
+
+    writer = threading.Thread(target=feed, args=(b"cheap flights\n" * 400_000,))  # ~5.6 MB
+    writer.start()
+    with pytest.raises(UsageError, match="too large"):
+        frames.read_examples(str(fifo))
+    writer.join(timeout=30)
+    writer = threading.Thread(target=feed, args=(b"cheap flights\nweather\n",))
+    writer.start()
+    assert frames.read_examples(str(fifo)) == ["cheap flights", "weather"]
+    writer.join(timeout=30)
