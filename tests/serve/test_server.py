@@ -484,3 +484,159 @@ def test_suggestions_from_a_warm_server_import_no_torch(warm, env, run_dir):
     done = light_command(warm, run_dir, env, ["--style", "text", "--suggest", "2", "san"],
                          ("torch", "transformers", "typer"))
     assert done.stdout.startswith("san francisco")
+
+
+# A real server process with two hooks, for what depends on timing inside it. The first token of the first request
+# waits at FIFOs (it opens `running`, then `go`: each open blocks until the test opens the other end), so a stop is
+# certain to come while that request runs. And its reply is built a moment after the model is free again, when a
+# server that exits on the model lock alone would already be gone.
+HOOKED = """
+import sys, time
+from autocomplete.serve import server
+from autocomplete.ui import render
+
+running, go = sys.argv[1:3]
+check, record = server.Server._check, render.record
+
+def held(self, conn):
+    server.Server._check = check
+    open(running, "w").close()
+    open(go).close()
+    check(self, conn)
+
+def late(*args, **kwargs):
+    time.sleep(0.5)
+    return record(*args, **kwargs)
+
+server.Server._check, render.record = held, late
+sys.exit(server.main(sys.argv[3:]))
+"""
+
+
+def meet(fifo: Path, mode: str, timeout: float = 60) -> None:
+    """Open the FIFO, which blocks until the other side opens it too; bounded, so a broken server fails the test."""
+    opener = threading.Thread(target=lambda: open(fifo, mode).close(), daemon=True)
+    opener.start()
+    opener.join(timeout)
+    assert not opener.is_alive(), f"the server never reached {fifo.name}"
+
+
+@pytest.mark.parametrize("how", ["--server stop", "SIGTERM"])
+def test_a_request_running_when_the_server_stops_is_finished(how, tiny_dir, env, cli, tmp_path, monkeypatch):
+    """`--server stop` or SIGTERM: the server takes no new work and hands back what is queued, but the request
+    running finishes: its command exits 0 with its whole output, and the server exits once that reply is sent."""
+    from conftest import console_script
+
+    monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", env["AUTOCOMPLETE_RUNTIME_DIR"])
+    model, running, go = str(tiny_dir), tmp_path / "running", tmp_path / "go"
+    os.mkfifo(running)
+    os.mkfifo(go)
+    server = subprocess.Popen([sys.executable, "-P", "-c", HOOKED, str(running), str(go), "--model", model,
+                               "--device", "cpu", "--idle-timeout", "0"], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    asking = None
+    try:
+        assert wait_for(lambda: client.status(model) is not None, 60, every=0.2)
+        asking = subprocess.Popen([console_script(), "-m", model, "-t", "0", "san"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        meet(running, "r")  # generating, the model held
+        if how == "SIGTERM":
+            server.send_signal(signal.SIGTERM)
+            assert wait_for(lambda: not client.running(model), 10)
+        else:
+            stopped = cli("-m", model, "--server", "stop")
+            assert stopped.returncode == 0 and b"Stopped" in stopped.stderr  # returns once nothing is accepted
+        meet(go, "w")
+        out, err = asking.communicate(timeout=60)
+        assert (asking.returncode, out, err) == (0, b"san francisco weather is good in april?\n", b"")
+        assert server.wait(timeout=30) == 0
+        log = client.log_path(model, "cpu").read_text()
+        said = "stopping: interrupted" if how == "SIGTERM" else "stopping: stop requested"
+        assert said in log and "cancelled" not in log and "Traceback" not in log
+    finally:
+        for process in (asking, server):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def test_past_the_connection_cap_the_server_says_it_is_busy(in_process, env, own_dir):
+    """Connections that send nothing hold their place until READ_TIMEOUT; past MAX_CONNECTIONS of them, a new one
+    gets one line at once, without its request being read, and the command says so in one line."""
+    from conftest import console_script
+
+    from autocomplete.serve.server import MAX_CONNECTIONS
+
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(str(client.socket_path("tiny")))
+        return sock
+
+    idle = []
+    try:
+        for count in range(1, MAX_CONNECTIONS + 1):  # one at a time: the listen backlog is shorter than that
+            idle.append(connect())
+            assert wait_for(lambda: in_process.connections == count, 10)
+        with connect() as sock, sock.makefile("rb") as replies:
+            (reply,) = [json.loads(line) for line in replies]
+        assert set(reply) == {"error"} and "too busy" in reply["error"]
+        with pytest.raises(UserError, match="too busy"):
+            client.complete("tiny", "san", GREEDY, lambda piece: None)
+        refused = subprocess.run([console_script(), "-m", "tiny", "-t", "0", "san"], capture_output=True, text=True,
+                                 env={**env, "AUTOCOMPLETE_RUNTIME_DIR": own_dir}, timeout=60)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.count("\n") == 1 and "too busy" in refused.stderr
+    finally:
+        for sock in idle:
+            sock.close()
+    assert wait_for(lambda: in_process.connections == 0, 10)
+    assert client.complete("tiny", "seoul", GREEDY, lambda piece: None)["completion"] == " subway map"
+
+
+def test_an_oversize_request_gets_one_error_and_the_server_goes_on(warm):
+    """A server reads at most client.MAX_REQUEST bytes of a request; the client doesn't send a longer one (the
+    command then works in-process, as with no server)."""
+    payload = b'{"op": "complete", "prompt": "' + b"a" * client.MAX_REQUEST
+    (reply,) = raw(warm, payload[:client.MAX_REQUEST + 1])  # one byte more than it reads, and no line end
+    assert reply == {"error": f"request longer than {client.MAX_REQUEST} bytes"}
+    served = client.status(warm)["requests"]
+    assert client.complete(warm, "a" * client.MAX_REQUEST, GREEDY, lambda piece: None) is None
+    assert client.status(warm)["requests"] == served  # not sent
+    assert client.complete(warm, "seoul", GREEDY, lambda piece: None)["completion"] == " subway map"
+
+
+def test_requests_go_as_utf8_and_the_longest_the_cli_makes_fits(warm, tiny):
+    from autocomplete.text.frames import MAX_EXAMPLES_BYTES
+    from autocomplete.ui.inputs import MAX_BYTES
+
+    assert client.encode({"prompt": "서울 café"}) == '{"prompt": "서울 café"}\n'.encode()
+    odd = {"prompt": "a\udcff\x01\"\\"}  # a lone surrogate: undecodable bytes in a command-line argument
+    assert json.loads(client.encode(odd)) == odd
+    # All the stdin the CLI reads and the largest examples file, in the characters JSON makes longest.
+    worst = {"op": "suggest", "prefix": "\x01" * MAX_BYTES, "n": 5, "words": 3,
+             "settings": {**GREEDY, "examples": ["\x01"] * (MAX_EXAMPLES_BYTES // 2)}}  # "\x01\n" lines
+    assert len(client.encode(worst)) <= client.MAX_REQUEST
+    done = client.complete(warm, "서울 café", GREEDY, lambda piece: None)
+    local = complete(tiny, "서울 café", Settings(**GREEDY), lambda piece: None)
+    assert done["prompt"] == "서울 café" and done["tokens"] == local.tokens
+
+
+def test_autocomplete_debug_is_an_on_off_flag(own_dir, env):
+    """AUTOCOMPLETE_DEBUG=0 is off (library warnings ignored in the log), as in the CLI; a value that is neither is
+    one fatal line. Something listening on the server's socket makes main() stop right after, loading nothing."""
+    code = ("import sys, warnings\n"
+            "from autocomplete.serve import server\n"
+            "status = server.main(['--model', 'debug-flag'])\n"
+            "print(status, warnings.filters[0][0] == 'ignore', file=sys.__stdout__)\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(client.socket_path("debug-flag")))
+        listener.listen(8)
+        for value, ignored in [("0", True), ("", True), ("off", True), ("1", False), ("yes", False)]:
+            done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60,
+                                  env={**env, "AUTOCOMPLETE_RUNTIME_DIR": own_dir, "AUTOCOMPLETE_DEBUG": value})
+            assert done.stdout == f"1 {ignored}\n" and "already running" in done.stderr, (value, done.stderr)
+        bad = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60,
+                             env={**env, "AUTOCOMPLETE_RUNTIME_DIR": own_dir, "AUTOCOMPLETE_DEBUG": "maybe"})
+    assert bad.stdout.startswith("1 ") and bad.stderr.count("\n") == 1
+    assert "AUTOCOMPLETE_DEBUG must be 1 or 0" in bad.stderr and "'maybe'" in bad.stderr
