@@ -179,7 +179,10 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
             replies = ask([kept + text for _, _, text in nodes])
             requests += len(nodes)
             for (neg_p, _, text), listed in zip(nodes, replies):
-                p, probs = -neg_p, reshape(listed, settings)
+                # The typed letters restrict the choice before the sampler reshapes it, as in process: what is drawn
+                # is given the letters typed.
+                p = -neg_p
+                probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)], settings)
                 shown = text[len(typed):]
                 if spelled(text, typed, fold) and any(c.isalnum() for c in shown):
                     score = p * sum(q for token, q in probs if ends(token))
@@ -187,12 +190,11 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                     if score > 0 and (key not in found or score > found[key].probability):
                         found[key] = Suggestion(shown, score, None)
                 for token, q in probs:
-                    if p * q <= bar() or ends(token) and spelled(text, typed, fold):
-                        continue
-                    if not allowed(text, token, typed, fold):
-                        continue
+                    if p * q <= bar() or token == "":
+                        continue  # the end of the text was counted as an end above
                     child = text + token
-                    if "\n" in child or len(child[len(typed):].split()) > words:
+                    # one line, at most `words` words past the prompt, as in process
+                    if "\n" in child or "\r" in child or len(child[len(typed):].split()) > words:
                         continue
                     heapq.heappush(frontier, (-p * q, next(tiebreak), child))
     finally:
