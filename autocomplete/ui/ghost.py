@@ -3,24 +3,27 @@
 `continuation` is the whole idea (greedy words on one line); `streamed_continuation` asks a warm server or an --api
 engine for the same.
 `Ghost` makes it fit a keyboard: it waits for a pause in typing, and any newer keystroke cancels the work for an
-older one between tokens.
+older one between tokens (the REPL calls cancel() at each keystroke and when the prompt ends: prompt_toolkit runs one
+suggestion at a time, and waits for it before it starts the next one or returns the line). A request to a server
+is never waited for once cancelled: it ends in the background, at its next piece. Ghost text is best-effort: an
+error shows none (Enter reports it), unless AUTOCOMPLETE_DEBUG is on.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Settings, env_flag
 from autocomplete.ui.actions import Remote, Served
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
     from autocomplete.engine.models import LoadedModel
 
 MAX_TOKENS = 12
+ASKING_AT_MOST = 4  # requests to a server at once, cancelled ones still waiting for a busy server included
 
 
 def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = MAX_TOKENS,
@@ -80,7 +83,7 @@ def _first_words(out: str, words: int) -> str:
 
 
 class Ghost:
-    """Thread-safe front of `continuation`: call it from any thread; a call superseded by a newer one (or by
+    """Front of `continuation` for prompt_toolkit's suggestion thread: a call superseded by a newer one (or by
     cancel()) returns '' quickly."""
 
     def __init__(self, model: Callable[[], LoadedModel | Served | Remote], words: int = 4, debounce: float = 0.08,
@@ -90,31 +93,74 @@ class Ghost:
         self.words = words
         self.debounce = debounce
         self._latest = None
-        self._lock = threading.Lock()  # one model call at a time
+        self._changed = threading.Condition()  # wakes waiting calls: superseded, or a server's answer in
+        self._lock = threading.Lock()  # the model in this process: one call at a time
+        self._asking = 0  # requests to a server not over yet
 
     def cancel(self, wait: bool = False) -> None:
-        """Drop the pending work; wait=True also waits for a running call to let go of the model (it stops at its
-        next token), so the caller's own use of the model doesn't overlap it."""
-        self._latest = object()
+        """Drop the pending work; wait=True also waits for a call running on the model in this process to let go of
+        it (at its next token), so the caller's own use of the model doesn't overlap it."""
+        self._supersede(object())
         if wait:
             with self._lock:
                 pass
 
+    def _supersede(self, ticket: object) -> None:
+        with self._changed:
+            self._latest = ticket
+            self._changed.notify_all()
+
     def __call__(self, text: str) -> str:
         ticket = object()
-        self._latest = ticket
-        time.sleep(self.debounce)  # typing fast: only the last keystroke's text is worth computing
+        self._supersede(ticket)
 
         def wanted() -> bool:
             return self._latest is ticket
 
-        if not wanted():
-            return ""
-        with self._lock:
-            if not wanted():
-                return ""
+        try:
+            with self._changed:  # typing fast: only the last keystroke's text is worth computing
+                if self._changed.wait_for(lambda: not wanted(), self.debounce):
+                    return ""
             settings, source = self._settings(), self._model()
             if source is None:  # the server just went away; the model is not loaded here yet
                 return ""
-            ask = streamed_continuation if isinstance(source, (Served, Remote)) else continuation
-            return ask(source, text, self.words, wanted=wanted, style=settings.style, examples=settings.examples)
+            if isinstance(source, (Served, Remote)):
+                return self._served(source, text, wanted, settings)
+            with self._lock:
+                return continuation(source, text, self.words, wanted=wanted, style=settings.style,
+                                    examples=settings.examples) if wanted() else ""
+        except Exception:
+            if env_flag("AUTOCOMPLETE_DEBUG"):
+                raise
+            return ""  # best-effort: a server gone shows no ghost text; Enter says what is wrong
+
+    def _served(self, source: Served | Remote, text: str, wanted: Callable[[], bool], settings: Settings) -> str:
+        """streamed_continuation, in a thread of its own: a server slow to answer then holds neither prompt_toolkit's
+        suggestion thread nor Enter once this call is cancelled. The request, left behind, hangs up at its next
+        piece; a busy server's requests pile up to ASKING_AT_MOST, and newer ones wait for one of them to end."""
+        answer: list = []
+
+        def ask() -> None:
+            try:
+                answer.append(streamed_continuation(source, text, self.words, wanted=wanted, style=settings.style,
+                                                    examples=settings.examples))
+            except Exception as error:
+                answer.append(error)
+            finally:
+                with self._changed:
+                    self._asking -= 1
+                    self._changed.notify_all()
+
+        with self._changed:
+            self._changed.wait_for(lambda: not wanted() or self._asking < ASKING_AT_MOST)
+            if not wanted():
+                return ""
+            self._asking += 1
+        threading.Thread(target=ask, daemon=True).start()
+        with self._changed:
+            self._changed.wait_for(lambda: answer or not wanted())
+        if not answer:
+            return ""
+        if isinstance(answer[0], Exception):
+            raise answer[0]
+        return answer[0]

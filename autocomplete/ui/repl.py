@@ -57,14 +57,14 @@ class Repl:
         from autocomplete.ui.ghost import Ghost
 
         ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
-        session = _session(ghost)
+        prompt = _session(ghost)
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
             self.settings.api if self.settings.api else "the running server")
         ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
                   "Ctrl-D to leave.")
         while True:
             try:
-                line = session.prompt("> ")
+                line = prompt("> ")
             except KeyboardInterrupt:
                 continue  # like a shell: Ctrl-C at the prompt clears the line
             except EOFError:
@@ -217,5 +217,16 @@ def _session(ghost):
     history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not history.exists():
         history.touch(mode=0o600)  # what people type is theirs alone
-    return PromptSession(history=FileHistory(os.fspath(history)), auto_suggest=ThreadedAutoSuggest(GhostText()),
-                         key_bindings=keys)
+    session = PromptSession(history=FileHistory(os.fspath(history)), auto_suggest=ThreadedAutoSuggest(GhostText()),
+                            key_bindings=keys)
+    # prompt_toolkit runs one suggestion at a time: the next keystroke's waits for the running one, and so does the
+    # end of the prompt (however it ends). A keystroke fires this before it asks for its own suggestion.
+    session.default_buffer.on_text_changed += lambda _: ghost.cancel()
+
+    def prompt(message: str) -> str:
+        def at_the_end():  # Enter, Ctrl-C, Ctrl-D: the future is set while prompt_toolkit still runs
+            session.app.future.add_done_callback(lambda _: ghost.cancel())
+
+        return session.prompt(message, pre_run=at_the_end)
+
+    return prompt
