@@ -51,10 +51,14 @@ class PtySession:
             self.send("\x1b[1;1R")
         self.screen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]|\r", "", data.decode(errors="replace"))
 
-    def wait(self, timeout: float = 60) -> int:
+    def wait(self, timeout: float = 60, check: bool = True) -> int | None:
+        """The exit status, reading the screen meanwhile; still running after `timeout`: an error, or with
+        check=False, None."""
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
             self._read(0.1)
+        if not check:
+            return self.proc.poll()
         return self.proc.wait(timeout=1)
 
     def close(self) -> None:

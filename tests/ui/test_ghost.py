@@ -170,9 +170,15 @@ def repl_over(base: str, model: str, env: dict) -> PtySession:
 
 
 def leave(session: PtySession) -> None:
-    session.send("\x03")  # Ctrl-C clears the line
+    """Ctrl-C clears the line, then Ctrl-D at the fresh prompt leaves. The ">" seen may be a redraw of the old prompt,
+    and a key typed while one prompt hands over to the next can be dropped: Ctrl-D is said again until it exits (a
+    REPL that hangs at its exit still fails)."""
+    session.send("\x03")
     session.expect(">")
-    session.send("\x04")
+    for _ in range(5):
+        session.send("\x04")
+        if session.wait(timeout=3, check=False) is not None:
+            break
     assert session.wait(timeout=15) == 0
 
 
