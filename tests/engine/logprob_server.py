@@ -20,10 +20,12 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
+
+from stand_in import JsonHandler
 
 SHAPES = ("content", "legacy", "none")
 LOCK = threading.Lock()  # one forward pass at a time: a small shared machine
@@ -107,19 +109,7 @@ def run(tok, model, prompt: str, body: dict):
     yield piece(tok, [t for t, _ in steps])[len(sent):], "length", steps
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def do_GET(self) -> None:
         if self.path == "/v1/models":

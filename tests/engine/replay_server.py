@@ -12,7 +12,9 @@ import select
 import socket
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from stand_in import JsonHandler
 
 
 def event(text: str, finish: str | None = None) -> bytes:
@@ -25,19 +27,7 @@ def event(text: str, finish: str | None = None) -> bytes:
 LOG: list[dict] = []
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+class Handler(JsonHandler):
 
     def stream_head(self) -> None:
         self.send_response(200)

@@ -8,10 +8,11 @@ import json
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
+from stand_in import JsonHandler
 from test_api import one_error
 
 KEY = "sk-test-0123456789"
@@ -19,15 +20,12 @@ HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202eevil"  # a title change, a screen clear,
 
 
 @contextmanager
-def http_server(host: str, answer: Callable[[BaseHTTPRequestHandler], None]):
+def http_server(host: str, answer: Callable[[JsonHandler], None]):
     """A server on host (a loopback address) whose every GET and POST is answered by answer(handler); yields
     (base URL ".../v1", the requests it received as (method, path, headers))."""
     seen: list[tuple[str, str, dict]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
+    class Handler(JsonHandler):
         def _any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.body = self.rfile.read(length) if length else b""
@@ -46,16 +44,7 @@ def http_server(host: str, answer: Callable[[BaseHTTPRequestHandler], None]):
         server.server_close()
 
 
-def reply(handler: BaseHTTPRequestHandler, status: int, body: dict, headers: dict | None = None) -> None:
-    data = json.dumps(body).encode()
-    handler.send_response(status)
-    for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
-def stream_words(handler: BaseHTTPRequestHandler, *words: str) -> None:
+def stream_words(handler: JsonHandler, *words: str) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream")
     handler.send_header("Connection", "close")
@@ -66,9 +55,9 @@ def stream_words(handler: BaseHTTPRequestHandler, *words: str) -> None:
     handler.wfile.write(b"data: [DONE]\n\n")
 
 
-def models(handler: BaseHTTPRequestHandler, *ids: str) -> bool:
+def models(handler: JsonHandler, *ids: str) -> bool:
     if handler.path == "/v1/models":
-        reply(handler, 200, {"object": "list", "data": [{"id": model} for model in ids]})
+        handler.reply(200, {"object": "list", "data": [{"id": model} for model in ids]})
         return True
     return False
 
@@ -78,9 +67,9 @@ def models(handler: BaseHTTPRequestHandler, *ids: str) -> bool:
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_to_another_host_is_refused_and_the_key_stays_home(cli, status):
-    with http_server("127.0.0.2", lambda h: reply(h, 200, {"data": [{"id": "m"}]})) as (elsewhere, received):
+    with http_server("127.0.0.2", lambda h: h.reply(200, {"data": [{"id": "m"}]})) as (elsewhere, received):
         def redirect(handler):
-            reply(handler, status, {}, {"Location": elsewhere + handler.path.removeprefix("/v1")})
+            handler.reply(status, {}, {"Location": elsewhere + handler.path.removeprefix("/v1")})
 
         with http_server("127.0.0.1", redirect) as (base, _):
             result = cli("--api", base, "san", extra_env={"AUTOCOMPLETE_API_KEY": KEY})  # GET /models first
@@ -110,10 +99,10 @@ def test_a_redirect_on_the_same_origin_is_followed_with_the_key_and_the_body(cli
         if models(handler, "m"):
             return
         if handler.path == "/v1/completions":
-            return reply(handler, 307, {}, {"Location": "/v2/completions"})
+            return handler.reply(307, {}, {"Location": "/v2/completions"})
         body = json.loads(handler.body)
         if handler.headers.get("Authorization") != f"Bearer {KEY}" or body.get("model") != "m":
-            return reply(handler, 401, {"error": {"message": "no key"}})
+            return handler.reply(401, {"error": {"message": "no key"}})
         stream_words(handler, " open", " sesame")
 
     with http_server("127.0.0.1", answer) as (base, received):
@@ -125,7 +114,7 @@ def test_a_redirect_on_the_same_origin_is_followed_with_the_key_and_the_body(cli
 
 @pytest.mark.parametrize("key", ["abc\r\nX-Injected: 1", "abc\ndef", "ключ"])
 def test_a_key_an_http_header_cannot_carry_is_one_line_and_never_shown(cli, key):
-    with http_server("127.0.0.1", lambda h: reply(h, 500, {})) as (base, received):
+    with http_server("127.0.0.1", lambda h: h.reply(500, {})) as (base, received):
         result = cli("--api", base, "-m", "m", "san", extra_env={"AUTOCOMPLETE_API_KEY": key})
     err = result.stderr.decode()
     assert result.returncode == 2 and err.count("\n") == 1 and "AUTOCOMPLETE_API_KEY holds" in err
@@ -135,7 +124,7 @@ def test_a_key_an_http_header_cannot_carry_is_one_line_and_never_shown(cli, key)
 def test_a_key_with_a_trailing_newline_is_the_key(cli):
     def answer(handler):
         if handler.headers.get("Authorization") != f"Bearer {KEY}":
-            return reply(handler, 401, {"error": {"message": "no key"}})
+            return handler.reply(401, {"error": {"message": "no key"}})
         stream_words(handler, " ok")
 
     with http_server("127.0.0.1", answer) as (base, _):
@@ -173,7 +162,7 @@ def test_marker_file_names_never_come_from_a_url_as_they_are(tmp_path, monkeypat
 
 
 def test_escapes_in_a_servers_error_never_reach_stderr_raw(cli):
-    with http_server("127.0.0.1", lambda h: models(h, "m") or reply(h, 500, {"error": HOSTILE})) as (base, _):
+    with http_server("127.0.0.1", lambda h: models(h, "m") or h.reply(500, {"error": HOSTILE})) as (base, _):
         result = cli("--api", base, "-m", "m", "san")
     line = one_error(result)
     assert not any(c in result.stderr.decode() for c in "\x1b\x07\u202e")
