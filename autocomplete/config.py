@@ -71,7 +71,11 @@ def _read(file: Path) -> dict:
         if name in _SECRETS:
             raise UsageError(f"config {file}: {key}: never keep an API key in a file; set AUTOCOMPLETE_API_KEY")
         if name not in KEYS:
-            raise UsageError(f"config {file}: unknown key {key!r} (known: {', '.join(KEYS)})")
+            import difflib
+
+            close = difflib.get_close_matches(name, KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(KEYS)}"
+            raise UsageError(f"config {file}: unknown key {key!r} ({hint})")
         types, check = KEYS[name]
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"config {file}: {key}: must be a {_kind(types)}, not {value!r}")

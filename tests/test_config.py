@@ -52,7 +52,8 @@ def test_the_typer_path_reads_it_too(cli, env, tiny_dir):
 
 @pytest.mark.parametrize("text, says", [
     ("temperature = ", "not valid TOML"),
-    ("temprature = 0.5", "unknown key 'temprature'"),
+    ("temprature = 0.5", "unknown key 'temprature' (did you mean temperature?)"),
+    ("colour = 'red'", "unknown key 'colour' (known: model, temperature,"),
     ("temperature = 'hot'", "temperature: must be a number"),
     ("top_p = 0", "top_p: top-p must be in (0, 1]"),
     ("style = 'loud'", "style: style must be one of auto, query, text"),

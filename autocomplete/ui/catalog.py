@@ -53,4 +53,4 @@ def show_models(json_lines: bool) -> None:
         from autocomplete.ui import visible
 
         said = ", ".join(f"{key} {value}" for key, value in config.load().items())
-        console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False)
+        console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False, soft_wrap=True)
