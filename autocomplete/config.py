@@ -28,8 +28,8 @@ KEYS = {
     "max_tokens": ((int,), checks.check_max_tokens),
     "stop": ((str,), checks.check_stop),
     "style": ((str,), checks.check_style),
-    "device": ((str,), lambda v: _choice("device", v, ("auto", "cpu", "cuda", "mps"))),
-    "precision": ((str,), lambda v: _choice("precision", v, ("fp32", "int8"))),
+    "device": ((str,), checks.check_device),
+    "precision": ((str,), checks.check_precision),
     "api": ((str,), None),
     "idle_timeout": ((int, float), lambda v: v if v >= 0 else _fail(f"must be 0 or more, not {v}")),
 }
@@ -79,6 +79,8 @@ def _read(file: Path) -> dict:
         types, check = KEYS[name]
         if isinstance(value, bool) or not isinstance(value, types):
             raise UsageError(f"config {file}: {key}: must be a {_kind(types)}, not {value!r}")
+        if float in types:
+            value = float(value)  # `temperature = 0` is 0.0, as the option's is
         try:
             values[name] = check(value) if check else value
         except ValueError as error:
@@ -88,12 +90,6 @@ def _read(file: Path) -> dict:
 
 def _kind(types: tuple) -> str:
     return "number" if float in types else "whole number" if int in types else "string"
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        _fail(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    return value
 
 
 def _fail(message: str):

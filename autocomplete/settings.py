@@ -10,6 +10,8 @@ from pathlib import Path
 
 STOP_RULES = ("line", "sentence", "none")
 STYLES = ("auto", "query", "text")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "int8")
 DEFAULT_MODEL = "gpt2"
 
 
@@ -139,6 +141,18 @@ def check_stop(value: str) -> str:
 def check_style(value: str) -> str:
     if value not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {value!r}")
+    return value
+
+
+def check_device(value: str) -> str:
+    if value not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {value!r}")
+    return value
+
+
+def check_precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {value!r}")
     return value
 
 
