@@ -133,26 +133,24 @@ def check_max_tokens(value: int) -> int:
 
 
 def check_stop(value: str) -> str:
-    if value not in STOP_RULES:
-        raise ValueError(f"stop must be one of {', '.join(STOP_RULES)}, not {value!r}")
-    return value
+    return _one_of("stop", value, STOP_RULES)
 
 
 def check_style(value: str) -> str:
-    if value not in STYLES:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {value!r}")
-    return value
+    return _one_of("style", value, STYLES)
 
 
 def check_device(value: str) -> str:
-    if value not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {value!r}")
-    return value
+    return _one_of("device", value, DEVICES)
 
 
 def check_precision(value: str) -> str:
-    if value not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {value!r}")
+    return _one_of("precision", value, PRECISIONS)
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 

@@ -49,8 +49,9 @@ def show_models(json_lines: bool) -> None:
     console.print(table)
     from autocomplete import config
 
-    if config.load():  # where a default that isn't the built-in one comes from
+    defaults = config.load()
+    if defaults:  # where a default that isn't the built-in one comes from
         from autocomplete.ui import visible
 
-        said = ", ".join(f"{key} {value}" for key, value in config.load().items())
+        said = ", ".join(f"{key} {value}" for key, value in defaults.items())
         console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False, soft_wrap=True)

@@ -78,15 +78,15 @@ def main(
         help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. "
              f"Give several with --explain to compare them \\[default: {DEFAULTS.temperature}]", show_default=False)
     ] = [],
-    top_k: Annotated[int, typer.Option(
+    top_k: Annotated[Optional[int], typer.Option(
         "-k", "--top-k", callback=_checked(_unless_none(checks.check_top_k)), metavar="K",
         show_default=False, help=f"Sample only from the K likeliest tokens (0 = off) \\[default: {DEFAULTS.top_k}]")
     ] = None,
-    top_p: Annotated[float, typer.Option(
+    top_p: Annotated[Optional[float], typer.Option(
         "-p", "--top-p", callback=_checked(_unless_none(checks.check_top_p)), metavar="P",
         show_default=False, help="Sample only from the likeliest tokens holding this much probability (1 = off) "
                                  f"\\[default: {DEFAULTS.top_p}]")] = None,
-    max_tokens: Annotated[int, typer.Option(
+    max_tokens: Annotated[Optional[int], typer.Option(
         "-n", "--max-tokens", callback=_checked(_unless_none(checks.check_max_tokens)), metavar="N",
         show_default=False, help=f"Generate at most this many tokens \\[default: {DEFAULTS.max_tokens}]")] = None,
     seed: Annotated[Optional[int], typer.Option(
