@@ -30,6 +30,7 @@ KEYS = {
     "style": ((str,), checks.check_style),
     "device": ((str,), checks.check_device),
     "precision": ((str,), checks.check_precision),
+    "engine": ((str,), checks.check_engine),
     "api": ((str,), None),
     "idle_timeout": ((int, float), lambda v: v if v >= 0 else _fail(f"must be 0 or more, not {v}")),
 }

@@ -12,6 +12,7 @@ STOP_RULES = ("line", "sentence", "none")
 STYLES = ("auto", "query", "text")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "int8")
+ENGINES = ("auto", "onnx", "torch")  # auto: onnx on the CPU for the models it exports, torch otherwise
 DEFAULT_MODEL = "gpt2"
 
 
@@ -55,6 +56,7 @@ class Settings:
     model: str | None = None  # None: the default model (which may fall back to the starter)
     device: str = "auto"
     precision: str = "fp32"
+    engine: str = "auto"  # onnx (ONNX Runtime, the CPU), torch, or auto (autocomplete.engine.onnx_engine.chosen)
     api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
     use_server: bool = True  # use a warm server for this model when one is running (--no-server: False)
     idle_timeout: float = 300  # for a server started from here
@@ -83,11 +85,11 @@ class Settings:
             return str(Path(self.model).expanduser().resolve())
         return self.model
 
-    def where(self) -> tuple[str | None, str, str]:
-        """What a server must have loaded to serve this: (model, device, precision), as autocomplete.serve.client
-        takes them. int8 with device auto runs on the CPU, as models.load decides."""
+    def where(self) -> tuple[str | None, str, str, str]:
+        """What a server must have loaded to serve this: (model, device, precision, engine), as
+        autocomplete.serve.client takes them. int8 with device auto runs on the CPU, as models.load decides."""
         device = "cpu" if self.precision == "int8" and self.device == "auto" else self.device
-        return self.server_key(), device, self.precision
+        return self.server_key(), device, self.precision, self.engine
 
     def servable(self) -> bool:
         # The server runs completions and suggestions; --explain runs here.
@@ -104,7 +106,7 @@ class Settings:
         """The model these settings name, loaded (once per process) in this process."""
         from autocomplete.engine import models
 
-        return models.load(self.model, self.device, self.precision)
+        return models.load(self.model, self.device, self.precision, self.engine)
 
 
 # Each check returns the value or raises ValueError with the sentence the user sees.
@@ -146,6 +148,10 @@ def check_device(value: str) -> str:
 
 def check_precision(value: str) -> str:
     return _one_of("precision", value, PRECISIONS)
+
+
+def check_engine(value: str) -> str:
+    return _one_of("engine", value, ENGINES)
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -36,12 +36,24 @@ def tiny_hf_home(tiny_dir, tmp_path_factory) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def tiny(tiny_dir):
-    """The tiny model loaded in-process through autocomplete's own loader."""
+# The engines every test of model behaviour runs on.
+ENGINES = ["onnx", "torch"]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def tiny(request, tiny_dir):
+    """The tiny model loaded in-process through autocomplete's own loader, on each engine."""
     from autocomplete.engine import models
 
-    return models.load(str(tiny_dir), "cpu")
+    return models.load(str(tiny_dir), "cpu", engine=request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_torch(tiny_dir):
+    """The tiny model on the torch engine, for what only it has (the torch module: hooks, int8, the reference)."""
+    from autocomplete.engine import models
+
+    return models.load(str(tiny_dir), "cpu", engine="torch")
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +85,30 @@ def smollm2_cache() -> Path:
     return cache
 
 
-@pytest.fixture(scope="session")
-def smol(smollm2_cache):
-    """The real starter model loaded in-process, from the directory its fetch made."""
+def _load_smol(cache: Path, engine: str):
+    """Loaded with the persistent cache as the cache: its ONNX export is made once and kept, as the fetch is."""
     from autocomplete.engine import models
 
-    return models.load(str(smollm2_cache / "models" / "smollm2-135m"), "cpu")
+    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
+    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
+    try:
+        return models.load(str(cache / "models" / "smollm2-135m"), "cpu", engine=engine)
+    finally:
+        if old is None:
+            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
+        else:
+            os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def smol(request, smollm2_cache):
+    """The real starter model loaded in-process, from the directory its fetch made, on each engine."""
+    return _load_smol(smollm2_cache, request.param)
+
+
+@pytest.fixture(scope="session")
+def smol_torch(smollm2_cache):
+    return _load_smol(smollm2_cache, "torch")
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +132,27 @@ def console_script() -> str:
     return str(found) if found.exists() else shutil.which("autocomplete")
 
 
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_dir, tmp_path_factory) -> Path:
+    """A cache directory holding the tiny model's ONNX export (fp32): exported once per test run, not in every
+    CLI test's fresh cache (each export imports torch and takes seconds)."""
+    from autocomplete.engine import onnx_engine
+
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
+    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
+    try:
+        onnx_engine.exported(tiny_dir, "fp32", "the tiny model")
+    finally:
+        if old is None:
+            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
+        else:
+            os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
+    return cache / "onnx"
+
+
 @pytest.fixture
-def env(tmp_path) -> dict:
+def env(tmp_path, tiny_exports) -> dict:
     """An environment with nothing of the user's: empty caches, no network to the Hub, no colour settings, and
     a runtime directory of its own so no warm server of the user's answers (short: socket paths are limited).
     The style is text: the tiny model memorised plain phrases, not lists of queries; the tests of the query
@@ -111,6 +160,7 @@ def env(tmp_path) -> dict:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("AUTOCOMPLETE_", "HF_", "NO_COLOR", "FORCE_COLOR"))}
     runtime = tempfile.mkdtemp(prefix="ac-")
+    shutil.copytree(tiny_exports, tmp_path / "cache" / "onnx", copy_function=os.link)  # hard links: no copy
     base.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", AUTOCOMPLETE_CACHE_DIR=str(tmp_path / "cache"),
                 AUTOCOMPLETE_DATA_DIR=str(tmp_path / "data"), AUTOCOMPLETE_RUNTIME_DIR=runtime,
                 PYTHONIOENCODING="utf-8", COLUMNS="200", AUTOCOMPLETE_STYLE="text",

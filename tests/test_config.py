@@ -43,6 +43,17 @@ def test_an_option_beats_the_environment_which_beats_the_file(cli, env, tiny_dir
     assert without_env.returncode == 1 and b"nowhere" in without_env.stderr  # the file's model, tried
 
 
+def test_the_file_sets_the_engine_below_the_environment_and_the_option(cli, env, tiny_dir):
+    """The engine that ran is in the record: the file's, unless AUTOCOMPLETE_ENGINE or --engine says otherwise."""
+    write_config(env, f'model = "{tiny_dir}"\ntemperature = 0\nengine = "torch"\n')
+    from_file = record(cli("--json", "san"))
+    assert from_file["engine"] == "torch" and from_file["completion"] == " francisco weather is good in april?"
+    from_env = record(cli("--json", "san", extra_env={"AUTOCOMPLETE_ENGINE": "onnx"}))
+    assert from_env["engine"] == "onnx" and from_env["completion"] == from_file["completion"]
+    from_option = record(cli("--json", "--engine", "torch", "san", extra_env={"AUTOCOMPLETE_ENGINE": "onnx"}))
+    assert from_option["engine"] == "torch"
+
+
 def test_the_typer_path_reads_it_too(cli, env, tiny_dir):
     """A command line autocomplete.ui.args declines (a short-option cluster) is parsed by Typer: same defaults."""
     write_config(env, f'model = "{tiny_dir}"\nmax_tokens = 2\n')
@@ -58,6 +69,8 @@ def test_the_typer_path_reads_it_too(cli, env, tiny_dir):
     ("top_p = 0", "top_p: top-p must be in (0, 1]"),
     ("style = 'loud'", "style: style must be one of auto, query, text"),
     ("precision = 'int4'", "precision: precision must be one of fp32, int8"),
+    ("engine = 'gpu'", "engine: engine must be one of auto, onnx, torch"),
+    ("engine = 1", "engine: must be a string"),
     ("idle_timeout = -1", "idle_timeout: must be 0 or more"),
     ("api_key = 'sk-123'", "never keep an API key in a file"),
 ])

@@ -16,18 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def is_compact_gpt2(directory: Path) -> bool:
-    """Whether `directory` holds a GPT-2 this module can run: plain GPT-2 config, safetensors, tokenizer.json."""
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    plain = (config.get("model_type") == "gpt2" and config.get("activation_function", "gelu_new") == "gelu_new"
-             and not config.get("scale_attn_by_inverse_layer_idx") and not config.get("reorder_and_upcast_attn")
-             and config.get("scale_attn_weights", True))
-    return plain and (directory / "model.safetensors").is_file() and (directory / "tokenizer.json").is_file()
-
-
 @dataclass
 class Output:
     logits: torch.Tensor
@@ -76,25 +64,36 @@ class KVCache:
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-           shared: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
+           shared: torch.Tensor | None = None, scale: float | None = None, mask_covers_shared: bool = False
+           ) -> torch.Tensor:
     """Scaled dot-product attention of q [B, heads, T, D] over keys and values [B, kv_heads, S, D]; each key/value
     head serves heads / kv_heads query heads (grouped-query attention). shared [2, 1, kv_heads, n, D]: keys and
-    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs).
-    scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the weights made q that much smaller)."""
-    if shared is None:
+    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs,
+    unless mask_covers_shared). scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the weights made
+    q that much smaller). mask_covers_shared: mask [B, 1, T, n + S] says which of the shared keys too each new token
+    sees (any T; the ONNX export's form, autocomplete.engine.onnx_export); otherwise it covers the row's own only."""
+    if shared is None and not mask_covers_shared:
         causal = mask is None and q.shape[2] > 1
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True,
                                               scale=scale)
     B, heads, T, D = q.shape
-    assert T == 1, "shared keys and values are read one new token at a time"
     kv_heads = keys.shape[1]
-    g = q.reshape(B, kv_heads, heads // kv_heads, D)  # query heads grouped by their key/value head
+    groups = heads // kv_heads
+    assert T == 1 or mask_covers_shared, "shared keys and values are read one new token at a time"
+    g = q.reshape(B, kv_heads, groups * T, D)  # query heads grouped by their key/value head (then by position)
     if scale != 1.0:
         g = g * (D ** -0.5 if scale is None else scale)
     own = g @ keys.transpose(-1, -2)
-    if mask is not None:
+    if mask is not None and not mask_covers_shared:
         own = own.masked_fill(~mask, float("-inf"))
-    weights = torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1).softmax(dim=-1)
+    scores = own if shared is None else torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1)
+    if mask is not None and mask_covers_shared:
+        # [B, 1, T, keys] -> [B, 1, groups * T, keys]: the same for each query head of a group
+        grouped = mask.unsqueeze(2).expand(B, 1, groups, T, mask.shape[-1]).reshape(B, 1, groups * T, -1)
+        scores = scores.masked_fill(~grouped, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    if shared is None:
+        return (weights @ values).reshape(B, heads, T, D)
     n = shared.shape[3]
     y = weights[..., :n] @ shared[1] + weights[..., n:] @ values
     return y.reshape(B, heads, T, D)
@@ -141,15 +140,27 @@ class Block(nn.Module):
         self.c_fc = _linear(n_embd, 4 * n_embd)
         self.mlp_proj = _linear(4 * n_embd, n_embd)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
-                shared: torch.Tensor | None = None) -> torch.Tensor:
+    scale = None  # q·k / sqrt(head_dim), as attend() does by default
+
+    def attention_inputs(self, x: torch.Tensor, turn: None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [B, n_head, T, head_dim] and the new keys and values [2, B, n_head, T, head_dim] (views of one
+        tensor: they go into the cache in one copy). turn: for the Llama Block's interface; GPT-2 has none."""
         B, T, C = x.shape
-        # (3, B, n_head, T, head_dim) views of q, k, v: the new keys and values go into the cache in one copy
         qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        kv[:, :, :, start:start + T] = qkv[1:]
-        y = attend(qkv[0], kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared)
+        return qkv[0], qkv[1:]
+
+    def rest(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The layer after attention: y [B, n_head, T, head_dim] projected and added, then the MLP."""
+        B, T, C = x.shape
         x = x + self.attn_proj(y.transpose(1, 2).reshape(B, T, C))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
+                shared: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[1]
+        q, new = self.attention_inputs(x)
+        kv[:, :, :, start:start + T] = new
+        return self.rest(x, attend(q, kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared))
 
 
 class GPT2(nn.Module):
@@ -169,6 +180,21 @@ class GPT2(nn.Module):
     def device(self) -> torch.device:
         return self.wte.weight.device
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.h
+
+    @property
+    def n_kv_head(self) -> int:
+        return self.n_head
+
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """The first layer's input, and what each Block's attention_inputs takes besides (nothing, for GPT-2)."""
+        return self.wte(input_ids) + self.wpe(positions), None
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.ln_f(x))
+
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         n_embd = self.config["n_embd"]
         return KVCache(len(self.h), batch, self.n_head, capacity, n_embd // self.n_head, self.wte.weight.dtype,
@@ -186,12 +212,12 @@ class GPT2(nn.Module):
         cache.reserve(start + T, self.context_length)
         if positions is None:
             positions = torch.arange(start, start + T, device=input_ids.device)
-        x = self.wte(input_ids) + self.wpe(positions)
+        x, _ = self.embed(input_ids, positions)
         mask = causal_mask(start, T, x.device) if attn_mask is None else attn_mask
         for layer, block in enumerate(self.h):
             x = block(x, cache.kv[layer], start, mask, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        return Output(self.lm_head(self.ln_f(kept(x, logits_to_keep))), cache)
+        return Output(self.head(kept(x, logits_to_keep)), cache)
 
 
 def load(directory: Path) -> GPT2:
@@ -215,38 +241,3 @@ def load(directory: Path) -> GPT2:
     ours.setdefault("lm_head.weight", ours["wte.weight"])  # tied to the token embedding
     model.load_state_dict({k: v.float() for k, v in ours.items()}, strict=True, assign=True)
     return model.eval()
-
-
-class Tokenizer:
-    """The slice of transformers' tokenizer API autocomplete uses, on the `tokenizers` library alone."""
-
-    def __init__(self, directory: Path, config: dict):
-        from tokenizers import Tokenizer as Fast
-
-        self._tok = Fast.from_file(str(directory / "tokenizer.json"))
-        self.bos_token_id = _first(config.get("bos_token_id"))
-        self.eos_token_id = _first(config.get("eos_token_id"))
-
-    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
-        return {"input_ids": self._tok.encode(text, add_special_tokens=add_special_tokens).ids}
-
-    def __len__(self) -> int:
-        return self._tok.get_vocab_size()
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [i for i, token in self._tok.get_added_tokens_decoder().items() if token.special]
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool = False) -> str:
-        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
-
-    def batch_decode(self, batch: list[list[int]], clean_up_tokenization_spaces: bool = False) -> list[str]:
-        return self._tok.decode_batch(batch, skip_special_tokens=True)
-
-    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
-        return [self._tok.id_to_token(i) or "" for i in ids]
-
-
-def _first(value):
-    """A config's token id, which some configs give as a list."""
-    return value[0] if isinstance(value, list) and value else value

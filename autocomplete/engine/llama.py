@@ -18,21 +18,6 @@ from torch import nn
 from autocomplete.engine.gpt2 import KVCache, Output, _embedding, _linear, attend, causal_mask, kept
 
 
-def is_compact_llama(directory: Path) -> bool:
-    """Whether `directory` holds a plain Llama this module runs exactly: default rotary embeddings, no biases,
-    SiLU, safetensors weights and a tokenizer.json. Anything else keeps transformers' modeling."""
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    plain = (config.get("model_type") == "llama" and config.get("hidden_act", "silu") == "silu"
-             and not config.get("attention_bias") and not config.get("mlp_bias")
-             and rope.get("rope_type", rope.get("type", "default")) == "default"
-             and config.get("pretraining_tp", 1) == 1)
-    return plain and (directory / "model.safetensors").is_file() and (directory / "tokenizer.json").is_file()
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -59,20 +44,43 @@ class Block(nn.Module):
         self.gate_up = _linear(dim, 2 * hidden, bias=False)
         self.down_proj = _linear(hidden, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
-                turn: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
-        """turn: e^(i·position·frequency) for each new position, [T, 1, d/2] (or [B, T, 1, d/2]), complex."""
+    scale = 1.0  # the query rows come prescaled by 1/sqrt(head_dim)
+
+    def attention_inputs(self, x: torch.Tensor, turn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [B, n_head, T, head_dim], rotated, and the new keys (rotated) and values [2, B, n_kv_head, T,
+        head_dim]. turn: e^(i·position·frequency) for each new position, [T, 1, d/2] (or [B, T, 1, d/2]), complex;
+        or its real and imaginary parts, [..., d/2, 2] (the ONNX export: ONNX has no complex numbers)."""
         B, T, _ = x.shape
         n_qk, d = self.n_head + self.n_kv_head, self.head_dim
         qkv = self.qkv(self.input_layernorm(x))
-        pairs = qkv[..., : n_qk * d].reshape(B, T, n_qk, d // 2, 2)
-        qk = torch.view_as_real(torch.view_as_complex(pairs) * turn).reshape(B, T, n_qk, d).transpose(1, 2)
-        kv[0, :, :, start:start + T] = qk[:, self.n_head:]
-        kv[1, :, :, start:start + T] = qkv[..., n_qk * d:].view(B, T, self.n_kv_head, d).transpose(1, 2)
-        y = attend(qk[:, : self.n_head], kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared, scale=1.0)
+        qk = rotate(qkv[..., : n_qk * d].reshape(B, T, n_qk, d // 2, 2), turn).reshape(B, T, n_qk, d).transpose(1, 2)
+        v = qkv[..., n_qk * d:].view(B, T, self.n_kv_head, d).transpose(1, 2)
+        return qk[:, : self.n_head], torch.stack((qk[:, self.n_head:], v))
+
+    def rest(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The layer after attention: y [B, n_head, T, head_dim] projected and added, then the MLP."""
+        B, T, _ = x.shape
         x = x + self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
         gate, up = self.gate_up(self.post_attention_layernorm(x)).chunk(2, dim=-1)
         return x + self.down_proj(F.silu(gate) * up)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, start: int, mask: torch.Tensor | None,
+                turn: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[1]
+        q, new = self.attention_inputs(x, turn)
+        kv[:, :, :, start:start + T] = new
+        y = attend(q, kv[0, :, :, :start + T], kv[1, :, :, :start + T], mask, shared, scale=self.scale)
+        return self.rest(x, y)
+
+
+def rotate(pairs: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Rotary pairs [..., d/2, 2] turned: one complex multiplication where turn is complex (the torch path: one
+    kernel), the same in real arithmetic where it is [..., d/2, 2] cos and sin (the export)."""
+    if turn.is_complex():
+        return torch.view_as_real(torch.view_as_complex(pairs) * turn)
+    a, b = pairs.unbind(-1)
+    cos, sin = turn.unbind(-1)
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
 
 
 class Llama(nn.Module):
@@ -98,11 +106,34 @@ class Llama(nn.Module):
         # The rotations of every position, computed once (as transformers does: angles in fp32, then cos and sin)
         inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim)
         angles = torch.arange(self.context_length, dtype=torch.float)[:, None] * inv_freq
-        self.register_buffer("turns", torch.polar(torch.ones_like(angles), angles), persistent=False)
+        # kept as real and imaginary parts [positions, d/2, 2] (the ONNX export reads them so; ONNX has no complex
+        # numbers), viewed as complex by the torch path
+        turns = torch.polar(torch.ones_like(angles), angles)
+        self.register_buffer("turns_real", torch.view_as_real(turns).contiguous(), persistent=False)
 
     @property
     def device(self) -> torch.device:
         return self.embed_tokens.weight.device
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.layers
+
+    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor, real: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's input, and each new position's rotation for the Blocks' attention_inputs: complex,
+        or (real) its real and imaginary parts side by side."""
+        if real:
+            return self.embed_tokens(input_ids), self.turns_real[positions].unsqueeze(-3)
+        return self.embed_tokens(input_ids), self.turns[positions].unsqueeze(-2)
+
+    @property
+    def turns(self) -> torch.Tensor:
+        """e^(i·position·frequency) [positions, d/2], complex: a view of turns_real."""
+        return torch.view_as_complex(self.turns_real)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(x))
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         return KVCache(len(self.layers), batch, self.n_kv_head, capacity, self.head_dim,
@@ -116,13 +147,14 @@ class Llama(nn.Module):
         cache = cache or self.new_cache(B, capacity=T + 64)
         start = cache.length
         cache.reserve(start + T, self.context_length)
-        turn = (self.turns[start:start + T] if positions is None else self.turns[positions]).unsqueeze(-2)
+        turns = self.turns
+        turn = (turns[start:start + T] if positions is None else turns[positions]).unsqueeze(-2)
         x = self.embed_tokens(input_ids)
         mask = causal_mask(start, T, x.device) if attn_mask is None else attn_mask
         for layer, block in enumerate(self.layers):
             x = block(x, cache.kv[layer], start, mask, turn, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        return Output(self.lm_head(self.norm(kept(x, logits_to_keep))), cache)
+        return Output(self.head(kept(x, logits_to_keep)), cache)
 
 
 def load(directory: Path) -> Llama:

@@ -41,13 +41,22 @@ class Source:
 @dataclass
 class LoadedModel:
     name: str  # what was actually loaded, for humans and for --json
-    model: object
+    engine: object  # what runs it (autocomplete.engine.engine.Engine)
     tokenizer: object
     context_length: int
     eos_ids: frozenset[int] = field(default_factory=frozenset)
     directory: Path | None = None  # where its files are (what the query frame's stored cache is keyed by)
     vocab: object = None  # every token's bytes (autocomplete.text.heal.Vocab), built when first needed
     frames: dict = field(default_factory=dict)  # example queries -> their KV cache (autocomplete.text.prompt)
+
+    @property
+    def model(self):
+        """The torch module, where the torch engine runs it (tests and the bench read it; None on ONNX Runtime)."""
+        return getattr(self.engine, "model", None)
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
 
     def encode(self, text: str, special: bool = True) -> list[int]:
         """Token ids; special=False leaves out what the tokenizer adds at the start of a text (a BOS token)."""
@@ -211,24 +220,25 @@ def _no_gguf_progress_bar():
         gguf.tqdm = bar
 
 
-_loaded: dict[tuple[str, str, str], LoadedModel] = {}
+_loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
 
-def load(name: str | None = None, device: str = "auto", precision: str = "fp32") -> LoadedModel:
+def load(name: str | None = None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> LoadedModel:
     """Load (once per process) the model `name` names; None means the default.
 
     precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" gives every linear layer,
-    the output head included, int8 weights for faster decoding on CPU (see autocomplete.engine.quant and the README's
-    benchmark for how faithful it stays).
+    the output head included, int8 weights for faster decoding on CPU (see the README's benchmark for how
+    faithful it stays). engine: "onnx" (ONNX Runtime, the CPU), "torch", or "auto": ONNX Runtime for the models it
+    runs on the CPU, torch for the rest (autocomplete.engine.engine).
     """
     if precision == "int8" and device == "auto":
         device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
-    key = (name or "", device, precision)
+    key = (name or "", device, precision, engine)
     if key not in _loaded:
-        # The spinner comes first: finding the model and importing torch take seconds before any loading.
+        # The spinner comes first: finding the model and importing a runtime take a while before any loading.
         with ui.status(f"Loading {name or DEFAULT_MODEL}…") as say:
             directory, shown = locate(name)
             say(f"Loading {shown}…")
-            _loaded[key] = _load_dir(directory, shown, pick_device(device), precision)
+            _loaded[key] = _load_dir(directory, shown, device, precision, engine)
     return _loaded[key]
 
 
@@ -238,14 +248,50 @@ def unload(lm: LoadedModel) -> None:
         del _loaded[key]
 
 
-def _load_dir(directory: Path, shown: str, device: str, precision: str) -> LoadedModel:
-    from autocomplete.engine import gpt2, llama
+def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: str) -> LoadedModel:
+    from autocomplete.engine import onnx_engine
+
+    config = _config(directory)
+    if onnx_engine.chosen(engine, directory, device):
+        try:
+            runs = onnx_engine.load(directory, precision, shown)
+        except UserError:
+            raise
+        except Exception as error:
+            raise UserError(f"could not load model {shown} on ONNX Runtime: {_first_line(error)}")
+        from autocomplete.engine.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(directory, config)
+    else:
+        runs, tokenizer, config = _load_torch(directory, shown, pick_device(device), precision, config)
+    context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
+    eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
+    eos.discard(None)
+    return LoadedModel(shown, runs, tokenizer, int(context), frozenset(eos), directory)
+
+
+def _config(directory: Path) -> dict:
+    """config.json, with generation_config.json's token ids winning (as in transformers); {} if unreadable."""
+    import json
 
     try:
-        if gpt2.is_compact_gpt2(directory):
-            model, tokenizer, config = _load_compact(directory, gpt2.load)
-        elif llama.is_compact_llama(directory):
-            model, tokenizer, config = _load_compact(directory, llama.load)
+        config = json.loads((directory / "config.json").read_text())
+        generation = directory / "generation_config.json"
+        if generation.is_file():
+            config.update({k: v for k, v in json.loads(generation.read_text()).items() if k.endswith("token_id")})
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _load_torch(directory: Path, shown: str, device: str, precision: str, config: dict):
+    from autocomplete.engine import compact
+    from autocomplete.engine.tokenizer import Tokenizer
+    from autocomplete.engine.torch_engine import TorchEngine
+
+    try:
+        if (arch := compact.architecture(directory)) is not None:
+            model, tokenizer = compact.module(arch).load(directory), Tokenizer(directory, config)
         else:
             model, tokenizer, config = _load_transformers(directory)
     except Exception as error:
@@ -258,24 +304,7 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str) -> Loade
 
         model = quant.quantize(model)
     choose_threads()
-    context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
-    eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
-    eos.discard(None)
-    return LoadedModel(shown, model, tokenizer, int(context), frozenset(eos), directory)
-
-
-def _load_compact(directory: Path, load):
-    """A model with a compact forward of ours (load: gpt2.load or llama.load) and the `tokenizers` library's
-    tokenizer: neither imports transformers."""
-    import json
-
-    from autocomplete.engine import gpt2
-
-    config = json.loads((directory / "config.json").read_text())
-    generation = directory / "generation_config.json"
-    if generation.is_file():  # its eos ids win, as in transformers
-        config.update({k: v for k, v in json.loads(generation.read_text()).items() if k.endswith("token_id")})
-    return load(directory), gpt2.Tokenizer(directory, config), config
+    return TorchEngine(model, precision), tokenizer, config
 
 
 def _load_transformers(directory: Path):
@@ -290,20 +319,12 @@ def _load_transformers(directory: Path):
 
 
 def choose_threads() -> None:
-    """Decoding one token at a time is memory-bound: threads help only on idle cores. With a core busy elsewhere,
-    OpenMP threads waiting for each other make two threads ~10x slower than one, so count only idle cores."""
+    """torch's threads, by the idle-core rule (autocomplete.engine.engine.idle_cores)."""
     import torch
 
-    wanted = os.environ.get("AUTOCOMPLETE_THREADS", "").strip()
-    if wanted:
-        # ASCII digits only: isdigit() passes "²", which int() refuses, and isdecimal() "٣", which it reads as 3.
-        if not (wanted.isascii() and wanted.isdecimal() and int(wanted) >= 1):
-            raise UsageError(f"AUTOCOMPLETE_THREADS must be a whole number of threads, 1 or more, not {wanted!r}")
-        torch.set_num_threads(int(wanted))
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
-    torch.set_num_threads(max(1, cores - busy))
+    from autocomplete.engine.engine import idle_cores
+
+    torch.set_num_threads(idle_cores())
 
 
 def pick_device(device: str) -> str:

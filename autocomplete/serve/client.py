@@ -89,37 +89,40 @@ def _private_dir(path: Path, parents: bool, create: bool = True) -> Path:
     return path
 
 
-def _name(model: str | None, device: str, precision: str) -> str:
+def _name(model: str | None, device: str, precision: str, engine: str) -> str:
     """The file name (without suffix) for a server of `model` ("" or None: the default model) on `device` ("auto":
-    any) at `precision`."""
-    return hashlib.sha256(f"{model or ''}\0{device}\0{precision}".encode()).hexdigest()[:16]
+    any) at `precision`, run by `engine`."""
+    return hashlib.sha256(f"{model or ''}\0{device}\0{precision}\0{engine}".encode()).hexdigest()[:16]
 
 
-def socket_path(model: str | None, device: str = "auto", precision: str = "fp32", create: bool = True) -> Path:
+def socket_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto",
+                create: bool = True) -> Path:
     """Where a server started for exactly this listens (from before its model loads)."""
-    path = runtime_dir(create) / f"{_name(model, device, precision)}.sock"
+    path = runtime_dir(create) / f"{_name(model, device, precision, engine)}.sock"
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise UserError(f"the runtime directory path is too long for a Unix socket ({path}); "
                         f"set AUTOCOMPLETE_RUNTIME_DIR to a shorter path")
     return path
 
 
-def log_path(model: str | None, device: str = "auto", precision: str = "fp32") -> Path:
-    return socket_path(model, device, precision).with_suffix(".log")
+def log_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> Path:
+    return socket_path(model, device, precision, engine).with_suffix(".log")
 
 
-def ready_path(model: str | None, device: str = "auto", precision: str = "fp32", create: bool = True) -> Path:
+def ready_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto",
+               create: bool = True) -> Path:
     """A link a ready server makes to its socket for each way of asking for what it loaded: the name it was started
-    with and the model's own names, its device and "auto" (see autocomplete.serve.server.Server.answers_to)."""
-    return socket_path(model, device, precision, create).with_suffix(".ready")
+    with and the model's own names, its device and "auto", its engine (and "auto" when auto chose it; see
+    autocomplete.serve.server.Server.answers_to)."""
+    return socket_path(model, device, precision, engine, create).with_suffix(".ready")
 
 
-def _found(model: str | None, device: str = "auto", precision: str = "fp32") -> Path | None:
-    """The socket of a server for this model, device and precision: a ready one serving it under any of its names,
-    else one started for exactly this and still loading. None when there is none, or the runtime dir is unusable
-    or not there (it is made only by start()): then the CLI works in-process instead of failing."""
+def _found(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> Path | None:
+    """The socket of a server for this model, device, precision and engine: a ready one serving it under any of its
+    names, else one started for exactly this and still loading. None when there is none, or the runtime dir is
+    unusable or not there (it is made only by start()): then the CLI works in-process instead of failing."""
     try:
-        ready = ready_path(model, device, precision, create=False)
+        ready = ready_path(model, device, precision, engine, create=False)
     except UserError:
         return None
     return ready if ready.exists() else ready.with_suffix(".sock")
@@ -138,9 +141,9 @@ def _connect(path: Path | None, timeout: float = CONNECT_TIMEOUT) -> socket.sock
     return sock
 
 
-def running(model: str | None, device: str = "auto", precision: str = "fp32") -> bool:
+def running(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> bool:
     """Whether a server for `model` is listening: one connect attempt, no request."""
-    return listening(_found(model, device, precision))
+    return listening(_found(model, device, precision, engine))
 
 
 def listening(path: Path | None) -> bool:
@@ -215,17 +218,17 @@ def _exchange(sock: socket.socket, reader, request: bytes | None, path: Path, ti
     return reply
 
 
-def status(model: str | None, device: str = "auto", precision: str = "fp32") -> dict | None:
+def status(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> dict | None:
     """The server's status dict, or None if no server for `model` is running."""
     try:
-        return _call(_found(model, device, precision), {"op": "status"}, STATUS_TIMEOUT)
+        return _call(_found(model, device, precision, engine), {"op": "status"}, STATUS_TIMEOUT)
     except UserError:
         return None
 
 
-def stop(model: str | None, device: str = "auto", precision: str = "fp32") -> bool:
+def stop(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> bool:
     """Ask the server to exit; False if none was running. Returns once it no longer accepts connections."""
-    path = _found(model, device, precision)
+    path = _found(model, device, precision, engine)
     try:
         if _call(path, {"op": "stop"}, STATUS_TIMEOUT) is None:
             return False
@@ -242,16 +245,16 @@ def stop(model: str | None, device: str = "auto", precision: str = "fp32") -> bo
 
 
 def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120,
-          precision: str = "fp32") -> dict:
+          precision: str = "fp32", engine: str = "auto") -> dict:
     """Start a detached server for `model` and wait until it answers (loading the model may take a while).
     Returns its status. A server already up for `model` (under any of its names, or one that wins a race to
     start) is used as it is."""
-    log = log_path(model, device, precision)
+    log = log_path(model, device, precision, engine)
 
     def spawn() -> subprocess.Popen:
-        return _spawn(model, device, precision, idle_timeout, log)
+        return _spawn(model, device, precision, engine, idle_timeout, log)
 
-    process = None if running(model, device, precision) else spawn()
+    process = None if running(model, device, precision, engine) else spawn()
     deadline = time.monotonic() + wait
     while True:
         left = deadline - time.monotonic()
@@ -262,7 +265,7 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
             raise UserError(f"the model server for {_shown(model)} did not answer within {wait:g} s{_last_line(log)}")
         try:
             # The server binds its socket before loading the model, so once connected this waits out the load.
-            info = _call(_found(model, device, precision), {"op": "status"}, left)
+            info = _call(_found(model, device, precision, engine), {"op": "status"}, left)
         except UserError:
             info = None
         if info is not None:
@@ -274,12 +277,13 @@ def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wa
         time.sleep(0.05)
 
 
-def _spawn(model: str | None, device: str, precision: str, idle_timeout: float, log: Path) -> subprocess.Popen:
+def _spawn(model: str | None, device: str, precision: str, engine: str, idle_timeout: float,
+           log: Path) -> subprocess.Popen:
     import subprocess
 
     # -P: the user's working directory is not put on sys.path, so an autocomplete/ (or typing.py…) there isn't run.
     command = [sys.executable, "-P", "-m", "autocomplete.serve.server", "--device", device, "--precision", precision,
-               "--idle-timeout", str(idle_timeout)]
+               "--engine", engine, "--idle-timeout", str(idle_timeout)]
     if model is not None:
         command += ["--model", model]
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -293,19 +297,20 @@ def _spawn(model: str | None, device: str, precision: str, idle_timeout: float, 
 
 
 def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None],
-             device: str = "auto", precision: str = "fp32") -> dict | None:
+             device: str = "auto", precision: str = "fp32", engine: str = "auto") -> dict | None:
     """Complete `prompt` on the server, streaming pieces to on_piece; returns the done record (as
     render.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
-    reply = _call(_found(model, device, precision), {"op": "complete", "prompt": prompt, "settings": settings},
-                  REPLY_TIMEOUT, on_piece)
+    reply = _call(_found(model, device, precision, engine),
+                  {"op": "complete", "prompt": prompt, "settings": settings}, REPLY_TIMEOUT, on_piece)
     return None if reply is None else reply["done"]
 
 
 def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int, device: str = "auto",
-            precision: str = "fp32") -> dict | None:
-    """{"suggestions": [{"completion", "probability", "tokens"}], "model": name}, or None if no server."""
+            precision: str = "fp32", engine: str = "auto") -> dict | None:
+    """{"suggestions": [{"completion", "probability", "tokens"}], "model": name, "engine": what runs it, ...}, or
+    None if no server."""
     request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words}
-    return _call(_found(model, device, precision), request, REPLY_TIMEOUT)
+    return _call(_found(model, device, precision, engine), request, REPLY_TIMEOUT)
 
 
 def _log_of(sock: Path) -> Path:

@@ -18,7 +18,7 @@ def manage(action: str, settings: Settings) -> int:
             ui.notice(f"A server for {shown} is already running.")
             return 0
         with ui.status(f"Starting a server for {shown}…"):
-            found = client.start(where[0], where[1], idle_timeout, precision=where[2])
+            found = client.start(where[0], where[1], idle_timeout, precision=where[2], engine=where[3])
         ui.notice(f"Server ready: {found['model']} (pid {found['pid']}), "
                   + (f"exits after {idle_timeout:g} s unused." if idle_timeout else "runs until --server stop."))
         return 0
@@ -35,8 +35,9 @@ def manage(action: str, settings: Settings) -> int:
         print(ui.visible(f"No server for {shown} is running."))
     else:
         since = found["since"]
-        print(ui.visible(f"{found['model']} on {found['device']} ({found['precision']}), pid {found['pid']}, up since "
-                         f"{since}, {found['requests']} requests served, idle timeout {found['idle_timeout']:g} s"))
+        print(ui.visible(f"{found['model']} on {found['device']} ({found['precision']}, {found['engine']}), "
+                         f"pid {found['pid']}, up since {since}, {found['requests']} requests served, "
+                         f"idle timeout {found['idle_timeout']:g} s"))
     return 0 if found is not None else 1
 
 
@@ -46,12 +47,13 @@ def ensure_running(settings: Settings) -> None:
     if not client.running(*where):
         started = time.perf_counter()
         with ui.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
-            client.start(where[0], where[1], settings.idle_timeout, precision=where[2])
+            client.start(where[0], where[1], settings.idle_timeout, precision=where[2], engine=where[3])
         ui.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
 
 
 def _shown(settings: Settings) -> str:
-    """The model, and the device and precision when they were asked for."""
+    """The model, and the device, precision and engine when they were asked for."""
     asked = [settings.device] if settings.device != "auto" else []
     asked += [settings.precision] if settings.precision != "fp32" else []
+    asked += [settings.engine] if settings.engine != "auto" else []
     return (settings.model or "the default model") + (f" ({', '.join(asked)})" if asked else "")

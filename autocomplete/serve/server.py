@@ -1,17 +1,19 @@
 """The warm model server: load a model once, then serve completions over a Unix socket until idle (like ollama's
 keep-alive). Started detached by autocomplete.serve.client.start(); run by hand as
 
-    python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision fp32] [--idle-timeout 300]
+    python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision fp32] [--engine auto]
+                                        [--idle-timeout 300]
 
-It listens on <runtime dir>/<hash of model, device, precision>.sock from before the model loads (so a racing start
-waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it loaded
-(the name it was started with, the model's own names; its device and "auto"): a client finds it by what it asks
-for.
+It listens on <runtime dir>/<hash of model, device, precision, engine>.sock from before the model loads (so a racing
+start waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it
+loaded (the name it was started with, the model's own names; its device and "auto"; its engine, and "auto" when it
+was started for auto): a client finds it by what it asks for.
 
 Protocol, newline-delimited JSON, one request per connection:
     {"op": "complete", "prompt", "settings"}  -> {"piece": str} lines, then {"done": record}
-    {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name}
-    {"op": "status"} -> {"model", "requested", "device", "pid", "since", "requests", "idle_timeout"}
+    {"op": "suggest", "prefix", "settings", "n", "words"} -> {"suggestions": [...], "model": name, "engine", ...}
+    {"op": "status"} -> {"model", "requested", "device", "precision", "engine", "pid", "since", "requests",
+                         "idle_timeout"}
     {"op": "stop"} -> {"ok": true}, then the server exits once the request running has been answered (the ones
                       queued are hung up on without a word: their clients work in-process)
 Anything wrong gets {"error": "<one line>"}, and so does a connection past MAX_CONNECTIONS (without being read).
@@ -38,7 +40,7 @@ from datetime import datetime
 from autocomplete import ui
 from autocomplete.errors import UserError
 from autocomplete.serve import client
-from autocomplete.settings import env_flag
+from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, env_flag
 
 MAX_CONNECTIONS = 16  # requests queue for the one model anyway; each may buffer a request of client.MAX_REQUEST
 READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
@@ -125,11 +127,12 @@ def _hung_up(conn: socket.socket) -> bool:
 
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", engine: str = "auto"):
         from autocomplete.text.complete import complete
         from autocomplete.settings import Settings
 
         self.lm, self.key, self.idle_timeout, self.precision = lm, key, idle_timeout, precision
+        self.engine = engine  # what it was started for: "auto", or the engine asked for
         self.load_notices = list(load_notices or [])
         self.since = datetime.now().astimezone().isoformat(timespec="seconds")
         self.model_lock = threading.Lock()  # one generation at a time; the rest queue here
@@ -146,17 +149,20 @@ class Server:
         # and loads (or computes) the query frame's KV cache.
         complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
 
-    def answers_to(self, device: str) -> set[tuple[str, str, str]]:
-        """Every (model, device, precision) a client may ask for that this server serves: what it was started for,
-        and the loaded model under its own names (its alias, and the default's "" when it is the default model)."""
+    def answers_to(self, device: str) -> set[tuple[str, str, str, str]]:
+        """Every (model, device, precision, engine) a client may ask for that this server serves: what it was started
+        for, and the loaded model under its own names (its alias, and the default's "" when it is the default
+        model), on its device or "auto", by the engine that runs it (and "auto" only when it was started for auto:
+        a server started for --engine torch does not answer for what auto would choose)."""
         from autocomplete.engine.models import ALIASES
         from autocomplete.settings import DEFAULT_MODEL
 
         names = {self.key, self.lm.name, *(alias for alias, repo in ALIASES.items() if repo == self.lm.name)}
         if self.lm.name == ALIASES[DEFAULT_MODEL]:
             names.add("")
-        devices = {device, "auto", self.lm.model.device.type}
-        return {(name, each, self.precision) for name in names for each in devices}
+        devices = {device, "auto", self.lm.device}
+        engines = {self.engine, self.lm.engine.name}
+        return {(name, each, self.precision, engine) for name in names for each in devices for engine in engines}
 
     def serve(self, listener: socket.socket) -> None:
         listener.settimeout(POLL)
@@ -265,8 +271,8 @@ class Server:
     def status(self) -> dict:
         with self.state_lock:
             requests = self.requests
-        return {"model": self.lm.name, "requested": self.key, "device": str(self.lm.model.device),
-                "precision": self.precision,
+        return {"model": self.lm.name, "requested": self.key, "device": self.lm.device,
+                "precision": self.precision, "engine": self.lm.engine.name,
                 "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
 
     @contextlib.contextmanager
@@ -302,7 +308,7 @@ class Server:
         with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
             done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}),
                             lambda logits, token, allowed: self._check(conn))  # every token, between pieces too
-        return {"done": record(done, self.lm.name, settings)}
+        return {"done": record(done, self.lm.name, settings, self.lm.engine.name)}
 
     def _check(self, conn: socket.socket) -> None:
         """Stop the work in progress if its client hung up (Ctrl-C, say), or a stop has waited DRAIN_WAIT for it."""
@@ -325,16 +331,17 @@ class Server:
         with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
             found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn))
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
-                                for s in found], "model": self.lm.name, "style": frames.resolve(settings.style, prefix),
-                "exact": found.exact}
+                                for s in found], "model": self.lm.name, "engine": self.lm.engine.name,
+                "style": frames.resolve(settings.style, prefix), "exact": found.exact}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autocomplete.serve.server",
                                      description="Keep a model loaded and serve completions on a Unix socket.")
     parser.add_argument("--model", default=None, help="model name as the CLI takes it (default: the default model)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="exit after this long without a request (0 = never)")
     return parser
@@ -344,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sys.stdout = sys.stderr  # detached, stdout is nowhere: a stray print belongs in the log
     try:
-        where = (args.model, args.device, args.precision)
+        where = (args.model, args.device, args.precision, args.engine)
         path, log_file = client.socket_path(*where), client.log_path(*where)
         log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # 0600 from the start
     except (UserError, OSError) as error:
@@ -423,10 +430,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("loading failed")
             detail = (str(error).strip().splitlines() or [""])[0]
             return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
-        server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision)
+        server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision, args.engine)
         links = _link(path, server.answers_to(args.device))
-        log.info("serving %s on %s (pid %d, device %s, %s)", lm.name, path, os.getpid(), lm.model.device,
-                 args.precision)
+        log.info("serving %s on %s (pid %d, device %s, %s, %s)", lm.name, path, os.getpid(), lm.device,
+                 args.precision, lm.engine.name)
         server.serve(listener)
         log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")
     except KeyboardInterrupt:
@@ -455,7 +462,7 @@ def _refuse(conn: socket.socket) -> None:
                                           f"--no-server"}).encode() + b"\n")
 
 
-def _link(path, wanted: set[tuple[str, str, str]]) -> list:
+def _link(path, wanted: set[tuple[str, str, str, str]]) -> list:
     """Make each wanted name's .ready link point at our socket (replacing a dead server's, not a live one's); the
     links made."""
     made = []

@@ -54,20 +54,20 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
     Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'.
     read: what the model reads, when the caller has prepared it already (--explain shows it first)."""
-    import torch
+    import numpy as np
 
-    from autocomplete.engine.generate import generate
     from autocomplete.text.prompt import prepare
+    from autocomplete.text.sample import generate
 
     read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
-    generator = torch.Generator(device=lm.model.device).manual_seed(seed)
+    rng = np.random.default_rng(seed)
     stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
 
     finish, first_at, started = "length", None, time.perf_counter()
     try:
-        for token in generate(lm.model, read.ids, read.max_new, settings.temperature, settings.top_k,
-                              settings.top_p, lm.eos_ids, generator, observe, read.cache(), read.allowed):
+        for token in generate(lm.engine, read.ids, read.max_new, settings.temperature, settings.top_k,
+                              settings.top_p, lm.eos_ids, rng, observe, read.after(), read.allowed):
             if first_at is None:
                 first_at = time.perf_counter()
             piece = stream.put(token)

@@ -15,7 +15,7 @@ import bisect
 import re
 from functools import cache
 
-import torch
+import numpy as np
 
 # How many tokens of a long word are taken back at most: each costs one forward to spell again.
 MAX_TAIL_TOKENS = 8
@@ -170,7 +170,7 @@ class Healing:
 
     def __init__(self, vocab: Vocab, tail: bytes, fold: bool = False):
         self.vocab, self.tail, self.fold = vocab, tail, fold
-        self._allowed: dict[bytes, torch.Tensor] = {}
+        self._allowed: dict[bytes, np.ndarray] = {}
 
     @property
     def text(self) -> str:
@@ -183,21 +183,21 @@ class Healing:
         spelled = self.vocab.bytes_of(generated)
         return self.tail[len(spelled):] if len(spelled) < len(self.tail) else b""
 
-    def allowed(self, generated: list[int]) -> torch.Tensor | None:
+    def allowed(self, generated: list[int]) -> np.ndarray | None:
         """The token ids the next token may be, or None when anything may come."""
         rest = self.remaining(generated)
         if not rest:
             return None
         if rest not in self._allowed:
             ids = self.vocab.starting_with(rest, fold=self.fold) or self.vocab.pieces_of(rest, fold=self.fold)
-            self._allowed[rest] = torch.tensor(ids, dtype=torch.long)
+            self._allowed[rest] = np.array(ids, dtype=np.int64)
         return self._allowed[rest]
 
 
-def restrict(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+def restrict(logits: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
     """logits with every token outside `allowed` at -inf (so its probability is 0 at any temperature)."""
     if allowed is None:
         return logits
-    out = torch.full_like(logits, float("-inf"))
+    out = np.full_like(logits, -np.inf)
     out[..., allowed] = logits[..., allowed]
     return out

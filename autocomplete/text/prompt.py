@@ -7,7 +7,6 @@ Every mode goes through prepare(): one-shot completions, --suggest, --explain, t
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +40,9 @@ class Prompt:
     prompt_tokens: int  # the prompt's own tokens as the model reads them (the frame not counted)
     vocab: Vocab
 
-    def cache(self):
-        """A KV cache to start from, the model's to extend: a copy of the frame's, which stays as it is (with room
-        for what this prompt adds, where the cache is ours)."""
-        if not self.frame or self.frame.cache is None:
-            return None
-        if hasattr(self.frame.cache, "with_room"):
-            return self.frame.cache.with_room(len(self.ids) + self.max_new)
-        return copy.deepcopy(self.frame.cache)
+    def after(self):
+        """The engine's state to read `ids` after: the frame's, which reading leaves as it is (None: no frame)."""
+        return self.frame.cache if self.frame else None
 
     def allowed(self, generated: list[int]):
         return self.healing.allowed(generated) if self.healing else None
@@ -147,7 +141,7 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
             cache = _load_cache(stored, lm, len(ids) - 1)
             if cache is None:
                 cache = _compute_cache(lm, ids[:-1])
-                _save_cache(cache, stored)
+                _save_cache(lm, cache, stored)
             else:
                 paths.touch(stored)
         frame = Frame(ids[:-1], ids[-1], cache)
@@ -158,39 +152,34 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
 
 
 def _compute_cache(lm: LoadedModel, ids: list[int]):
-    import torch
-
-    with torch.inference_mode():
-        return lm.model(input_ids=torch.tensor([ids], device=lm.model.device), use_cache=True, logits_to_keep=1).cache
+    return lm.engine.read(ids)[1]
 
 
-_FORMAT = "frame-cache-1"
+_FORMAT = "frame-cache-2"
 
 
 def _stored_path(lm: LoadedModel, ids: list[int]) -> Path | None:
     """Where this model's cache of these frame tokens is kept: keyed by the model's files (path, size, time), the
-    tokens, the device, the precision and how the forward lays out its keys (`cache_layout`: a compact forward that
-    changes it must not read caches written before), so any change computes it anew."""
+    tokens and the engine (which, where, at what precision, how it lays out its keys), so any change computes it
+    anew."""
     if lm.directory is None:
         return None
     import hashlib
 
     directory = Path(lm.directory).resolve()
     files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.safetensors"))]
-    weight = next(iter(lm.model.parameters()), None)
-    identity = repr((_FORMAT, str(directory), files, ids, str(lm.model.device), type(lm.model).__name__,
-                     getattr(lm.model, "cache_layout", ""), str(weight.dtype) if weight is not None else ""))
+    identity = repr((_FORMAT, str(directory), files, ids, lm.engine.identity))
     return paths.cache_dir() / "frames" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.safetensors"
 
 
-def _save_cache(cache, path: Path | None) -> None:
+def _save_cache(lm: LoadedModel, cache, path: Path | None) -> None:
     """Best effort: a cache that can't be written is computed again next time."""
-    tensors = _tensors(cache)
-    if path is None or tensors is None:
+    arrays = lm.engine.arrays(cache)
+    if path is None or arrays is None:
         return
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
-    _write_atomically(path, lambda tmp: save_file(tensors, tmp))
+    _write_atomically(path, lambda tmp: save_file(arrays, tmp))
 
 
 # Stored frames and vocabularies kept per cache directory, the last used: each model and examples list in use
@@ -221,40 +210,13 @@ def _write_atomically(path: Path | None, write) -> None:
     paths.prune(path.parent, keep=_STORED_KEPT)
 
 
-def _tensors(cache) -> dict | None:
-    from autocomplete.engine.gpt2 import KVCache
-
-    if isinstance(cache, KVCache):
-        return {"kv": cache.kv[:, :, :, :, : cache.length].contiguous()}
-    layers = getattr(cache, "layers", None)
-    if type(cache).__name__ == "DynamicCache" and layers and all(type(x).__name__ == "DynamicLayer" for x in layers):
-        return {f"{kind}{i}": getattr(layer, kind).contiguous() for i, layer in enumerate(layers)
-                for kind in ("keys", "values")}
-    return None  # another kind of cache (sliding windows, say): computed in each process
-
-
 def _load_cache(path: Path | None, lm: LoadedModel, length: int):
     if path is None or not path.is_file():
         return None
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file
 
     try:
-        tensors = load_file(path, device=str(lm.model.device))
+        cache = lm.engine.from_arrays(load_file(path))
     except Exception:  # a torn or foreign file: compute it again
         return None
-    if "kv" in tensors:
-        from autocomplete.engine.gpt2 import KVCache
-
-        cache = KVCache.__new__(KVCache)
-        cache.kv, cache.length = tensors["kv"], tensors["kv"].shape[4]
-    else:
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        for i in range(len(tensors) // 2):
-            cache.update(tensors[f"keys{i}"], tensors[f"values{i}"], i)
-    return cache if _length(cache) == length else None
-
-
-def _length(cache) -> int:
-    return cache.length if hasattr(cache, "length") else cache.get_seq_length()
+    return cache if cache is not None and lm.engine.length(cache) == length else None

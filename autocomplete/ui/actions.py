@@ -16,15 +16,15 @@ if TYPE_CHECKING:  # the warm-server path never loads a model here
 class Served:
     """A warm server serving what the options ask for: where the client finds it, and the model it loaded."""
 
-    where: tuple[str | None, str, str]
+    where: tuple[str | None, str, str, str]
     name: str
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
         """Complete `text` there, streaming pieces to on_piece; False if the server has gone."""
         from autocomplete.serve import client
 
-        model, device, precision = self.where
-        return client.complete(model, text, settings.generation(), on_piece, device, precision) is not None
+        model, device, precision, engine = self.where
+        return client.complete(model, text, settings.generation(), on_piece, device, precision, engine) is not None
 
 
 @dataclass
@@ -73,7 +73,7 @@ def run_on_server(text: str, settings: Settings, out) -> bool | None:
 
         found = Found(Suggestion(**s) for s in reply["suggestions"])
         found.exact = reply["exact"]
-        out.suggestions(text, found, reply["model"], settings, settings.words, reply["style"])
+        out.suggestions(text, found, reply["model"], settings, settings.words, reply["style"], reply.get("engine"))
         return False
     started = False
 
@@ -93,7 +93,7 @@ def run_on_server(text: str, settings: Settings, out) -> bool | None:
         return None
     if not started:
         out.start(text)
-    out.finish(from_record(record), record["model"], settings)
+    out.finish(from_record(record), record["model"], settings, record.get("engine"))
     return False
 
 
@@ -142,7 +142,8 @@ def run(lm: LoadedModel, text: str, settings: Settings, out) -> bool:
         from autocomplete.text.suggest import suggest
 
         found = suggest(lm, text, settings, settings.suggest, settings.words)
-        out.suggestions(text, found, lm.name, settings, settings.words, frames.resolve(settings.style, text))
+        out.suggestions(text, found, lm.name, settings, settings.words, frames.resolve(settings.style, text),
+                        lm.engine.name)
         return False
     if settings.explain:
         from autocomplete.ui.explain import explain
@@ -152,5 +153,5 @@ def run(lm: LoadedModel, text: str, settings: Settings, out) -> bool:
 
     out.start(text)
     done = complete(lm, text, settings, out.piece)
-    out.finish(done, lm.name, settings)
+    out.finish(done, lm.name, settings, lm.engine.name)
     return done.interrupted

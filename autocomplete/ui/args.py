@@ -46,6 +46,7 @@ SPECS = (
     Spec("interactive", ("-i", "--interactive"), "flag"),
     Spec("device", ("--device",), checks.DEVICES),
     Spec("precision", ("--precision",), checks.PRECISIONS, envvar="AUTOCOMPLETE_PRECISION"),
+    Spec("engine", ("--engine",), checks.ENGINES, envvar="AUTOCOMPLETE_ENGINE"),
     Spec("server", ("--server",), ("start", "stop", "status")),
     Spec("api", ("--api",), str, envvar="AUTOCOMPLETE_API_BASE"),
     Spec("no_server", ("--no-server",), "flag"),

@@ -30,7 +30,15 @@ def available() -> list[dict]:
     return rows
 
 
-def show_models(json_lines: bool) -> None:
+# What each --engine runs on, as --list-models says it (what auto picks: autocomplete.engine.onnx_engine.chosen).
+ENGINE_SAYS = {
+    "auto": "onnx (ONNX Runtime) on the CPU for the models it exports (GPT-2, Llama), torch otherwise",
+    "onnx": "ONNX Runtime on the CPU, for GPT-2 and Llama models",
+    "torch": "torch, on the device --device picks",
+}
+
+
+def show_models(json_lines: bool, engine: str = "auto") -> None:
     rows = available()
     if json_lines:
         for row in rows:
@@ -55,3 +63,4 @@ def show_models(json_lines: bool) -> None:
 
         said = ", ".join(f"{key} {value}" for key, value in defaults.items())
         console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False, soft_wrap=True)
+    console.print(f"Engine {engine}: {ENGINE_SAYS[engine]}", markup=False, soft_wrap=True)

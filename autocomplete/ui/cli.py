@@ -130,6 +130,10 @@ def main(
         envvar="AUTOCOMPLETE_PRECISION", metavar="[fp32|int8]", show_default=False,
         help="fp32: exact. int8: int8 weights, faster decoding on CPU, slightly less faithful (see README) "
              f"\\[default: {DEFAULTS.precision}]")] = None,
+    engine: Annotated[Optional[Literal["auto", "onnx", "torch"]], typer.Option(
+        envvar="AUTOCOMPLETE_ENGINE", metavar="[auto|onnx|torch]", show_default=False,
+        help="Where the model runs: onnx (ONNX Runtime on the CPU), torch, or auto: onnx on the CPU for the models "
+             f"it exports (GPT-2, Llama), torch otherwise \\[default: {DEFAULTS.engine}]")] = None,
     server: Annotated[Optional[Literal["start", "stop", "status"]], typer.Option(
         "--server", show_default=False, metavar="[start|stop|status]",
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
@@ -150,8 +154,8 @@ def main(
         "--version", metavar="", callback=_version, is_eager=True, help="Show the version and exit")] = False,
 ) -> Settings:
     return from_options(prompt, model, temperature, top_k, top_p, max_tokens, seed, stop, style, examples, suggest, words,
-                           explain, only_new, json_lines, each_line, interactive, device, precision, server, api,
-                           no_server, idle_timeout, list_models)
+                           explain, only_new, json_lines, each_line, interactive, device, precision, engine, server,
+                           api, no_server, idle_timeout, list_models)
 
 
 def _command():

@@ -22,8 +22,8 @@ def from_options(prompt: str | None = None, model: str | None = None, temperatur
                  examples: str | None = None, suggest: int | None = None, words: int | None = None,
                  explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
                  interactive: bool = False, device: str | None = None, precision: str | None = None,
-                 server: str | None = None, api: str | None = None, no_server: bool = False,
-                 idle_timeout: float | None = None, list_models: bool = False) -> Settings:
+                 engine: str | None = None, server: str | None = None, api: str | None = None,
+                 no_server: bool = False, idle_timeout: float | None = None, list_models: bool = False) -> Settings:
     """The Settings a command line asks for, from its options (None: not given, the default), checked: a bad value
     is a ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
     in autocomplete.ui.cli), so they can't build it two ways."""
@@ -54,9 +54,10 @@ def from_options(prompt: str | None = None, model: str | None = None, temperatur
         checks.check_max_tokens(given(max_tokens, "max_tokens")), seed, checks.check_stop(given(stop, "stop")),
         checks.check_style(given(style, "style")), suggest=suggest or 0, words=words or 3, explain=explain,
         temperatures=temperature, model=given(model, "model"), device=given(device, "device"),
-        precision=given(precision, "precision"), api=given(api, "api"), use_server=not no_server,
-        idle_timeout=idle_timeout, json_lines=json_lines, only_new=only_new, prompt=prompt, examples_file=examples,
-        each_line=each_line, interactive=interactive, list_models=list_models, server_action=server)
+        precision=given(precision, "precision"), engine=given(engine, "engine"), api=given(api, "api"),
+        use_server=not no_server, idle_timeout=idle_timeout, json_lines=json_lines, only_new=only_new, prompt=prompt,
+        examples_file=examples, each_line=each_line, interactive=interactive, list_models=list_models,
+        server_action=server)
 
 
 def _valid_text(text: str) -> str:
@@ -96,7 +97,7 @@ def _dispatch(settings: Settings) -> int:
     if settings.list_models:
         from autocomplete.ui.catalog import show_models
 
-        show_models(settings.json_lines)
+        show_models(settings.json_lines, settings.engine)
         return 0
     stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
     no_stdin = sys.stdin is None  # started with stdin closed: nothing to read

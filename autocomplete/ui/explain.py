@@ -17,7 +17,7 @@ from autocomplete.settings import Settings
 from autocomplete.text.complete import Completion, complete
 
 if TYPE_CHECKING:  # the --api path uses the display, not the model
-    import torch
+    import numpy as np
 
     from autocomplete.engine.models import LoadedModel
 
@@ -41,19 +41,18 @@ class Step:
     allowed: int | None = None  # token healing: how many tokens fit the typed letters (None: any token may come)
 
 
-def distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def distribution(logits: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T) over the full vocabulary; T = 0 puts everything on the argmax."""
-    import torch
+    from autocomplete.text.sample import probabilities
 
-    logits = logits.float()
-    if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(), logits.shape[-1]).float()
-    return torch.softmax((logits - logits.max()) / temperature, dim=-1)  # shifted: a tiny T can't overflow
+    return probabilities(logits, temperature)
 
 
-def entropy_bits(p: torch.Tensor) -> float:
-    p = p[p > 0]
-    return max(0.0, float(-(p * p.log2()).sum()))  # no "-0.00" for a one-hot
+def entropy_bits(p: np.ndarray) -> float:
+    import numpy as np
+
+    p = p[p > 0].astype(np.float64)
+    return max(0.0, float(-(p * np.log2(p)).sum()))  # no "-0.00" for a one-hot
 
 
 def temperatures_shown(asked: list[float]) -> list[float]:
@@ -61,14 +60,16 @@ def temperatures_shown(asked: list[float]) -> list[float]:
     return list(dict.fromkeys([1.0, *asked]))
 
 
-def view(lm: LoadedModel, logits: torch.Tensor, picked: int, temperatures: list[float], top: int = TOP,
-         allowed: torch.Tensor | None = None) -> Step:
+def view(lm: LoadedModel, logits: np.ndarray, picked: int, temperatures: list[float], top: int = TOP,
+         allowed: np.ndarray | None = None) -> Step:
     """One step. With token healing (`allowed` given) the logits of the tokens that don't fit the typed letters
     are -inf: the probabilities shown are over the tokens that fit, as the sampler draws them."""
     shown = temperatures_shown(temperatures)
     dists = {t: distribution(logits, t) for t in shown}
     top = min(top, logits.shape[-1] if allowed is None else len(allowed))
-    order = logits.topk(top).indices.tolist()
+    import numpy as np
+
+    order = np.argsort(-logits, kind="stable")[:top].tolist()
     if picked not in order:
         order.append(picked)  # a sampled outsider still gets its row
     candidates = [Candidate(i, lm.decode([i]), float(logits[i]), {t: float(d[i]) for t, d in dists.items()})
@@ -86,31 +87,32 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
     typed = read.healing.text if read.healing else ""
     printer = None if json_lines else StepPrinter(prompt, temperatures_shown(temperatures), read.style, typed)
 
-    def observe(logits: torch.Tensor, token: int, allowed: torch.Tensor | None) -> None:
+    def observe(logits: np.ndarray, token: int, allowed: np.ndarray | None) -> None:
         steps.append(view(lm, logits, token, temperatures, allowed=allowed))
         if printer:
             printer.show(steps[-1], len(steps))
 
     done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read)
-    finish(done, lm.name, settings, temperatures, steps, printer)
+    finish(done, lm.name, settings, temperatures, steps, printer, lm.engine.name)
     return done
 
 
 def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
-           printer: StepPrinter | None) -> None:
+           printer: StepPrinter | None, engine: str | None = None) -> None:
     """The completion after its steps, or one JSON record holding both."""
     if printer:
         printer.finish(done)
     else:
-        sys.stdout.write(json.dumps(record(done, model, settings, temperatures, steps), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(record(done, model, settings, temperatures, steps, engine), ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
 
-def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step]) -> dict:
+def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
+           engine: str | None = None) -> dict:
     from autocomplete.ui.render import record as completion_record
 
     return {
-        **completion_record(done, model, settings),
+        **completion_record(done, model, settings, engine),
         "temperatures": temperatures_shown(temperatures),
         "steps": [
             {

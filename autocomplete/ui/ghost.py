@@ -31,15 +31,15 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = M
                  examples: list[str] | None = None) -> str:
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
     longer wanted). A word being typed is finished from its letters (token healing), as in every mode."""
-    from autocomplete.engine.generate import generate
+    from autocomplete.text.sample import generate
     from autocomplete.text.prompt import prepare
 
     if not text.strip() or text.endswith("\n"):
         return ""
     read = prepare(lm, text, style, examples, max_tokens, quiet=True)
     new: list[int] = []
-    for token in generate(lm.model, read.ids, read.max_new, temperature=0, eos_ids=lm.eos_ids,
-                          cache=read.cache(), allowed=read.allowed):
+    for token in generate(lm.engine, read.ids, read.max_new, temperature=0, eos_ids=lm.eos_ids,
+                          after=read.after(), allowed=read.allowed):
         if not wanted():
             return ""
         new.append(token)

@@ -33,13 +33,14 @@ class TextRenderer:
     def piece(self, text: str) -> None:
         self._write(text, "bold cyan")
 
-    def finish(self, completion: Completion, model: str, settings: Settings) -> None:
+    def finish(self, completion: Completion, model: str, settings: Settings, engine: str | None = None) -> None:
         self._write("\n", None)
 
     def blank(self) -> None:
         self._write("\n", None)
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str,
+                    engine: str | None = None) -> None:
         """A search box's dropdown: each suggestion with its probability."""
         from rich.console import Console
         from rich.table import Table
@@ -87,18 +88,20 @@ class JsonRenderer:
     def piece(self, text: str) -> None:
         pass
 
-    def finish(self, completion: Completion, model: str, settings: Settings) -> None:
-        self._line(record(completion, model, settings))
+    def finish(self, completion: Completion, model: str, settings: Settings, engine: str | None = None) -> None:
+        self._line(record(completion, model, settings, engine))
 
     def blank(self) -> None:
         pass  # a blank input line has nothing to report
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str) -> None:
+    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str,
+                    engine: str | None = None) -> None:
         self._line({
             "prefix": prefix,
             "suggestions": [{"text": prefix + s.completion, "completion": s.completion,
                              "probability": s.probability, "tokens": s.tokens} for s in found],
             "model": model,
+            "engine": engine,
             "style": style,
             "exact": getattr(found, "exact", True),
             "settings": {**settings.shown(), "suggest": len(found), "words": words},
@@ -109,11 +112,14 @@ class JsonRenderer:
         self.file.flush()
 
 
-def record(c: Completion, model: str, settings: Settings) -> dict:
+def record(c: Completion, model: str, settings: Settings, engine: str | None = None) -> dict:
+    """A completion as --json shows it. engine: what ran the model here or on the warm server ("onnx" or "torch"),
+    None over --api (the server there doesn't say)."""
     return {
         "prompt": c.prompt,
         "completion": c.completion,
         "model": model,
+        "engine": engine,
         "tokens": c.tokens,
         "finish_reason": c.finish_reason,
         "style": c.style,

@@ -22,7 +22,7 @@ def test_gpt2_runs_on_the_compact_implementation_without_transformers_modeling(t
     import subprocess
 
     code = ("import sys; from autocomplete.engine import models\n"
-            f"lm = models.load({str(tiny_dir)!r}, 'cpu')\n"
+            f"lm = models.load({str(tiny_dir)!r}, 'cpu', engine='torch')\n"
             "assert type(lm.model).__module__ == 'autocomplete.engine.gpt2'\n"
             "assert not [m for m in sys.modules if m.startswith('transformers.models')], 'modeling imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
@@ -60,7 +60,7 @@ def test_other_architectures_use_transformers(smollm2_cache, tmp_path):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     starter = smollm2_cache / "models" / "smollm2-135m"
-    assert type(models.load(str(starter), "cpu").model).__module__ == "autocomplete.engine.llama"
+    assert type(models.load(str(starter), "cpu", engine="torch").model).__module__ == "autocomplete.engine.llama"
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
@@ -68,8 +68,8 @@ def test_other_architectures_use_transformers(smollm2_cache, tmp_path):
     Qwen2ForCausalLM(config).save_pretrained(tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(starter / name, tmp_path / name)
-    lm = models.load(str(tmp_path), "cpu")
-    assert type(lm.model).__module__.startswith("transformers.models.qwen2")
+    lm = models.load(str(tmp_path), "cpu")  # engine auto: ONNX Runtime exports GPT-2 and Llama only
+    assert lm.engine.name == "torch" and type(lm.model).__module__.startswith("transformers.models.qwen2")
     assert lm.context_length == 256 and lm.eos_ids == {2}
     pieces = []
     done = complete(lm, "stock mar", Settings(temperature=0, max_tokens=4, stop="none"), pieces.append)
@@ -89,7 +89,7 @@ def test_int8_is_cpu_only(cli, tiny_dir):
 def test_int8_with_device_auto_runs_on_the_cpu_even_with_a_gpu(tiny_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
     lm = models.load(str(tiny_dir), "auto", "int8")
-    assert lm.model.device.type == "cpu"
+    assert lm.device == "cpu"
     models.unload(lm)
 
 
@@ -101,7 +101,7 @@ def test_switching_models_in_the_repl_lets_the_previous_one_go(tiny_dir, smollm2
 
     repl = Repl(Settings(style="text", model=str(tiny_dir)))  # device auto: not the fixture's
     repl._load()
-    first = weakref.ref(repl.lm.model)
+    first = weakref.ref(repl.lm.engine)
     repl.command(f"/model {smollm2_cache / 'models' / 'smollm2-135m'}")
     assert repl.lm.name.endswith("smollm2-135m")
     gc.collect()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from autocomplete.engine import models
-from autocomplete.engine.generate import generate
+from autocomplete.text.sample import generate
 from autocomplete.engine.quant import Int8Linear, quantize
 from tiny_gpt2 import PHRASES
 
@@ -51,9 +51,9 @@ def test_outlier_features_keep_the_rest_precise():
 
 
 def test_quantize_swaps_every_linear_and_shares_the_fp32_weights(tiny_dir):
-    fp32 = models.load(str(tiny_dir), "cpu")
+    fp32 = models.load(str(tiny_dir), "cpu", engine="torch")
     before = {name: m.weight for name, m in fp32.model.named_modules() if type(m) is nn.Linear}
-    int8 = models.load(str(tiny_dir), "cpu", "int8")
+    int8 = models.load(str(tiny_dir), "cpu", "int8", engine="torch")
     after = {name: m for name, m in int8.model.named_modules() if isinstance(m, (nn.Linear, Int8Linear))}
     assert after.keys() == before.keys() and "lm_head" in after
     assert all(isinstance(m, Int8Linear) for m in after.values())
@@ -77,8 +77,9 @@ def decoded_argmax(model, ids: list[int]) -> list[int]:
     return picks
 
 
-def test_int8_decodes_like_fp32_on_the_tiny_model(tiny_dir, tiny):
-    int8 = models.load(str(tiny_dir), "cpu", "int8")
+def test_int8_decodes_like_fp32_on_the_tiny_model(tiny_dir, tiny_torch):
+    tiny = tiny_torch
+    int8 = models.load(str(tiny_dir), "cpu", "int8", engine="torch")
     same = total = 0
     for phrase in sorted(set(PHRASES)):
         ids = tiny.encode(phrase)
@@ -86,15 +87,15 @@ def test_int8_decodes_like_fp32_on_the_tiny_model(tiny_dir, tiny):
         same += sum(x == y for x, y in zip(a, b))
         total += len(a)
     assert same / total >= 0.97
-    greedy = list(generate(int8.model, int8.encode("san"), 20, temperature=0, eos_ids=int8.eos_ids))
+    greedy = list(generate(int8.engine, int8.encode("san"), 20, temperature=0, eos_ids=int8.eos_ids))
     assert int8.decode(greedy) == " francisco weather is good in april?"
 
 
 def test_a_tied_output_head_keeps_one_copy_shared_with_the_embedding(tiny_dir):
     """The head's weights are kept as [in, out] (an outlier feature's weights one contiguous row); the embedding
     tied to it reads that same copy, so int8 adds no second [vocab, dim] matrix, and looks tokens up as before."""
-    fp32 = models.load(str(tiny_dir), "cpu")
-    int8 = models.load(str(tiny_dir), "cpu", "int8")
+    fp32 = models.load(str(tiny_dir), "cpu", engine="torch")
+    int8 = models.load(str(tiny_dir), "cpu", "int8", engine="torch")
     head = int8.model.lm_head
     assert head.weight_t.is_contiguous()
     (tied,) = [m for m in int8.model.modules() if isinstance(m, nn.Embedding)

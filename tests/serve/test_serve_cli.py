@@ -131,3 +131,68 @@ def test_a_package_in_the_working_directory_does_not_replace_the_server(env, tin
     finally:
         run("--server", "stop")
     assert not marker.exists()
+
+
+def test_socket_names_differ_by_engine(monkeypatch, tmp_path):
+    from autocomplete.serve import client
+
+    monkeypatch.setenv("AUTOCOMPLETE_RUNTIME_DIR", str(tmp_path))
+    names = {engine: client.socket_path("gpt2", "cpu", "fp32", engine) for engine in ("auto", "onnx", "torch")}
+    assert len(set(names.values())) == 3
+    assert client.socket_path("gpt2", "cpu", "fp32") == names["auto"]  # the default is auto
+    assert client.ready_path("gpt2", "cpu", "fp32", "torch") != client.ready_path("gpt2", "cpu", "fp32", "onnx")
+
+
+def test_a_server_answers_for_the_engine_that_runs_it_and_auto_only_if_started_for_auto():
+    from types import SimpleNamespace
+
+    from autocomplete.serve.server import Server
+
+    def answers(started_for: str, ran: str) -> set[str]:
+        lm = SimpleNamespace(name="m", device="cpu", engine=SimpleNamespace(name=ran))
+        server = SimpleNamespace(key="m", lm=lm, precision="fp32", engine=started_for)
+        return {engine for _, _, _, engine in Server.answers_to(server, "auto")}
+
+    assert answers("auto", "onnx") == {"auto", "onnx"}
+    assert answers("auto", "torch") == {"auto", "torch"}
+    assert answers("torch", "torch") == {"torch"}  # not for auto, which would pick onnx on the CPU
+    assert answers("onnx", "onnx") == {"onnx"}
+
+
+def test_a_server_serves_its_engine_only_and_says_which(cli, tiny_dir):
+    """A torch server answers --engine torch, never an onnx (or auto) request; status says the engine that runs it.
+    A server started for auto answers auto and what auto chose (onnx on the CPU for a GPT-2)."""
+    model = ("-m", str(tiny_dir))
+    torch = (*model, "--engine", "torch")
+    started = cli(*torch, "--server", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        status = json.loads(cli(*torch, "--server", "status", "--json").stdout)
+        assert status["engine"] == "torch" and status["device"] == "cpu" and status["precision"] == "fp32"
+        shown = cli(*torch, "--server", "status").stdout.decode()
+        assert f"{tiny_dir} on cpu (fp32, torch), pid {status['pid']}" in shown
+        assert served(cli, *model) == served(cli, *model, "--engine", "onnx") == -1
+        done = cli(*torch, "-t", "0", "--json", "san")
+        assert json.loads(done.stdout)["engine"] == "torch" and served(cli, *torch) == 1
+        onnx = cli(*model, "--engine", "onnx", "-t", "0", "--json", "san")  # in-process
+        assert json.loads(onnx.stdout)["engine"] == "onnx" and served(cli, *torch) == 1
+
+        auto = (*model, "--device", "cpu")
+        assert cli(*auto, "--server", "start").returncode == 0
+        try:
+            status = json.loads(cli(*auto, "--server", "status", "--json").stdout)
+            assert status["engine"] == "onnx"
+            assert cli(*auto, "--server", "status").stdout.decode().startswith(f"{tiny_dir} on cpu (fp32, onnx)")
+            for asked in ((), ("--engine", "onnx"), ("--engine", "auto")):
+                record = json.loads(cli(*auto, *asked, "-t", "0", "--json", "san").stdout)
+                assert record["engine"] == "onnx"
+            assert served(cli, *auto) == served(cli, *auto, "--engine", "onnx") == 3
+            suggested = json.loads(cli(*auto, "--suggest", "2", "--json", "san").stdout)
+            assert suggested["engine"] == "onnx" and served(cli, *auto) == 4
+            assert served(cli, *torch) == 1  # --engine torch still goes to the torch server
+        finally:
+            cli(*auto, "--server", "stop")
+    finally:
+        stopped = cli(*torch, "--server", "stop")
+    assert b"Stopped the server for " in stopped.stderr and b"(torch)" in stopped.stderr
+    assert served(cli, *torch) == -1

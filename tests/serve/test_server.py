@@ -238,6 +238,7 @@ def test_status_and_request_count(warm):
     before = client.status(warm)
     assert before["model"] == before["requested"] == warm
     assert before["device"] == "cpu" and before["idle_timeout"] == 600
+    assert before["engine"] == "onnx" and before["precision"] == "fp32"  # auto on the CPU, for a GPT-2
     assert datetime.fromisoformat(before["since"]) <= datetime.now().astimezone()
     os.kill(before["pid"], 0)  # a live process
     proc_status = Path(f"/proc/{before['pid']}/status")
@@ -457,23 +458,31 @@ def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
 
     ours, theirs = socket.socketpair()
     theirs.close()  # the client is gone
-    forwards = []
-    real = tiny.model.forward
+    forwards, trees = [], []
+    real = tiny.engine.tree
+
+    def tree(state):
+        trees.append(state)
+        grown = real(state)
+        step = grown.next_logits
+        grown.next_logits = lambda rows: forwards.append(1) or step(rows)
+        return grown
+
     try:
-        tiny.model.forward = lambda *args, **kwargs: forwards.append(1) or real(*args, **kwargs)
+        tiny.engine.tree = tree
         with pytest.raises(Cancelled, match="went away"):
             in_process.suggest({"prefix": "san", "settings": LONG, "n": 5, "words": 4}, ours, lambda reply: None)
     finally:
-        del tiny.model.forward
+        del tiny.engine.tree
         ours.close()
-    assert len(forwards) == 1  # the prompt's; no search step
+    assert len(trees) == 1 and forwards == []  # the prompt read; no search step
 
 
 def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
     from autocomplete.ui.actions import Served
     from autocomplete.ui.ghost import continuation, streamed_continuation
 
-    served = Served((warm, "auto", "fp32"), warm)
+    served = Served((warm, "auto", "fp32", "auto"), warm)
     for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
         assert streamed_continuation(served, text, words, style="text") == continuation(tiny, text, words,
                                                                                       style="text")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autocomplete.text.complete import complete, fit_to_context
-from autocomplete.engine.generate import generate
+from autocomplete.text.sample import generate
 from autocomplete.text.prompt import prepare
 from autocomplete.settings import Settings
 
@@ -53,7 +53,7 @@ def test_prompt_longer_than_context_keeps_its_end(tiny, capsys):
     assert read.healing.text in (" san", "san")  # the tiny vocabulary has no " san": it may keep the space
     typed = next(k for k in range(1, 5) if tiny.decode(ids[-k:]) == read.healing.text)  # the word's tokens
     assert read.ids == ids[:-typed][-len(read.ids):]  # the end of the prompt, before the word being typed
-    assert done.tokens == list(generate(tiny.model, read.ids, read.max_new, temperature=0, eos_ids=tiny.eos_ids,
+    assert done.tokens == list(generate(tiny.engine, read.ids, read.max_new, temperature=0, eos_ids=tiny.eos_ids,
                                         allowed=read.allowed))
     assert done.prompt_tokens == len(read.ids) + typed
     err = capsys.readouterr().err

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 from autocomplete.text import frames
@@ -37,38 +37,43 @@ def test_built_in_frame_is_varied_and_lower_case():
     assert max(first_words.count(w) for w in first_words) <= len(frames.EXAMPLES) // 4
 
 
-def test_the_frame_is_computed_once_per_model(tiny):
+def test_the_frame_is_computed_once_per_model(tiny, monkeypatch):
     lengths = []
-    hook = tiny.model.register_forward_pre_hook(lambda module, args, kwargs: lengths.append(
-        kwargs["input_ids"].shape[1]), with_kwargs=True)
+    real = tiny.engine.read
+
+    def read(ids, after=None, room=0):
+        lengths.append(len(ids))
+        return real(ids, after, room)
+
+    monkeypatch.setattr(tiny.engine, "read", read)
     settings = Settings(temperature=0, max_tokens=3, style="query", examples=EXAMPLES)
-    try:
-        complete(tiny, "san", settings, lambda piece: None)
-        frame = frame_for(tiny, EXAMPLES)
-        first, lengths[:] = list(lengths), []
-        complete(tiny, "seoul", settings, lambda piece: None)
-    finally:
-        hook.remove()
+    complete(tiny, "san", settings, lambda piece: None)
+    frame = frame_for(tiny, EXAMPLES)
+    first, lengths[:] = list(lengths), []
+    complete(tiny, "seoul", settings, lambda piece: None)
     assert len(frame.ids) in first  # the frame went through the model once…
-    assert len(frame.ids) not in lengths and max(lengths) <= 2  # …and not again: the prompt and the new tokens only
-    assert frame_for(tiny, EXAMPLES) is frame and frame.cache.length == len(frame.ids)
+    assert lengths == [1]  # …and not again: only its last token (a line break; "seoul" is spelled by new tokens)
+    assert frame_for(tiny, EXAMPLES) is frame and tiny.engine.length(frame.cache) == len(frame.ids)
+
+
+def _storage(state) -> int:
+    """Where a state's own keys and values live (either engine's)."""
+    kv = state.kv
+    return kv.data_ptr() if hasattr(kv, "data_ptr") else kv.ctypes.data
 
 
 def test_a_completion_copies_the_frame_cache_once(tiny):
-    """The frame's keys and values are copied with room for the prompt and every new token, so the cache never
-    grows (a second copy of everything) during the completion; the frame's own cache stays as it was."""
-    import torch
-
+    """A completion's state has room for the prompt and every new token, so it never grows (a second copy of
+    everything) during the completion; the frame's own state stays as it was."""
     prompt = prepare(tiny, "san", "query", EXAMPLES, max_new=5)
-    cache = prompt.cache()
-    storage, frame = cache.kv.data_ptr(), frame_for(tiny, EXAMPLES)
-    ids = torch.tensor([prompt.ids])
-    with torch.inference_mode():
-        out = tiny.model(input_ids=ids, cache=cache, logits_to_keep=1)
-        for _ in range(prompt.max_new):
-            out = tiny.model(input_ids=out.logits[:, -1].argmax(-1, keepdim=True), cache=out.cache, logits_to_keep=1)
-    assert out.cache.kv.data_ptr() == storage and out.cache.length == len(frame.ids) + len(ids[0]) + prompt.max_new
-    assert frame.cache.length == len(frame.ids)
+    frame = frame_for(tiny, EXAMPLES)
+    logits, state = tiny.engine.read(prompt.ids, prompt.after(), room=prompt.max_new)
+    storage = _storage(state)
+    for _ in range(prompt.max_new):
+        logits = tiny.engine.extend(state, int(logits.argmax()))
+    assert _storage(state) == storage
+    assert tiny.engine.length(state) == len(frame.ids) + len(prompt.ids) + prompt.max_new
+    assert tiny.engine.length(frame.cache) == len(frame.ids)
 
 
 def test_a_frame_too_long_for_the_context_keeps_what_fits(tiny):
@@ -132,42 +137,54 @@ def test_examples_file_lines(tmp_path):
     assert frames.read_examples(str(path)) == ["cheap flights", "weather"]
 
 
-@pytest.mark.parametrize("model", ["tiny", "smol"])
-def test_the_frame_cache_kept_on_disk_equals_the_computed_one(model, request, tmp_path, monkeypatch):
-    import torch
+def test_the_frame_cache_kept_on_disk_equals_the_computed_one(tiny, tmp_path, monkeypatch):
+    stored_frame_equals_computed(tiny, "tiny", tmp_path, monkeypatch)
 
+
+def test_the_frame_cache_kept_on_disk_equals_the_computed_one_on_the_real_model(smol, tmp_path, monkeypatch):
+    stored_frame_equals_computed(smol, "smol", tmp_path, monkeypatch)
+
+
+def stored_frame_equals_computed(lm, model, tmp_path, monkeypatch):
     from autocomplete.text import prompt
 
-    lm = request.getfixturevalue(model)
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
     examples = ["zebra quilt", "violet xylophone", f"{model} kettle"]
     ids = lm.encode("\n".join(examples) + "\n")
     path = prompt._stored_path(lm, ids)
     assert not path.exists()
     computed = prompt._compute_cache(lm, ids[:-1])
-    prompt._save_cache(computed, path)
+    prompt._save_cache(lm, computed, path)
     assert path.stat().st_mode & 0o077 == 0  # the user's own
     loaded = prompt._load_cache(path, lm, len(ids) - 1)
     assert type(loaded) is type(computed)
-    after = torch.tensor([[ids[-1]] + lm.encode("san", special=False)])
-    with torch.inference_mode():
-        a = lm.model(input_ids=after, cache=copy.deepcopy(loaded), use_cache=True).logits
-        b = lm.model(input_ids=after, cache=copy.deepcopy(computed), use_cache=True).logits
-    assert torch.equal(a, b)
+    after = [ids[-1]] + lm.encode("san", special=False)
+    assert np.array_equal(lm.engine.read(after, loaded)[0], lm.engine.read(after, computed)[0])
     assert prompt._load_cache(path, lm, len(ids)) is None  # not the frame asked for: computed again
     path.write_bytes(b"torn")
     assert prompt._load_cache(path, lm, len(ids) - 1) is None
 
 
-def test_a_stored_frame_is_not_read_by_a_forward_that_lays_out_keys_otherwise(smol, tmp_path, monkeypatch):
-    """Keys kept on disk by an older forward (say, before rotary pairs sat side by side) would be read as garbage."""
+def test_a_stored_frame_is_not_read_by_a_forward_that_lays_out_keys_otherwise(smol_torch, tiny_dir, tmp_path,
+                                                                               monkeypatch):
+    """Keys kept on disk by an older forward (say, before rotary pairs sat side by side) would be read as garbage;
+    so would one engine's keys read by the other."""
+    from autocomplete.engine import models
+    from autocomplete.engine.torch_engine import TorchEngine
+
+    before = TorchEngine(smol_torch.model).identity
+    monkeypatch.setattr(type(smol_torch.model), "cache_layout", "an older layout")
+    assert TorchEngine(smol_torch.model).identity != before
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    ids = [1, 2, 3]
+    on = {engine: prompt_path(models.load(str(tiny_dir), "cpu", engine=engine), ids) for engine in ("onnx", "torch")}
+    assert on["onnx"] != on["torch"]
+
+
+def prompt_path(lm, ids):
     from autocomplete.text import prompt
 
-    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
-    ids = smol.encode("zebra quilt\n")
-    path = prompt._stored_path(smol, ids)
-    monkeypatch.setattr(type(smol.model), "cache_layout", "an older layout")
-    assert prompt._stored_path(smol, ids) != path
+    return prompt._stored_path(lm, ids)
 
 
 def test_a_second_process_loads_the_stored_frame(cli, tiny_dir, tmp_path, env):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from autocomplete.text.complete import complete
-from autocomplete.engine.generate import generate
 from autocomplete.text.heal import Healing, back_up
 from autocomplete.text.prompt import prepare, vocabulary
+from autocomplete.text.sample import generate
 from autocomplete.settings import Settings
 
 TEXTS = ["stock mar", "san ", "The capital of Fra", "서울 날", "i love pizza 🍕", "hello\nwor", "café crè", "x"]
@@ -17,7 +17,7 @@ TEXTS = ["stock mar", "san ", "The capital of Fra", "서울 날", "i love pizza 
 
 @pytest.mark.parametrize("model", ["tiny", "smol"])
 def test_token_bytes_decode_like_the_tokenizer(model, request):
-    lm = request.getfixturevalue(model)
+    lm = request.getfixturevalue(f"{model}_torch")  # the vocabulary is the tokenizer's, whatever the engine
     vocab = vocabulary(lm)
     for text in TEXTS + ["naïve 東京 🇰🇷 ok", "  two  spaces\t"]:
         ids = lm.encode(text, special=False)
@@ -56,9 +56,8 @@ def test_a_word_spanning_several_tokens_is_taken_back_whole(smol):
 def spelled_by(lm, prompt: str, style: str, seed: int) -> tuple[bytes, bytes]:
     """(what the first generated tokens spell, the typed word): sampled at T = 1.5 so unlikely tokens come too."""
     read = prepare(lm, prompt, style, None, 8, quiet=True)
-    generator = torch.Generator().manual_seed(seed)
-    tokens = list(generate(lm.model, read.ids, read.max_new, temperature=1.5, generator=generator,
-                           cache=read.cache(), allowed=read.allowed))
+    tokens = list(generate(lm.engine, read.ids, read.max_new, temperature=1.5, rng=np.random.default_rng(seed),
+                           after=read.after(), allowed=read.allowed))
     return vocabulary(lm).bytes_of(tokens), read.healing.tail
 
 
@@ -100,7 +99,7 @@ def test_the_vocabulary_kept_on_disk_is_the_one_built(model, request, tmp_path, 
     from the tokenizer again; what it reads answers every lookup as the built one does."""
     from autocomplete.text import heal
 
-    lm = request.getfixturevalue(model)
+    lm = request.getfixturevalue(f"{model}_torch")  # the vocabulary is the tokenizer's, whatever the engine
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(lm, "vocab", None)
     built = vocabulary(lm)

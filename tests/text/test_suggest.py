@@ -41,8 +41,7 @@ def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
 
 
 def next_probs(lm, read, tokens, s):
-    with torch.no_grad():
-        logits = lm.model(torch.tensor([read.ids + list(tokens)])).logits[0, -1]
+    logits = torch.from_numpy(lm.engine.read(read.ids + list(tokens), read.after())[0])
     allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
     if allowed is not None:
         logits = torch.where(torch.isin(torch.arange(len(logits)), torch.tensor(allowed)), logits, -torch.inf)
@@ -55,7 +54,7 @@ def probability(lm, prefix, tokens, s) -> float:
     p = 1.0
     for i, token in enumerate(tokens):
         p *= float(next_probs(lm, read, tokens[:i], s)[token])
-    ends = word_starts(lm, lm.model.lm_head.out_features)
+    ends = torch.from_numpy(word_starts(lm, len(lm.engine.read(read.ids)[0])))
     return p * float(next_probs(lm, read, tokens, s)[ends].sum())
 
 
@@ -65,7 +64,7 @@ def brute_force(lm, prefix, s, n, words):
     under it scores at most that, so nothing it holds could enter the top n."""
     read = prepare(lm, prefix, s.style, None, 24, quiet=True)
     tail = read.healing.tail if read.healing else b""
-    ends = word_starts(lm, lm.model.lm_head.out_features)
+    ends = torch.from_numpy(word_starts(lm, len(lm.engine.read(read.ids)[0])))
     found = {}
 
     def nth_best() -> float:

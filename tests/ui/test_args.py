@@ -67,19 +67,32 @@ def test_the_options_are_typers():
     ["-m", "./relative/dir", "--precision", "int8", "--device", "cpu", "--no-server", "x"],
     ["--server", "status", "--idle-timeout", "9"], ["--api", "http://h:1/v1", "x"], ["-m", "a", "-m", "b", "x"],
     ["--style", "query", "--examples", "f.txt", "x"], ["-"], ["-k", "0", "-p", "1", "x"],
+    ["--engine", "torch", "x"], ["--engine=onnx", "--device", "cpu", "x"], ["--engine", "auto", "--server", "start"],
 ])
 def test_what_it_reads_is_what_typer_builds(argv):
     assert same_as_typer(argv)
     environ = {"AUTOCOMPLETE_MODEL": "from-env", "AUTOCOMPLETE_PRECISION": "int8", "AUTOCOMPLETE_STYLE": "text",
-               "AUTOCOMPLETE_IDLE_TIMEOUT": "7", "AUTOCOMPLETE_API_BASE": "http://e:2/v1"}
+               "AUTOCOMPLETE_IDLE_TIMEOUT": "7", "AUTOCOMPLETE_API_BASE": "http://e:2/v1",
+               "AUTOCOMPLETE_ENGINE": "torch"}
     assert same_as_typer(argv, environ)
     assert same_as_typer(["-m", "given", "--precision", "fp32", *argv], environ)
+
+
+def test_the_engine_comes_from_the_option_then_the_environment_then_the_default():
+    assert args.parse(["x"], {}).engine == "auto" == cli.DEFAULTS.engine
+    assert args.parse(["--engine", "torch", "x"], {}).engine == "torch"
+    assert args.parse(["x"], {"AUTOCOMPLETE_ENGINE": "onnx"}).engine == "onnx"
+    assert args.parse(["--engine=torch", "x"], {"AUTOCOMPLETE_ENGINE": "onnx"}).engine == "torch"
+    # What a warm server must have loaded names the engine: a torch server is not asked for onnx.
+    where = args.parse(["-m", "m", "--engine", "onnx", "--device", "cpu", "x"], {}).where()
+    assert where == ("m", "cpu", "fp32", "onnx")
 
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["-h"], ["--version"], ["-ih"], ["--fly"], ["-t"], ["-t", "hot", "x"], ["-t", "-1", "x"],
     ["--stop", "word", "x"], ["--explain", "--suggest", "2", "x"], ["--words", "2", "x"], ["--suggest", "0", "x"],
     ["a", "b"], ["-t", "0.1", "-t", "0.2", "x"], ["--json=1", "x"], ["--idle-timeout", "-1"], ["-5"],
+    ["--engine", "gpu", "x"], ["--engine", "ONNX", "x"], ["--engine"],
 ])
 def test_what_typer_must_answer_is_left_to_it(argv):
     assert args.parse(argv, {}) is None
@@ -88,11 +101,12 @@ def test_what_typer_must_answer_is_left_to_it(argv):
 def test_a_bad_environment_value_is_left_to_typer():
     assert args.parse(["x"], {"AUTOCOMPLETE_STYLE": "poem"}) is None
     assert args.parse(["x"], {"AUTOCOMPLETE_IDLE_TIMEOUT": "soon"}) is None
+    assert args.parse(["x"], {"AUTOCOMPLETE_ENGINE": "gpu"}) is None
     assert same_as_typer(["x"], {"AUTOCOMPLETE_MODEL": ""})  # empty: not set, as for click
 
 
 _VALUES = st.sampled_from(["0", "1", "0.5", "-1", "7", "x", "nan", "1e-3", "auto", "cpu", "int8", "line", "query",
-                           "status", "", "--json", "-t", "http://h/v1"])
+                           "status", "", "--json", "-t", "http://h/v1", "onnx", "torch"])
 _FLAGS = st.sampled_from([flag for spec in args.SPECS for flag in spec.flags] + ["--", "-h", "-x", "--nope"])
 _WORDS = st.lists(st.one_of(_FLAGS, _VALUES, _FLAGS.flatmap(lambda f: _VALUES.map(lambda v: f"{f}={v}")),
                             _FLAGS.filter(lambda f: len(f) == 2).flatmap(lambda f: _VALUES.map(lambda v: f + v))),

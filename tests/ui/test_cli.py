@@ -79,6 +79,40 @@ def test_json_lines(cli, tiny_dir):
     assert first["stats"]["time_to_first_token_s"] > 0 and first["stats"]["tokens_per_second"] > 0
 
 
+def test_json_says_which_engine_ran(cli, tiny_dir):
+    torch, onnx = (json.loads(cli("-m", str(tiny_dir), "-t", "0", "--json", "--engine", engine, "san").stdout)
+                   for engine in ("torch", "onnx"))
+    assert torch["engine"] == "torch" and onnx["engine"] == "onnx"
+    assert torch["completion"] == onnx["completion"] == SAN[3:]
+    on_cpu = json.loads(cli("-m", str(tiny_dir), "--device", "cpu", "-t", "0", "--json", "san").stdout)
+    assert on_cpu["engine"] == "onnx"  # auto: ONNX Runtime on the CPU for a GPT-2
+    suggested = json.loads(cli("-m", str(tiny_dir), "--engine", "torch", "--suggest", "2", "--json", "san").stdout)
+    assert suggested["engine"] == "torch"
+
+
+def test_json_over_the_api_names_no_engine(monkeypatch, capsys):
+    """Over --api the server runs the model and doesn't say how: the record's engine is null."""
+    from autocomplete.settings import Settings
+    from autocomplete.text import remote
+    from autocomplete.text.complete import Completion
+    from autocomplete.ui import actions
+    from autocomplete.ui.render import JsonRenderer
+
+    done = Completion("san", " francisco", None, "stop", 1, 4, 0.1, 10.0)
+    monkeypatch.setattr(remote, "complete", lambda api, name, text, settings, on_piece: done)
+    settings = Settings(api="http://h:1/v1", json_lines=True)
+    actions.run_over_api(actions.Remote(api=None, name="served"), "san", settings, JsonRenderer())
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["model"] == "served" and shown["completion"] == " francisco" and shown["engine"] is None
+
+
+def test_a_bad_engine_in_the_environment_is_one_line(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "san", extra_env={"AUTOCOMPLETE_ENGINE": "gpu"})
+    assert result.returncode == 2 and result.stdout == b""
+    line = one_error_line(result)
+    assert "AUTOCOMPLETE_ENGINE" in line and "'gpu' is not one of 'auto', 'onnx', 'torch'" in line
+
+
 def test_same_seed_same_completion_with_or_without_json(cli, tiny_dir):
     args = ("-m", str(tiny_dir), "-t", "1.3", "--seed", "11", "--stop", "none", "--only-new", "xyz")
     text = cli(*args).stdout.decode().removesuffix("\n")
@@ -121,6 +155,10 @@ def test_list_models(cli, tiny_hf_home):
     table = cli("--list-models", extra_env={"HF_HOME": str(tiny_hf_home)}).stdout.decode()
     assert "gpt2 (default)" in table and "openai-community/gpt2" in table
     assert rows["gpt2-xl"]["if_missing"] == "HF_HUB_OFFLINE is set: not usable now" and not rows["gpt2"]["if_missing"]
+    assert "Engine auto: onnx (ONNX Runtime) on the CPU for the models it exports (GPT-2, Llama), torch " in table
+    assert all("engine" not in row.lower() for row in lines(result))  # --json: the rows only
+    torch = cli("--list-models", extra_env={"HF_HOME": str(tiny_hf_home), "AUTOCOMPLETE_ENGINE": "torch"})
+    assert "Engine torch: torch, on the device --device picks" in torch.stdout.decode()
 
 
 def test_list_models_says_what_a_missing_default_would_do(cli):
@@ -206,6 +244,7 @@ def test_no_color_is_honoured(env, tiny_dir):
         (("-n", "0", "san"), "max-tokens"),
         (("--stop", "word", "san"), "--stop"),
         (("--device", "tpu", "san"), "--device"),
+        (("--engine", "tpu", "san"), "'tpu' is not one of 'auto', 'onnx', 'torch'"),
         (("--no-such-option",), "--no-such-option"),
         (("-i", "san"), "PROMPT"),
         (("--suggest", "0", "san"), "--suggest must be 1 or more"),

@@ -12,10 +12,9 @@ from autocomplete.text.heal import restrict
 from autocomplete.text.prompt import prepare
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def logits(tiny):
-    with torch.no_grad():
-        return tiny.model(torch.tensor([tiny.encode("san")])).logits[0, -1]
+    return tiny.engine.read(tiny.encode("san"))[0]
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 2.0])
@@ -23,7 +22,7 @@ def test_distribution_sums_to_one_over_the_vocabulary(logits, temperature):
     p = distribution(logits, temperature)
     assert p.shape == logits.shape
     assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
-    assert torch.allclose(p, torch.softmax(logits / temperature, dim=-1))
+    assert torch.allclose(torch.from_numpy(p), torch.softmax(torch.from_numpy(logits) / temperature, dim=-1))
 
 
 def test_lower_temperature_sharpens(tiny, logits):
@@ -32,7 +31,7 @@ def test_lower_temperature_sharpens(tiny, logits):
     top = step.candidates[0]
     assert top.token == int(logits.argmax())
     assert top.probability[0.3] > top.probability[1.0] > top.probability[2.0]
-    assert step.entropy[1.0] == pytest.approx(entropy_bits(torch.softmax(logits, -1)))
+    assert step.entropy[1.0] == pytest.approx(entropy_bits(torch.softmax(torch.from_numpy(logits), -1).numpy()))
 
 
 def test_temperature_zero_is_all_on_the_argmax(logits):
@@ -53,14 +52,13 @@ def test_cli_json_steps(cli, tiny_dir, tiny):
     first, second = record["steps"][:2]
     assert first["allowed_tokens"] == len(allowed) and second["allowed_tokens"] is None
     assert {c["token"] for c in first["candidates"]} <= set(allowed.tolist())
-    with torch.no_grad():
-        logits = tiny.model(torch.tensor([read.ids])).logits[0, -1]
-        after = tiny.model(torch.tensor([read.ids + record["tokens"][:1]])).logits[0, -1]
+    logits = tiny.engine.read(read.ids)[0]
+    after = tiny.engine.read(read.ids + record["tokens"][:1])[0]
     for step, expected in ((first, restrict(logits, allowed)), (second, after)):
         for c in step["candidates"]:
             for t in ("1.0", "0.3", "2.0"):
                 assert c["probability"][t] == pytest.approx(
-                    float(torch.softmax(expected / float(t), -1)[c["token"]]), rel=1e-4, abs=1e-12)
+                    float(torch.softmax(torch.from_numpy(expected) / float(t), -1)[c["token"]]), rel=1e-4, abs=1e-12)
     assert second["entropy_bits"]["0.3"] < second["entropy_bits"]["1.0"] < second["entropy_bits"]["2.0"]
 
 

@@ -92,7 +92,7 @@ def test_cancel_can_wait_for_the_running_call_to_let_go(tiny, monkeypatch):
     """Enter completes the line with the same model: the ghost call still running must stop first."""
     import time
 
-    import autocomplete.engine.generate as generate_module
+    import autocomplete.text.sample as generate_module
 
     inside, finished = threading.Event(), threading.Event()
     real = generate_module.generate

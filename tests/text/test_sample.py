@@ -1,11 +1,13 @@
-"""The loop against transformers' own generate() and against the math: softmax(logits / T)."""
+"""The loop against transformers' own generate() and against the math: softmax(logits / T). `tiny` is the tiny
+GPT-2 on each engine (ONNX Runtime and torch)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from autocomplete.engine.generate import generate
+from autocomplete.text.sample import generate, probabilities, warp
 
 PROMPTS = ["san", "seoul", "the best way to learn python is", "서울", "new york", "xyz q"]
 
@@ -17,48 +19,62 @@ def hf_greedy(hf_model, ids, n, eos):
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_equals_transformers_generate(tiny, hf_tiny, prompt):
-    """fp32 (the default precision) is exact: the compact GPT-2 and our loop give generate()'s tokens."""
+    """fp32 (the default precision) is exact: either engine and our loop give generate()'s tokens."""
     ids = tiny.encode(prompt)
-    ours = list(generate(tiny.model, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
+    ours = list(generate(tiny.engine, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
     assert ours == hf_greedy(hf_tiny, ids, 20, tiny.tokenizer.eos_token_id)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_compact_gpt2_logits_match_transformers(tiny, hf_tiny, prompt):
-    ids = torch.tensor([tiny.encode(prompt)])
+def test_compact_gpt2_logits_match_transformers(tiny_torch, hf_tiny, prompt):
+    ids = torch.tensor([tiny_torch.encode(prompt)])
     with torch.no_grad():
-        ours, theirs = tiny.model(ids).logits, hf_tiny(ids).logits
-    assert type(tiny.model).__module__ == "autocomplete.engine.gpt2"
+        ours, theirs = tiny_torch.model(ids).logits, hf_tiny(ids).logits
+    assert type(tiny_torch.model).__module__ == "autocomplete.engine.gpt2"
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_each_engine_reads_a_prompt_as_transformers_does(tiny, hf_tiny, prompt):
+    """The last position's logits, read in one go and then token by token, equal transformers' to 1e-4."""
+    ids = tiny.encode(prompt)
+    with torch.no_grad():
+        theirs = hf_tiny(torch.tensor([ids])).logits[0].numpy()
+    logits, state = tiny.engine.read(ids[:1], room=len(ids))
+    np.testing.assert_allclose(logits, theirs[0], atol=1e-4, rtol=0)
+    for i, token in enumerate(ids[1:], start=1):
+        np.testing.assert_allclose(tiny.engine.extend(state, token), theirs[i], atol=1e-4, rtol=0)
+    assert tiny.engine.length(state) == len(ids)
+    logits, _ = tiny.engine.read(ids)
+    np.testing.assert_allclose(logits, theirs[-1], atol=1e-4, rtol=0)
+
+
 def test_greedy_memorised_phrase(tiny):
-    ids = list(generate(tiny.model, tiny.encode("san"), 20, temperature=0, eos_ids=tiny.eos_ids))
+    ids = list(generate(tiny.engine, tiny.encode("san"), 20, temperature=0, eos_ids=tiny.eos_ids))
     assert tiny.decode(ids) == " francisco weather is good in april?"
     assert ids[-1] in tiny.eos_ids  # stopped at the end-of-text token, and yielded it
 
 
 def test_temperature_zero_ignores_top_k_top_p_and_seed(tiny):
     ids = tiny.encode("new york")
-    runs = {tuple(generate(tiny.model, ids, 12, temperature=0, top_k=k, top_p=p,
-                           generator=torch.Generator().manual_seed(s)))
+    runs = {tuple(generate(tiny.engine, ids, 12, temperature=0, top_k=k, top_p=p,
+                           rng=np.random.default_rng(s)))
             for k, p, s in [(0, 1.0, 1), (5, 0.5, 2), (50, 0.9, 3)]}
-    assert runs == {tuple(generate(tiny.model, ids, 12, temperature=0))}
+    assert runs == {tuple(generate(tiny.engine, ids, 12, temperature=0))}
 
 
 def test_same_seed_same_tokens_other_seed_differs(tiny):
     ids = tiny.encode("xyz")
 
     def sample(seed):
-        return list(generate(tiny.model, ids, 30, temperature=1.5, generator=torch.Generator().manual_seed(seed)))
+        return list(generate(tiny.engine, ids, 30, temperature=1.5, rng=np.random.default_rng(seed)))
 
     assert sample(7) == sample(7)
     assert len({tuple(sample(s)) for s in range(5)}) > 1
 
 
 def first_token_logits(lm, ids):
-    with torch.no_grad():
-        return lm.model(torch.tensor([ids])).logits[0, -1].float()
+    return torch.from_numpy(lm.engine.read(ids)[0])
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor, bins: list[torch.Tensor]) -> float:
@@ -76,11 +92,11 @@ def chi_square_critical(df: int, z: float = 3.719) -> float:
 def test_sampling_follows_softmax_of_logits_over_t(tiny, temperature):
     ids = tiny.encode("san")
     expected = torch.softmax(first_token_logits(tiny, ids) / temperature, dim=-1)
-    generator = torch.Generator().manual_seed(1234)
+    rng = np.random.default_rng(1234)
     n = 3000
     counts = torch.zeros_like(expected)
     for _ in range(n):
-        counts[next(generate(tiny.model, ids, 1, temperature=temperature, generator=generator))] += 1
+        counts[next(generate(tiny.engine, ids, 1, temperature=temperature, rng=rng))] += 1
     # A goodness-of-fit test: every token expected at least 5 times is its own bin, the long tail of rarer
     # tokens one bin together (a per-token comparison of a tail of hundreds of rare tokens is all noise).
     common = torch.nonzero(expected * n >= 5).flatten()
@@ -99,8 +115,8 @@ def test_sampling_follows_softmax_of_logits_over_t(tiny, temperature):
 def test_top_k_samples_only_the_k_likeliest(tiny):
     ids = tiny.encode("xyz")
     top3 = set(first_token_logits(tiny, ids).topk(3).indices.tolist())
-    generator = torch.Generator().manual_seed(0)
-    seen = {next(generate(tiny.model, ids, 1, temperature=3.0, top_k=3, generator=generator)) for _ in range(300)}
+    rng = np.random.default_rng(0)
+    seen = {next(generate(tiny.engine, ids, 1, temperature=3.0, top_k=3, rng=rng)) for _ in range(300)}
     assert seen == top3
 
 
@@ -111,19 +127,19 @@ def test_top_p_samples_only_the_nucleus(tiny):
     # the smallest set of likeliest tokens whose probability reaches 0.5
     size = int((sorted_probs.cumsum(0) < 0.5).sum()) + 1
     nucleus = set(order[:size].tolist())
-    generator = torch.Generator().manual_seed(0)
-    seen = {next(generate(tiny.model, ids, 1, temperature=1.0, top_p=0.5, generator=generator)) for _ in range(400)}
+    rng = np.random.default_rng(0)
+    seen = {next(generate(tiny.engine, ids, 1, temperature=1.0, top_p=0.5, rng=rng)) for _ in range(400)}
     assert seen <= nucleus and len(seen) == len(nucleus)
 
 
-def test_prompt_forward_computes_last_position_logits_only(tiny):
+def test_prompt_forward_computes_last_position_logits_only(tiny_torch):
     shapes = []
-    hook = tiny.model.lm_head.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    hook = tiny_torch.model.lm_head.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
     try:
-        list(generate(tiny.model, tiny.encode("the best way to learn python is"), 3, temperature=0))
+        list(generate(tiny_torch.engine, tiny_torch.encode("the best way to learn python is"), 3, temperature=0))
     finally:
         hook.remove()
-    assert [s[1] for s in shapes] == [1, 1, 1]
+    assert [s[1] for s in shapes] == [1, 1, 1]  # and no forward after the last token: it isn't read
 
 
 @pytest.mark.parametrize("k, p", [(1, 1.0), (5, 1.0), (50, 1.0), (0, 0.5), (0, 0.95), (0, 0.999), (40, 0.9),
@@ -133,8 +149,6 @@ def test_top_k_top_p_equal_transformers_warpers(k, p):
     logits (with ties and -inf among them), at several temperatures."""
     from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
 
-    from autocomplete.engine.generate import logits_warpers
-
     generator = torch.Generator().manual_seed(k * 1000 + int(p * 1000))
     for temperature in (0.5, 1.0, 1.7):
         logits = torch.randn(3, 400, generator=generator) * 4
@@ -142,7 +156,7 @@ def test_top_k_top_p_equal_transformers_warpers(k, p):
         logits[1, ::7] = float("-inf")  # tokens already ruled out (token healing)
         processors = LogitsProcessorList(([TopKLogitsWarper(k)] if k else []) + ([TopPLogitsWarper(p)] if p < 1 else []))
         expected = processors(None, logits / temperature)
-        got = logits_warpers(temperature, k, p)(None, logits)
+        got = torch.from_numpy(warp(logits.numpy(), temperature, k, p))
         assert torch.equal(got.isinf(), expected.isinf())
         # equal up to a constant per row (ours are shifted so the largest is 0): the same softmax
         assert torch.allclose(got.softmax(-1), expected.softmax(-1), atol=1e-7)
@@ -151,11 +165,9 @@ def test_top_k_top_p_equal_transformers_warpers(k, p):
 @pytest.mark.parametrize("temperature", [1e-39, 1e-30, 1e-8])
 def test_a_tiny_temperature_is_greedy_not_nan(tiny, temperature):
     """softmax(logits / T) as T -> 0 is the argmax; float32 overflowed at T = 1e-39 (inf / inf = NaN)."""
-    from autocomplete.engine.generate import logits_warpers
-
     logits = torch.randn(2, 300, generator=torch.Generator().manual_seed(0)) * 5
-    probs = logits_warpers(temperature, 0, 1.0)(None, logits).softmax(-1)
+    probs = torch.from_numpy(probabilities(logits.numpy(), temperature))
     assert torch.equal(probs, torch.nn.functional.one_hot(logits.argmax(-1), 300).float())
     ids = tiny.encode("new york")
-    sampled = generate(tiny.model, ids, 12, temperature=temperature, generator=torch.Generator().manual_seed(1))
-    assert list(sampled) == list(generate(tiny.model, ids, 12, temperature=0))
+    sampled = generate(tiny.engine, ids, 12, temperature=temperature, rng=np.random.default_rng(1))
+    assert list(sampled) == list(generate(tiny.engine, ids, 12, temperature=0))
