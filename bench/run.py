@@ -7,6 +7,12 @@ GPT-2's own tokenizer can't be had offline, so it uses the pip-shipped SmolLM2's
 GPT-2's 50,257); the starter model is fetched the way autocomplete fetches it, if it isn't cached yet.
 The peers (llama.cpp, CTranslate2) are measured when installed; a peer not installed has its last figures shown
 instead (bench/peers_last.json, rewritten whenever they're measured), dated and labelled as such.
+
+Our model runs on two engines (autocomplete.engine.engine): onnx (ONNX Runtime, the CPU default) and torch. Where a
+part measures our model it has a row for each. A model's first export for ONNX Runtime (~30-50 s, cached under
+AUTOCOMPLETE_CACHE_DIR) is made before anything is timed (warm_exports). Every figure, ours on either engine, the
+baselines' and the peers', runs on one thread count: AUTOCOMPLETE_THREADS if set, else autocomplete's idle-core rule
+at the start of the run (set in AUTOCOMPLETE_THREADS for the processes the run starts).
 """
 
 from __future__ import annotations
@@ -52,6 +58,72 @@ def median_times(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str
     """The median wall time of each run, the runs taking turns."""
     results = in_turns({name: functools.partial(elapsed, run) for name, run in runs.items()}, repeat)
     return {name: statistics.median(values) for name, values in results.items()}
+
+
+ENGINES = ("onnx", "torch")  # the default engine on the CPU first
+PRECISIONS = ("fp32", "int8")
+
+
+def threads() -> int:
+    """The run's one thread count (main() puts it in AUTOCOMPLETE_THREADS): ORT's sessions, torch's and the peers'."""
+    from autocomplete.engine.engine import idle_cores
+
+    return idle_cores()
+
+
+def load(directory: Path, precision: str, engine: str):
+    """Our model on the CPU, on `engine` at `precision` (autocomplete.engine.models.LoadedModel)."""
+    from autocomplete.engine import models
+
+    lm = models.load(str(directory), "cpu", precision, engine)
+    assert lm.engine.name == engine and lm.engine.precision == precision, (lm.engine.name, lm.engine.precision)
+    return lm
+
+
+def warm_exports(directory: Path) -> None:
+    """The model exported for ONNX Runtime at every precision (the first time ~30-50 s, then cached under
+    AUTOCOMPLETE_CACHE_DIR), before anything is timed: the runs, in this process or in those it starts, find it
+    made."""
+    from autocomplete.engine import onnx_engine
+
+    for precision in PRECISIONS:
+        start = time.perf_counter()
+        onnx_engine.exported(directory, precision, directory.name)
+        if time.perf_counter() - start > 2:
+            print(f"  exported {directory.name} ({precision}) for ONNX Runtime in {time.perf_counter() - start:.0f} s "
+                  f"(not timed)", file=sys.stderr)
+
+
+CAPABILITIES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+                "amx_int8": "AMX"}  # /proc/cpuinfo's flag -> what the int8 kernels can use
+
+
+def cpu() -> dict:
+    """The CPU model and what the int8 kernels can use on it (from /proc/cpuinfo on Linux)."""
+    name, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first core's lines
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and not name:
+                name = value
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": name or platform.processor() or "unknown CPU",
+            "capabilities": [shown for flag, shown in CAPABILITIES.items() if flag in flags]}
+
+
+def machine_line(with_load: bool = True) -> str:
+    import onnxruntime
+    import torch
+
+    found = cpu()
+    capable = ", ".join(found["capabilities"]) or "none of " + "/".join(CAPABILITIES.values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    line = (f"{found['model']} ({platform.machine()}; {capable}), {cores} cores, {threads()} threads, "
+            f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    return line + (f", load average {os.getloadavg()[0]:.2f} at the end" if with_load else "")
 
 
 def gpt2_124m(tokenizer_dir: Path) -> Path:
@@ -107,21 +179,37 @@ class Clock:
 
 
 def bench_decode(directory: Path, table: Table, repeat: int) -> None:
-    """Decode speed, greedy, 128 new tokens: autocomplete's loop (fp32 = the default, and int8) vs transformers'
-    GPT2LMHeadModel.generate() fp32 on the same weights. Decoding is what follows the prompt: its rate is the 127
-    tokens after the first over the time between the first and the last; the time to the first token (the prompt's
-    forward pass) has its own row."""
+    """Decode speed, greedy, 128 new tokens: autocomplete's loop (autocomplete.text.sample.generate) on each engine
+    at fp32 (the default) and int8 vs transformers' generate() fp32 on the same weights, on the GPT-2-sized model
+    and on the starter. Decoding is what follows the prompt: its rate is the 127 tokens after the first over the time
+    between the first and the last; the time to the first token (the prompt's forward pass) has its own rows."""
+    from autocomplete.engine import starter
+
+    decode_against_generate("the starter (SmolLM2-135M)", starter.model_dir(), table, repeat)
+    decode_against_generate("GPT-2-124M", directory, table, repeat)
+
+
+def decode_target(label: str, engine: str, precision: str) -> str:
+    if engine == "onnx":
+        return "≥ 5× (the default engine)" if "starter" in label else ""
+    return "exact" if precision == "fp32" else "≥ 2.5×" if "GPT-2" in label else ""
+
+
+def decode_against_generate(label: str, directory: Path, table: Table, repeat: int) -> None:
+    import numpy
     import torch
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     from autocomplete.engine import models
-    from autocomplete.engine.generate import generate
+    from autocomplete.text.sample import generate
 
-    hf = GPT2LMHeadModel.from_pretrained(directory).eval()
-    loaded = {precision: models.load(str(directory), "cpu", precision).model for precision in ("fp32", "int8")}
+    warm_exports(directory)
+    hf = AutoModelForCausalLM.from_pretrained(directory).eval()
+    loaded = {(engine, precision): load(directory, precision, engine) for engine in ENGINES
+              for precision in PRECISIONS}
     n = 128
     for prompt_len in (8, 512):
-        ids = torch.randint(100, 40000, (prompt_len,), generator=torch.Generator().manual_seed(0)).tolist()
+        ids = numpy.random.default_rng(0).integers(100, 40000, prompt_len).tolist()
 
         def baseline() -> list[float]:
             clock = Clock()
@@ -133,28 +221,32 @@ def bench_decode(directory: Path, table: Table, repeat: int) -> None:
             assert len(times) == n + 1, "generate() streamed a different number of tokens than asked"
             return times
 
-        def ours(model) -> list[float]:
+        def ours(engine) -> list[float]:
             times = [time.perf_counter()]
-            for _ in generate(model, ids, n, temperature=0):
+            for _ in generate(engine, ids, n, temperature=0):
                 times.append(time.perf_counter())
+            assert len(times) == n + 1, "our loop made a different number of tokens than asked"
             return times
 
-        runs = in_turns({"generate": baseline, **{precision: (lambda m=model: ours(m))
-                                                  for precision, model in loaded.items()}}, repeat)
+        runs = in_turns({"generate": baseline, **{key: functools.partial(ours, lm.engine)
+                                                  for key, lm in loaded.items()}}, repeat)
 
-        def first_token(name: str) -> float:
+        def first_token(name) -> float:
             return statistics.median(t[1] - t[0] for t in runs[name])
 
-        def decode_rate(name: str) -> float:
+        def decode_rate(name) -> float:
             return statistics.median((len(t) - 2) / (t[-1] - t[1]) for t in runs[name])
 
-        for precision in loaded:
-            table.add(f"decode {precision}, after a {prompt_len}-token prompt", "transformers generate() fp32",
-                      decode_rate("generate"), decode_rate(precision), "tok/s",
-                      "≥ 2.5×" if precision == "int8" else "exact", higher_is_better=True)
-        # int8 runs the prompt on the fp32 weights too, so one row for both
-        table.add(f"first token after a {prompt_len}-token prompt", "transformers generate() fp32",
-                  first_token("generate"), first_token("fp32"), "s")
+        for engine, precision in loaded:
+            table.add(f"decode {engine} {precision}, {label}, after a {prompt_len}-token prompt",
+                      "transformers generate() fp32", decode_rate("generate"), decode_rate((engine, precision)),
+                      "tok/s", decode_target(label, engine, precision), higher_is_better=True)
+        # torch's int8 runs the prompt on the fp32 weights (autocomplete.engine.quant): one torch row for both
+        for engine, precision in (("onnx", "fp32"), ("onnx", "int8"), ("torch", "fp32")):
+            table.add(f"first token, {engine} {precision}, {label}, after a {prompt_len}-token prompt",
+                      "transformers generate() fp32", first_token("generate"), first_token((engine, precision)), "s")
+    for lm in loaded.values():
+        models.unload(lm)
 
 
 def q8_0_gguf() -> Path | None:
@@ -335,15 +427,14 @@ class _quiet_stderr:
 
 def _llama_cpp(gguf: Path):
     import llama_cpp
-    import torch
 
     with _quiet_stderr():
         return llama_cpp.Llama(model_path=str(gguf), n_ctx=1024, logits_all=True, verbose=False,
-                               n_threads=torch.get_num_threads(), n_threads_batch=torch.get_num_threads())
+                               n_threads=threads(), n_threads_batch=threads())
 
 
 class LlamaCpp:
-    """A peer: llama.cpp's Q8_0 through llama-cpp-python, on torch's threads."""
+    """A peer: llama.cpp's Q8_0 through llama-cpp-python, on the run's threads (ours')."""
 
     key, module = "llama.cpp", "llama_cpp"
 
@@ -373,25 +464,23 @@ class LlamaCpp:
     def logprobs(self, segment: list[int]):
         """log-softmax after each token of the segment but the last, the segment in one batch."""
         import numpy
-        import torch
 
         self.llm.reset()
         self.llm.eval(segment[:-1])
-        return torch.log_softmax(torch.from_numpy(numpy.array(self.llm.scores[: len(segment) - 1])).float(), -1)
+        return log_softmax(numpy.array(self.llm.scores[: len(segment) - 1]))
 
 
 class CTranslate2:
-    """A peer: CTranslate2's int8 (weights int8, compute int8 with float32 where it can't), on torch's threads."""
+    """A peer: CTranslate2's int8 (weights int8, compute int8 with float32 where it can't), on the run's threads."""
 
     key, module = "CTranslate2", "ctranslate2"
 
     def __init__(self, directory: Path):
         import ctranslate2
-        import torch
 
         with _quiet_stderr():
             self.generator = ctranslate2.Generator(str(directory), device="cpu", compute_type="int8",
-                                                   intra_threads=torch.get_num_threads(), inter_threads=1)
+                                                   intra_threads=threads(), inter_threads=1)
         self.tokens = json.loads((directory / "vocabulary.json").read_text())  # generate_tokens takes strings
 
     @staticmethod
@@ -416,10 +505,9 @@ class CTranslate2:
     def logprobs(self, segment: list[int]):
         """log-softmax after each token of the segment but the last, the segment in one batch."""
         import numpy
-        import torch
 
         logits = self.generator.forward_batch([segment[:-1]])
-        return torch.log_softmax(torch.from_numpy(numpy.asarray(logits)[0]).float(), -1)
+        return log_softmax(numpy.asarray(logits)[0])
 
 
 PEERS = (LlamaCpp, CTranslate2)
@@ -451,12 +539,10 @@ class PeersLast:
         """Rewrites the measured peers' entries (the others' are kept), if any peer was measured."""
         import datetime
 
-        import torch
-
         if not self.measured:
             return
         last = json.loads(PEERS_LAST.read_text()) if PEERS_LAST.is_file() else {}
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        machine = machine_line(with_load=False)
         for key, figures in self.measured.items():
             name, version = self.names[key]
             last[key] = {"name": name, "version": version, "date": datetime.date.today().isoformat(),
@@ -485,25 +571,31 @@ def faithfulness_segments(encode) -> list[list[int]]:
     return [ids[i:i + FAITHFULNESS_SEGMENT] for i in range(0, len(ids) - 1, FAITHFULNESS_SEGMENT)]
 
 
-def teacher_forced_logprobs(model, segment: list[int]):
-    """log-softmax at every position of the segment, read the way autocomplete decodes: its first 8 tokens in one
-    forward, then one token per forward with the KV cache."""
-    import torch
+def log_softmax(logits):
+    """Along the last axis, in float64 (a KL divergence of 1e-4 nats sums many small differences)."""
+    import numpy
 
-    rows = []
-    with torch.inference_mode():
-        out = model(input_ids=torch.tensor([segment[:8]]), use_cache=True)
-        rows += list(out.logits[0].float())
-        for token in segment[8:-1]:
-            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
-            rows.append(out.logits[0, -1].float())
-    return torch.log_softmax(torch.stack(rows), -1)
+    logits = numpy.asarray(logits, dtype=numpy.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - numpy.log(numpy.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def teacher_forced_logprobs(engine, segment: list[int]):
+    """log-softmax after each token of the segment but the last (numpy [len - 1, vocab]), read over the engine the
+    way autocomplete decodes: its first 8 tokens in one read (the positions before the 8th each read alone, as
+    read() gives the last position's logits only), then one token per extend() on that state."""
+    head = min(8, len(segment) - 1)
+    rows = [engine.read(segment[:k])[0] for k in range(1, head)]
+    logits, state = engine.read(segment[:head], room=len(segment))
+    rows.append(logits)
+    rows += [engine.extend(state, token) for token in segment[head:-1]]
+    return log_softmax(rows)
 
 
 def bench_peers(directory: Path, table: Table, notes: list[str], repeat: int) -> None:
-    """Our fp32 and int8 beside the peers installed (llama.cpp's Q8_0, CTranslate2's int8; never needed by CI or
-    users), on the starter (SmolLM2-135M) and on the GPT-2-sized model; for each peer not installed, its last
-    figures."""
+    """Our default engine's (ONNX Runtime's) fp32 and int8 beside the peers installed (llama.cpp's Q8_0,
+    CTranslate2's int8; never needed by CI or users), all on the run's thread count, on the starter (SmolLM2-135M)
+    and on the GPT-2-sized model; for each peer not installed, its last figures."""
     from autocomplete.engine import starter
 
     last = PeersLast()
@@ -528,24 +620,32 @@ def peers_on(gguf: Callable[[], Path | None], transformers_dir: Path, name: str)
 
 
 def peers_smollm2(table: Table, notes: list[str], repeat: int, peers: list, last: PeersLast) -> None:
-    """SmolLM2-135M (the starter): faithfulness of our int8 and of each peer to our fp32, then decode speed.
-    Faithfulness: teacher-forced over the whole of bench/faithfulness.txt (varied English written for this), top-1
-    agreement with fp32 and the mean KL divergence KL(fp32 || candidate) in nats."""
-    from autocomplete.engine import models, starter
+    """SmolLM2-135M (the starter): faithfulness of our int8 on each engine and of each peer to our fp32, then decode
+    speed. Faithfulness: teacher-forced over the whole of bench/faithfulness.txt (varied English written for this),
+    top-1 agreement with fp32 and the mean KL divergence KL(fp32 || candidate) in nats. The reference is the torch
+    engine's fp32 (equal to transformers'); the ONNX Runtime engine's fp32 is shown against it too."""
+    import numpy
 
-    directory = str(starter.model_dir())
-    fp32, int8 = (models.load(directory, "cpu", precision) for precision in ("fp32", "int8"))
+    from autocomplete.engine import starter
+
+    directory = starter.model_dir()
+    warm_exports(directory)
+    ours = {(engine, precision): load(directory, precision, engine) for engine in ENGINES for precision in PRECISIONS}
+    fp32 = ours["torch", "fp32"]
     segments = faithfulness_segments(lambda text: fp32.encode(text, special=False))
-    reference = [teacher_forced_logprobs(fp32.model, segment) for segment in segments]
-    candidates = [("autocomplete int8", lambda segment: teacher_forced_logprobs(int8.model, segment), None),
+    reference = [teacher_forced_logprobs(fp32.engine, segment) for segment in segments]
+    candidates = [*((f"autocomplete {engine} {precision}", functools.partial(teacher_forced_logprobs, lm.engine),
+                     None) for (engine, precision), lm in ours.items() if (engine, precision) != ("torch", "fp32")),
                   *((peer.name(), peer.logprobs, peer) for peer in peers)]
     positions = sum(len(r) for r in reference)
+    measured = {}
     for name, logprobs, peer in candidates:
         same = kld = 0.0
         for segment, ref in zip(segments, reference):
             got = logprobs(segment)
             same += float((got.argmax(-1) == ref.argmax(-1)).sum())
-            kld += float((ref.exp() * (ref - got)).sum())
+            kld += float((numpy.exp(ref) * (ref - got)).sum())
+        measured[name] = 100 * same / positions, kld / positions
         notes.append(f"faithfulness to fp32 on SmolLM2-135M, {positions} teacher-forced positions: {name}: top-1 "
                      f"agreement {same / positions:.1%}, mean KL divergence {kld / positions:.4f} nats")
         print("  " + notes[-1], file=sys.stderr)
@@ -553,60 +653,75 @@ def peers_smollm2(table: Table, notes: list[str], repeat: int, peers: list, last
             figure = f"faithfulness to fp32 on SmolLM2-135M, {positions} positions"
             last.add(peer, f"{figure}, top-1 agreement", round(100 * same / positions, 2), "%")
             last.add(peer, f"{figure}, mean KL divergence", round(kld / positions, 5), "nats")
-    decode_against_peers("SmolLM2-135M (the starter)", {"fp32": fp32.model, "int8": int8.model}, peers,
-                         fp32.encode("The weather today is", special=False), "int8 ≥ llama.cpp Q8_0", table,
+    llama = next((peer.name() for peer in peers if isinstance(peer, LlamaCpp)), None)
+    if llama:  # the target: our int8 at least as faithful as llama.cpp's Q8_0 of the same weights
+        for engine in ENGINES:
+            agree, kl = measured[f"autocomplete {engine} int8"]
+            table.add(f"faithfulness to fp32, {engine} int8, SmolLM2-135M, {positions} positions: top-1 agreement",
+                      llama, measured[llama][0], agree, "%", "≥ Q8_0's" if engine == "onnx" else "",
+                      higher_is_better=True)
+            table.add(f"faithfulness to fp32, {engine} int8, SmolLM2-135M, {positions} positions: mean KL",
+                      llama, measured[llama][1], kl, "nats", "≤ Q8_0's" if engine == "onnx" else "")
+    decode_against_peers("SmolLM2-135M (the starter)", {key: lm.engine for key, lm in ours.items()
+                                                        if key[0] == "onnx"}, peers,
+                         fp32.encode("The weather today is", special=False), "≥ llama.cpp Q8_0", table,
                          repeat, last)
 
 
 def peers_gpt2(directory: Path, table: Table, repeat: int, peers: list, last: PeersLast) -> None:
-    """The GPT-2-sized model: decode speed of our fp32 and int8 beside the peers'."""
-    from autocomplete.engine import models
-
-    fp32, int8 = (models.load(str(directory), "cpu", precision) for precision in ("fp32", "int8"))
-    decode_against_peers("GPT-2-124M (random weights)", {"fp32": fp32.model, "int8": int8.model}, peers,
-                         fp32.encode("The weather today is", special=False), "≥ 1.2× llama.cpp Q8_0", table,
-                         repeat, last)
+    """The GPT-2-sized model: decode speed of our default engine's fp32 and int8 beside the peers'."""
+    warm_exports(directory)
+    ours = {("onnx", precision): load(directory, precision, "onnx").engine for precision in PRECISIONS}
+    encode = load(directory, "fp32", "onnx").encode
+    decode_against_peers("GPT-2-124M (random weights)", ours, peers, encode("The weather today is", special=False),
+                         "≥ llama.cpp Q8_0", table, repeat, last)
 
 
 def decode_against_peers(label: str, ours: dict, peers: list, prompt: list[int], int8_target: str, table: Table,
                          repeat: int, last: PeersLast) -> None:
-    """Decode speed, greedy, 128 tokens, ours and the peers taking turns, the median of each: our fp32 and int8
-    against llama.cpp's Q8_0 (against our fp32 without it), our int8 against CTranslate2's int8 too. A rate is the
-    tokens after the first over the time between the first and the last."""
-    from autocomplete.engine.generate import generate
+    """Decode speed, greedy, 128 tokens, ours (engines by (engine, precision)) and the peers taking turns, the median
+    of each: our fp32 and int8 against llama.cpp's Q8_0 (against our fp32 without it), our int8 against
+    CTranslate2's int8 too. A rate is the tokens after the first over the time between the first and the last."""
+    from autocomplete.text.sample import generate
 
     n = 128
 
-    def ours_rate(model) -> float:
+    def ours_rate(engine) -> float:
         times = []
-        for _ in generate(model, prompt, n, temperature=0):
+        for _ in generate(engine, prompt, n, temperature=0):
             times.append(time.perf_counter())
         return (len(times) - 1) / (times[-1] - times[0])
 
-    runs = {precision: functools.partial(ours_rate, model) for precision, model in ours.items()}
+    runs = {key: functools.partial(ours_rate, engine) for key, engine in ours.items()}
     runs |= {peer.name(): functools.partial(peer.decode_rate, prompt, n) for peer in peers}
     rates = {name: statistics.median(values) for name, values in in_turns(runs, repeat).items()}
     figure = f"decode {{}}, {label}, greedy, {n} tokens"
     for peer in peers:
         last.add(peer, f"decode, {label}, greedy, {n} tokens", round(rates[peer.name()], 2), "tok/s")
     llama = next((peer.name() for peer in peers if isinstance(peer, LlamaCpp)), None)
-    baseline = (llama, rates[llama]) if llama else ("autocomplete fp32", rates["fp32"])
-    for precision in ours:
-        table.add(figure.format(precision), *baseline, rates[precision], "tok/s",
-                  int8_target if precision == "int8" and llama else "", higher_is_better=True)
+    fp32 = next(key for key in ours if key[1] == "fp32")
+    baseline = (llama, rates[llama]) if llama else (f"autocomplete {' '.join(fp32)}", rates[fp32])
+    for key in ours:
+        table.add(figure.format(" ".join(key)), *baseline, rates[key], "tok/s",
+                  int8_target if key[1] == "int8" and llama else "", higher_is_better=True)
     for peer in peers:
         if isinstance(peer, CTranslate2):
-            table.add(figure.format("int8"), peer.name(), rates[peer.name()], rates["int8"], "tok/s",
-                      higher_is_better=True)
+            for key in ours:
+                if key[1] == "int8":
+                    table.add(figure.format(" ".join(key)), peer.name(), rates[peer.name()], rates[key], "tok/s",
+                              higher_is_better=True)
 
 
-def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None) -> dict[str, float]:
-    """Median wall time of a fresh process for each command (what a shell user waits for), taking turns."""
+def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None,
+                  stdin: bytes | None = None) -> dict[str, float]:
+    """Median wall time of a fresh process for each command (what a shell user waits for), taking turns; stdin:
+    what is piped in (nothing: /dev/null)."""
     import subprocess
 
     def process(args: list[str]):
-        return lambda: subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}, check=True)
+        streams = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
+        return lambda: subprocess.run(args, **streams, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      env={**os.environ, **(env or {})}, check=True)
 
     return median_times({name: process(args) for name, args in commands.items()}, repeat)
 
@@ -639,28 +754,53 @@ def autocomplete_command() -> list[str]:
     return [sys.executable, "-m", "autocomplete"]
 
 
-def bench_start_up(directory: Path, table: Table, repeat: int) -> None:
+def bench_start_up(directory: Path, table: Table, checks: list[dict], repeat: int) -> None:
     python = sys.executable
-    one_shot = [*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1"]
     from autocomplete.engine import starter
 
+    warm_exports(directory)
+    warm_exports(starter.model_dir())
+    one_shot = [*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1"]
     starter_shot = [*autocomplete_command(), "--no-server", "-m", str(starter.model_dir()), "-n", "1"]
     times = command_times({"torch": [python, "-c", "import torch"],
                            "default settings": [*one_shot, "san"],
                            "greedy -t 0": [*one_shot, "-t", "0", "san"],
                            "starter": [*starter_shot, "san"],
+                           "starter, --engine torch": [*starter_shot, "--engine", "torch", "san"],
                            "typer": [python, "-c", "import typer, rich"],
                            "help": [*autocomplete_command(), "--help"]}, repeat)
     for label in ("default settings", "greedy -t 0"):
         table.add(f"cold one-shot, GPT-2-124M, -n 1, {label}", "python -c 'import torch'", times["torch"],
                   times[label], "s", "ours ÷ baseline ≤ 1.3")
-    table.add("cold one-shot, the starter (SmolLM2-135M, converted), -n 1, default settings",
-              "python -c 'import torch'", times["torch"], times["starter"], "s", "ours ÷ baseline ≤ 1.5")
+    table.add("cold one-shot, the starter (SmolLM2-135M, converted), -n 1, default settings (onnx)",
+              "python -c 'import torch'", times["torch"], times["starter"], "s", "ours ÷ baseline ≤ 0.5")
+    table.add("cold one-shot, the starter, -n 1, --engine torch", "python -c 'import torch'", times["torch"],
+              times["starter, --engine torch"], "s", "")
     table.add("autocomplete --help", "python -c 'import typer, rich'", times["typer"], times["help"], "s",
               "ours ÷ baseline ≤ 3")
     shown = statistics.median(first_shown([*one_shot, "san"]) for _ in range(repeat))
     table.add("cold one-shot on a terminal: first thing shown (the spinner)", "python -c 'import torch'",
               times["torch"], shown, "s", "ours ≤ 0.3 s")
+    for label, args in (("cold one-shot -n 1 on the starter, default settings", [*starter_shot, "san"]),
+                        ("cold --suggest 5 on the starter, default settings",
+                         [*starter_shot[:-2], "--suggest", "5", "san fra"])):
+        checks.append(imports_no_torch(label, args))
+
+
+HEAVY = ("torch", "transformers")  # what the default engine's cold path must not import
+
+
+def imports_no_torch(label: str, args: list[str]) -> dict:
+    """Check: `python -X importtime` on the command lists no torch module (transformers' shown too)."""
+    _, err = subprocess_output([args[0], "-X", "importtime", *args[1:]])
+    modules = [line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")]
+    found = {heavy: sum(m.split(".")[0] == heavy for m in modules) for heavy in HEAVY}
+    passed = bool(modules) and not found["torch"]
+    said = ", ".join(f"{count} {heavy} modules" for heavy, count in found.items())
+    result = {"check": f"{label}: python -X importtime shows no torch", "passed": passed,
+              "detail": f"{len(modules)} modules imported, {said}" if modules else "no -X importtime output"}
+    print(f"  check: {result['check']}: {'yes' if passed else 'NO'} ({result['detail']})", file=sys.stderr)
+    return result
 
 
 def bench_api_client(table: Table, repeat: int) -> None:
@@ -729,32 +869,39 @@ def bench_api(table: Table, repeat: int) -> None:
 
 
 def bench_warm(directory: Path, table: Table, repeat: int) -> None:
-    """With a warm server running: the whole `autocomplete -n 1 "san"` call (an upper bound on the time to the
-    first token) against the same call loading the model in process (--no-server); and the server's peak memory."""
+    """With a warm server running, on each engine: the whole `autocomplete -n 1 "san"` call (an upper bound on the
+    time to the first token) against the same call loading the model in process (--no-server); and the server's
+    peak memory. The default engine's server is started as a user's is (--engine auto, which picks onnx here)."""
     import tempfile
 
     from autocomplete.serve import client
 
-    with tempfile.TemporaryDirectory(prefix="ac-bench-", dir="/tmp") as runtime:
-        env = {"AUTOCOMPLETE_RUNTIME_DIR": runtime}
-        args = [*autocomplete_command(), "-m", str(directory), "-n", "1", "san"]
-        os.environ["AUTOCOMPLETE_RUNTIME_DIR"] = runtime
-        try:
-            status = client.start(str(directory), "cpu", idle_timeout=120)
-            times = command_times({"cold": [*args[:3], "--no-server", *args[3:]], "warm": args}, repeat, env)
-            hwm = next(line for line in Path(f"/proc/{status['pid']}/status").read_text().splitlines()
-                       if line.startswith("VmHWM"))
-        finally:
-            client.stop(str(directory))
-            del os.environ["AUTOCOMPLETE_RUNTIME_DIR"]
-    table.add("one-shot -n 1 with the warm server (= upper bound on first token)", "the same, model loaded in process",
-              times["cold"], times["warm"], "s", "warm ≤ 0.12 s; cold ÷ warm ≥ 10")
-    table.add("peak RSS, warm server with GPT-2-124M", "python -c 'import torch'",
-              peak_rss_mb([sys.executable, "-c", "import torch"]), int(hwm.split()[1]) / 1024, "MB")
+    warm_exports(directory)
+    for engine in ENGINES:
+        chosen = "auto" if engine == "onnx" else engine
+        with tempfile.TemporaryDirectory(prefix="ac-bench-", dir="/tmp") as runtime:
+            env = {"AUTOCOMPLETE_RUNTIME_DIR": runtime}
+            args = [*autocomplete_command(), "-m", str(directory), "-n", "1",
+                    *(["--engine", engine] if chosen != "auto" else []), "san"]
+            os.environ["AUTOCOMPLETE_RUNTIME_DIR"] = runtime
+            try:
+                status = client.start(str(directory), "cpu", idle_timeout=120, engine=chosen)
+                times = command_times({"cold": [*args[:3], "--no-server", *args[3:]], "warm": args}, repeat, env)
+                hwm = next(line for line in Path(f"/proc/{status['pid']}/status").read_text().splitlines()
+                           if line.startswith("VmHWM"))
+            finally:
+                client.stop(str(directory), engine=chosen)
+                del os.environ["AUTOCOMPLETE_RUNTIME_DIR"]
+        table.add(f"one-shot -n 1 with the warm server, {engine} (= upper bound on first token)",
+                  "the same, model loaded in process", times["cold"], times["warm"], "s",
+                  "warm ≤ 0.12 s; cold ÷ warm ≥ 10" if engine == "onnx" else "")
+        table.add(f"peak RSS, warm server with GPT-2-124M, {engine}", "python -c 'import torch'",
+                  peak_rss_mb([sys.executable, "-c", "import torch"]), int(hwm.split()[1]) / 1024, "MB")
 
 
 def bench_gguf(table: Table) -> None:
-    """A GGUF file is converted once; the second load reads the converted safetensors."""
+    """A GGUF file is converted once (and, on the default engine, exported for ONNX Runtime once); the second load
+    reads the converted safetensors and the export."""
     import tempfile
 
     from autocomplete.engine import models, starter
@@ -763,20 +910,26 @@ def bench_gguf(table: Table) -> None:
     if not gguf.is_file():
         gguf.parent.mkdir(parents=True, exist_ok=True)
         starter._fetch(gguf.parent)
+    saved = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["AUTOCOMPLETE_CACHE_DIR"] = cache
         try:
             start = time.perf_counter()
-            models.convert_gguf(gguf)
+            first_lm = models.load(str(gguf), "cpu")
             first = time.perf_counter() - start
-            models._loaded.clear()
+            models.unload(first_lm)
             start = time.perf_counter()
-            models.load(str(gguf), "cpu")
+            lm = models.load(str(gguf), "cpu")
             second = time.perf_counter() - start
+            models.unload(lm)
         finally:
-            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
-    table.add("GGUF load (SmolLM2-135M Q4_1): second load, in process", "first load (dequantize + convert)", first,
-              second, "s", "second ≤ 2 s")
+            if saved is None:
+                del os.environ["AUTOCOMPLETE_CACHE_DIR"]
+            else:
+                os.environ["AUTOCOMPLETE_CACHE_DIR"] = saved
+    table.add(f"GGUF load (SmolLM2-135M Q4_1), {lm.engine.name}: second load, in process",
+              "first load (dequantize + convert" + (" + export for ONNX Runtime)" if lm.engine.name == "onnx" else ")"),
+              first, second, "s", "second ≤ 2 s")
 
 
 def peak_rss_mb(args: list[str]) -> float:
@@ -791,9 +944,12 @@ def peak_rss_mb(args: list[str]) -> float:
 
 
 def bench_memory(directory: Path, table: Table) -> None:
+    warm_exports(directory)
     base = peak_rss_mb([sys.executable, "-c", "import torch"])
-    ours = peak_rss_mb([*autocomplete_command(), "--no-server", "-m", str(directory), "-n", "1", "san"])
-    table.add("peak RSS, one-shot GPT-2-124M", "python -c 'import torch'", base, ours, "MB")
+    for engine in ENGINES:
+        ours = peak_rss_mb([*autocomplete_command(), "--no-server", "-m", str(directory), "--engine", engine, "-n", "1",
+                            "san"])
+        table.add(f"peak RSS, one-shot GPT-2-124M, {engine}", "python -c 'import torch'", base, ours, "MB")
 
 
 AGREEMENT_PROMPTS = [
@@ -803,24 +959,20 @@ AGREEMENT_PROMPTS = [
 ]
 
 
-def decoded_argmax(model, prompt: list[int], text: list[int]) -> list[int]:
+def decoded_argmax(engine, prompt: list[int], text: list[int]) -> list[int]:
     """The likeliest next token after the prompt's last token and after each token of `text`, teacher-forced the
-    way autocomplete decodes: the prompt in one forward, then one token per forward with the KV cache."""
-    import torch
-
-    with torch.inference_mode():
-        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
-        picks = [int(out.logits[0, -1].argmax())]
-        for token in text:
-            out = model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
-            picks.append(int(out.logits[0, -1].argmax()))
+    way autocomplete decodes: the prompt in one read, then one token per extend() on its state."""
+    logits, state = engine.read(prompt, room=len(text))
+    picks = [int(logits.argmax())]
+    for token in text:
+        picks.append(int(engine.extend(state, token).argmax()))
     return picks
 
 
 def agreement(reference, candidate, encode, positions: int = 32) -> float:
-    """Teacher-forced top-1 agreement: feed both models the same text (each prompt plus the reference's own
+    """Teacher-forced top-1 agreement: feed both engines the same text (each prompt plus the reference's own
     greedy continuation) and count the positions where their likeliest next token is the same."""
-    from autocomplete.engine.generate import generate
+    from autocomplete.text.sample import generate
 
     same = total = 0
     for prompt in AGREEMENT_PROMPTS:
@@ -832,26 +984,42 @@ def agreement(reference, candidate, encode, positions: int = 32) -> float:
     return same / total
 
 
-def bench_agreement(notes: list[str]) -> None:
-    from autocomplete.engine import models, starter
-
+def engines_on_threads(directory: Path, engine: str, count: int) -> dict:
+    """fp32 and int8 on `engine` running on `count` threads (ONNX Runtime: sessions of their own, as a session's
+    threads are fixed when it opens; torch: set for the process, so read them before another count is set)."""
     import torch
 
-    directory = str(starter.model_dir())
-    fp32 = models.load(directory, "cpu", "fp32")
-    int8 = models.load(directory, "cpu", "int8")
+    from autocomplete.engine import onnx_engine, onnx_run
+
+    if engine == "torch":
+        torch.set_num_threads(count)
+        return {precision: load(directory, precision, "torch").engine for precision in PRECISIONS}
+    return {precision: onnx_engine.OnnxEngine(onnx_run.open_session(
+        onnx_engine.exported(directory, precision, directory.name), count), precision) for precision in PRECISIONS}
+
+
+def bench_agreement(notes: list[str]) -> None:
+    """int8 vs fp32 on each engine, on 1 thread and on every core."""
+    import torch
+
+    from autocomplete.engine import starter
+
+    directory = starter.model_dir()
+    warm_exports(directory)
+    encode = load(directory, "fp32", "onnx").encode
     chosen = torch.get_num_threads()
     # fp32 sums in another order with another thread count (logits move ~1e-5), and int8's rounding turns some
     # of those nudges into another top-1 token: the same code measures differently, so both counts are shown.
-    shares = {}
-    for threads in sorted({1, os.cpu_count() or 1}):
-        torch.set_num_threads(threads)
-        shares[threads] = agreement(fp32.model, int8.model, fp32.encode)
-    torch.set_num_threads(chosen)
-    shown = ", ".join(f"{share:.1%} with {threads} thread{'s' * (threads > 1)}" for threads, share in shares.items())
-    notes.append(f"int8 vs fp32 teacher-forced top-1 agreement on SmolLM2-135M "
-                 f"({len(AGREEMENT_PROMPTS)} prompts × 32 positions): {shown} (target ≥ 97%)")
-    print("  " + notes[-1], file=sys.stderr)
+    for engine in ENGINES:
+        shares = {}
+        for count in sorted({1, os.cpu_count() or 1}):
+            ran = engines_on_threads(directory, engine, count)
+            shares[count] = agreement(ran["fp32"], ran["int8"], encode)
+        torch.set_num_threads(chosen)
+        shown = ", ".join(f"{share:.1%} with {count} thread{'s' * (count > 1)}" for count, share in shares.items())
+        notes.append(f"{engine} int8 vs {engine} fp32 teacher-forced top-1 agreement on SmolLM2-135M "
+                     f"({len(AGREEMENT_PROMPTS)} prompts × 32 positions): {shown} (target ≥ 97%)")
+        print("  " + notes[-1], file=sys.stderr)
 
 
 def bench_suggest(lm, hf, table: Table, repeat: int) -> None:
@@ -876,7 +1044,8 @@ def bench_suggest(lm, hf, table: Table, repeat: int) -> None:
             hf.generate(torch.tensor([ids]), do_sample=True, max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
 
     times = median_times({"naive": naive, "ours": ours}, repeat)
-    table.add("--suggest 5 latency (s)", "5 × generate(do_sample, 4 tokens)", times["naive"], times["ours"], "s")
+    table.add(f"--suggest 5 latency, {lm.engine.name} (s)", "5 × generate(do_sample, 4 tokens)", times["naive"],
+              times["ours"], "s")
 
 
 def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
@@ -896,8 +1065,44 @@ def bench_ghost(lm, hf, table: Table, repeat: int) -> None:
         hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0)
 
     times = median_times({"generate": baseline, "ghost": lambda: ghost(text)}, repeat)
-    table.add(f"keystroke → ghost text ({n} tokens, {ghost.debounce * 1000:.0f} ms debounce) (s)",
+    table.add(f"keystroke → ghost text, {lm.engine.name} ({n} tokens, {ghost.debounce * 1000:.0f} ms debounce) (s)",
               f"generate() of {n} tokens", times["generate"], times["ghost"], "s")
+
+
+SUGGESTION_LISTS = 20
+
+
+def bench_suggestion_lists(table: Table, repeat: int) -> None:
+    """The issue's figure: `autocomplete --suggest 5 --each-line` in one process (start, load, 20 lists, exit) on
+    the starter, the first 20 query prefixes of bench/queries.txt piped in, --engine onnx vs --engine torch."""
+    import quality as query_quality
+
+    from autocomplete.engine import starter
+
+    directory = starter.model_dir()
+    warm_exports(directory)
+    prefixes = [typed for typed, _ in query_quality.load_queries()][:SUGGESTION_LISTS]
+    assert len(prefixes) == SUGGESTION_LISTS, f"bench/queries.txt has fewer than {SUGGESTION_LISTS} queries"
+    lines = "".join(prefix + "\n" for prefix in prefixes).encode()
+    command = [*autocomplete_command(), "--no-server", "-m", str(directory), "--suggest", "5", "--each-line"]
+    check = {engine: subprocess_output([*command, "--engine", engine], lines)[0] for engine in ENGINES}
+    for engine, out in check.items():  # one line of suggestions per prefix (blank lines are kept for blank inputs)
+        assert out.count("\n") >= SUGGESTION_LISTS, f"--engine {engine} printed {out.count(chr(10))} lines: {out!r}"
+    times = command_times({engine: [*command, "--engine", engine] for engine in ENGINES}, repeat, stdin=lines)
+    table.add(f"{SUGGESTION_LISTS} suggestion lists, --suggest 5 --each-line, one process, the starter: "
+              "--engine onnx", "--engine torch", times["torch"], times["onnx"], "s",
+              "torch ÷ onnx ≥ 3 (ours ÷ baseline ≤ 0.33)")
+
+
+def subprocess_output(args: list[str], stdin: bytes | None = None) -> tuple[str, str]:
+    """A fresh process's stdout and stderr (its stderr said if it fails)."""
+    import subprocess
+
+    done = subprocess.run(args, input=stdin, stdin=subprocess.DEVNULL if stdin is None else None,
+                          capture_output=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+    return done.stdout.decode(), done.stderr.decode()
 
 
 PARTS = ["decode", "peers", "agreement", "start-up", "warm", "api-client", "api", "suggest", "gguf", "memory",
@@ -917,60 +1122,83 @@ def main() -> None:
     import torch
 
     from autocomplete.engine import models, starter
+    from autocomplete.engine.engine import idle_cores
 
-    # One thread count for every figure, ours and the baselines, in this process and in the ones it starts:
-    # what autocomplete picks on this machine now, before the benchmark's own work makes a core look busy.
-    models.choose_threads()
-    os.environ["AUTOCOMPLETE_THREADS"] = str(torch.get_num_threads())
+    # One thread count for every figure, ours on either engine and the baselines', in this process and in the
+    # ones it starts: what autocomplete picks on this machine now (AUTOCOMPLETE_THREADS if set), before the
+    # benchmark's own work makes a core look busy. ONNX Runtime's sessions read it from AUTOCOMPLETE_THREADS.
+    os.environ["AUTOCOMPLETE_THREADS"] = str(idle_cores())
+    torch.set_num_threads(threads())
     OUT.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine_line(with_load=False)}", file=sys.stderr)
     print("preparing the GPT-2-124M-sized model…", file=sys.stderr)
     directory = gpt2_124m(starter.model_dir())
-    table, notes = Table(), []
+    table, notes, checks, failed = Table(), [], [], []
     parts = set(args.only)
-    if "decode" in parts:
-        bench_decode(directory, table, args.repeat)
-    if "peers" in parts:
-        bench_peers(directory, table, notes, args.repeat)
-    if "agreement" in parts:
-        bench_agreement(notes)
-    if "start-up" in parts:
-        bench_start_up(directory, table, args.repeat)
-    if "warm" in parts:
-        bench_warm(directory, table, args.repeat)
-    if "api-client" in parts:
-        bench_api_client(table, args.repeat)
-    if "api" in parts:
-        bench_api(table, args.repeat)
-    if "suggest" in parts:
-        lm = models.load(str(directory), "cpu")
+
+    def part(name: str, run: Callable[[], object]):
+        """One part, if asked for: a part that fails is reported (stderr, the output, results.json), the rest run."""
+        if name not in parts:
+            return None
+        try:
+            return run()
+        except Exception as error:
+            import traceback
+
+            traceback.print_exc()
+            said = (str(error).strip() or type(error).__name__).splitlines()[0][:300]
+            failed.append(f"{name}: {type(error).__name__}: {said}")
+            print(f"  FAILED: {failed[-1]}", file=sys.stderr)
+            return None
+
+    def suggest_part() -> None:
         from transformers import GPT2LMHeadModel
 
+        bench_suggestion_lists(table, args.repeat)
+        warm_exports(directory)
         hf = GPT2LMHeadModel.from_pretrained(directory).eval()  # baselines: transformers on the same weights
-        bench_suggest(lm, hf, table, args.repeat)
-        bench_ghost(lm, hf, table, args.repeat)
-    if "gguf" in parts:
-        bench_gguf(table)
-    if "memory" in parts:
-        bench_memory(directory, table)
-    quality = None
-    if "quality" in parts:
-        import quality as query_quality
+        for engine in ENGINES:
+            lm = load(directory, "fp32", engine)
+            bench_suggest(lm, hf, table, args.repeat)
+            bench_ghost(lm, hf, table, args.repeat)
 
-        quality = query_quality.run(models.load(str(starter.model_dir()), "cpu"))
+    def quality_part() -> list[dict]:
+        warm_exports(starter.model_dir())
+        lm = models.load(str(starter.model_dir()), "cpu")  # the default engine
+        print(f"  quality on the {lm.engine.name} engine", file=sys.stderr)
+        return query_quality.run(lm)
 
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f} at the end")
+    import quality as query_quality
+
+    part("decode", lambda: bench_decode(directory, table, args.repeat))
+    part("peers", lambda: bench_peers(directory, table, notes, args.repeat))
+    part("agreement", lambda: bench_agreement(notes))
+    part("start-up", lambda: bench_start_up(directory, table, checks, args.repeat))
+    part("warm", lambda: bench_warm(directory, table, args.repeat))
+    part("api-client", lambda: bench_api_client(table, args.repeat))
+    part("api", lambda: bench_api(table, args.repeat))
+    part("suggest", suggest_part)
+    part("gguf", lambda: bench_gguf(table))
+    part("memory", lambda: bench_memory(directory, table))
+    quality = part("quality", quality_part)
+
+    machine = machine_line()
     print(f"Machine: {machine}\n")
     print(table.markdown())
+    for check in checks:
+        print(f"\nCheck: {check['check']}: {'yes' if check['passed'] else 'NO'} ({check['detail']})")
     for note in notes:
         print(f"\n{note}")
+    for failure in failed:
+        print(f"\nFAILED, no figures: {failure}")
     if quality:
         print(f"\nQuery autocomplete on the starter model (SmolLM2-135M), {quality[0]['prefixes']} everyday queries "
               f"typed mid-word (bench/queries.txt), targets: success@5 ≥ 85%, greedy ≥ 70% (query style, healing "
               f"on), --suggest 5 warm ≤ 0.3 s:\n")
         print(query_quality.markdown(quality))
-    (OUT / "results.json").write_text(json.dumps({"machine": machine, "figures": table.rows, "notes": notes,
-                                                  "quality": quality}, indent=2))
+    (OUT / "results.json").write_text(json.dumps({"machine": machine, "cpu": cpu(), "threads": threads(),
+                                                  "figures": table.rows, "checks": checks, "notes": notes,
+                                                  "failed": failed, "quality": quality}, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

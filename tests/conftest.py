@@ -3,6 +3,7 @@ SmolLM2 (fetched once, kept between runs), and a runner for the installed consol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -72,32 +73,32 @@ def smollm2_cache() -> Path:
     from autocomplete.engine import starter
 
     cache = PERSISTENT / "cache"
-    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
-    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
-    try:
+    with cache_dir(cache):
         starter.model_dir()
         assert paths.cache_dir() == cache
+    return cache
+
+
+@contextlib.contextmanager
+def cache_dir(path: Path):
+    """AUTOCOMPLETE_CACHE_DIR set to `path` in this process for a while (session fixtures can't monkeypatch)."""
+    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
+    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(path)
+    try:
+        yield
     finally:
         if old is None:
             del os.environ["AUTOCOMPLETE_CACHE_DIR"]
         else:
             os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
-    return cache
 
 
 def _load_smol(cache: Path, engine: str):
     """Loaded with the persistent cache as the cache: its ONNX export is made once and kept, as the fetch is."""
     from autocomplete.engine import models
 
-    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
-    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
-    try:
+    with cache_dir(cache):
         return models.load(str(cache / "models" / "smollm2-135m"), "cpu", engine=engine)
-    finally:
-        if old is None:
-            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
-        else:
-            os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="session", params=ENGINES)
@@ -139,15 +140,8 @@ def tiny_exports(tiny_dir, tmp_path_factory) -> Path:
     from autocomplete.engine import onnx_engine
 
     cache = tmp_path_factory.mktemp("onnx-cache")
-    old = os.environ.get("AUTOCOMPLETE_CACHE_DIR")
-    os.environ["AUTOCOMPLETE_CACHE_DIR"] = str(cache)
-    try:
+    with cache_dir(cache):
         onnx_engine.exported(tiny_dir, "fp32", "the tiny model")
-    finally:
-        if old is None:
-            del os.environ["AUTOCOMPLETE_CACHE_DIR"]
-        else:
-            os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
     return cache / "onnx"
 
 

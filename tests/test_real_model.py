@@ -56,18 +56,23 @@ def test_default_model_falls_back_when_the_hub_is_unreachable(cli, smollm2_cache
 
 def test_gguf_file_is_converted_once(cli, smollm2_gguf, tmp_path):
     env = {"AUTOCOMPLETE_CACHE_DIR": str(tmp_path / "cache")}
+    exports = tmp_path / "cache" / "onnx"
+    before = set(exports.glob("*/model.onnx"))  # the tiny model's, which every test's cache starts with
     first = cli("-m", str(smollm2_gguf), "-t", "0", "--only-new", FRANCE, extra_env=env)
     assert first.returncode == 0, first.stderr
-    # One line says what takes the time; transformers' per-tensor progress bar is not shown.
-    assert first.stderr.decode().splitlines() == [f"Converting {smollm2_gguf.name} to safetensors (once; about "
-                                                  "half a minute)…"]
-    assert first.stdout.decode().startswith(" Paris")
+    # One line for each step that takes the time; transformers' per-tensor progress bar is not shown.
     (converted,) = (tmp_path / "cache" / "gguf").iterdir()
+    assert first.stderr.decode().splitlines() == [
+        f"Converting {smollm2_gguf.name} to safetensors (once; about half a minute)…",
+        f"Preparing {smollm2_gguf} for ONNX Runtime (fp32; once, under a minute)…"]
+    assert first.stdout.decode().startswith(" Paris")
     assert (converted / "model.safetensors").is_file()
-    stamp = (converted / "model.safetensors").stat().st_mtime_ns
+    (exported,) = set(exports.glob("*/model.onnx")) - before
+    stamps = [(converted / "model.safetensors").stat().st_mtime_ns, exported.stat().st_mtime_ns]
     second = cli("-m", str(smollm2_gguf), "-t", "0", "--only-new", FRANCE, extra_env=env)
-    assert second.stdout == first.stdout
-    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp  # loaded, not converted again
+    assert second.stdout == first.stdout and second.stderr == b""
+    # loaded, not converted or exported again
+    assert [(converted / "model.safetensors").stat().st_mtime_ns, exported.stat().st_mtime_ns] == stamps
 
 
 def test_ctrl_c_keeps_streamed_text_and_exits_130(env, smollm2_cache):

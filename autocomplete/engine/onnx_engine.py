@@ -19,7 +19,7 @@ from autocomplete import paths
 from autocomplete.errors import UserError
 
 # A new graph interface or export recipe: exports made before it are made again.
-EXPORT_FORMAT = "onnx-export-1"
+EXPORT_FORMAT = "onnx-export-2"
 PRECISIONS = {"fp32": "fp32", "int8": "int8"}  # ours -> the exporter's
 
 
@@ -63,12 +63,13 @@ def load(directory: Path, precision: str, shown: str) -> OnnxEngine:
     from autocomplete.engine import onnx_run
     from autocomplete.engine.engine import idle_cores
 
+    threads = idle_cores()  # a bad AUTOCOMPLETE_THREADS says so before anything is read or exported
     path = exported(directory, precision, shown)
     try:
-        session = onnx_run.open_session(path, idle_cores())
-    except Exception:  # a torn or foreign file: exported again
+        session = onnx_run.open_session(path, threads)
+    except onnx_run.LOAD_ERRORS:  # a torn or foreign file: exported again
         path.unlink(missing_ok=True)
-        session = onnx_run.open_session(exported(directory, precision, shown), idle_cores())
+        session = onnx_run.open_session(exported(directory, precision, shown), threads)
     return OnnxEngine(session, precision)
 
 

@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from onnxruntime.capi import onnxruntime_pybind11_state as _state
+
 INPUTS = ("input_ids", "positions", "mask", "shared", "past")
+# What ONNX Runtime raises on a graph it can't load (a torn or foreign file): not subclasses of one another.
+LOAD_ERRORS = (_state.InvalidProtobuf, _state.InvalidGraph, _state.Fail, _state.NoSuchFile, _state.InvalidArgument,
+               _state.RuntimeException, _state.NotImplemented)
 OUTPUTS = ("logits", "present")
 
 

@@ -89,7 +89,8 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     def expand(tokens: tuple[int, ...], p: float, probs: np.ndarray) -> None:
         text = read.shown(list(tokens))
         spelled = read.healing is None or not read.healing.remaining(list(tokens))
-        if spelled and any(ch.isalnum() for ch in text) and not text.endswith("\ufffd"):
+        # Bytes that never make a character (U+FFFD) are not a query anyone types: followed, not suggested.
+        if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text:
             score = p * float(probs[ends].sum())
             key = normalise(text)
             if score > 0 and (key not in found or score > found[key].probability):

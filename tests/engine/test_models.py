@@ -108,23 +108,25 @@ def test_switching_models_in_the_repl_lets_the_previous_one_go(tiny_dir, smollm2
     assert first() is None  # nothing holds the tiny model any more
 
 
-def test_the_spinner_is_up_before_torch_is_imported(env, tiny_dir):
-    """A cold call spends seconds importing torch: the spinner must already be on the terminal by then."""
+@pytest.mark.parametrize("engine, runtime", [("onnx", "onnxruntime"), ("torch", "torch")])
+def test_the_spinner_is_up_before_the_runtime_is_imported(env, tiny_dir, engine, runtime):
+    """A cold call spends its time importing the runtime (seconds for torch): the spinner must already be on the
+    terminal by then."""
     script = (
         "import sys\n"
         "from autocomplete import ui\nfrom autocomplete.engine import models\n"
         "seen = []\n"
         "class Watch:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' and not seen:\n"
+        f"        if name == {runtime!r} and not seen:\n"
         "            seen.append(ui._spinner is not None)\n"
         "sys.meta_path.insert(0, Watch())\n"
-        f"models.load({str(tiny_dir)!r}, 'cpu')\n"
-        "print('spinner before torch:', seen)\n"
+        f"models.load({str(tiny_dir)!r}, 'cpu', engine={engine!r})\n"
+        "print('spinner before the runtime:', seen)\n"
     )
     session = PtySession([sys.executable, "-c", script], {**env, "TERM": "xterm"})
     try:
-        session.expect("spinner before torch: [True]", timeout=60)
+        session.expect("spinner before the runtime: [True]", timeout=60)
         assert session.wait() == 0
     finally:
         session.close()

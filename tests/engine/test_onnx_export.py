@@ -205,3 +205,14 @@ def test_export_is_one_owner_only_file(tiny_gpt2, tmp_path):
 def test_runtime_does_not_import_torch():
     code = "import sys, autocomplete.engine.onnx_run; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shapes_are_constants(model):
+    """The traced graph's view()s reshape to constant shapes (static_shapes): what it still computes from shapes at
+    run time is read from the inputs once a call (the key counts, the mask's), none in any layer."""
+    graph = onnx_export.to_onnx(model).graph
+    shapes = [n for n in graph.node if n.op_type == "Shape"]
+    assert shapes and all(n.input[0] in onnx_run.INPUTS for n in shapes), [n.input[0] for n in shapes]
+    computed = {n.output[0] for n in graph.node if n.op_type in ("Concat", "Unsqueeze", "Gather")}
+    dynamic = [n.name for n in graph.node if n.op_type in ("Reshape", "Expand") and n.input[1] in computed]
+    assert len(dynamic) <= 1, dynamic  # the mask's, grouped once for every layer

@@ -129,7 +129,8 @@ def test_suggest_matches_in_process(warm, tiny):
     local = suggest(tiny, "san", Settings(**settings), 3, 2)
     assert reply["model"] == warm
     assert [(s["completion"], s["tokens"]) for s in reply["suggestions"]] == [(s.completion, s.tokens) for s in local]
-    assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in local])
+    # the server runs the default engine; `tiny` each one, whose fp32 logits agree to 1e-4
+    assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in local], rel=1e-4)
 
 
 def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):

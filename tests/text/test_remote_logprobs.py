@@ -127,13 +127,20 @@ def test_text_style_suggestions_over_the_api_go_past_the_typed_word(cli, engine,
     assert [s["completion"] for s in served["suggestions"]] == [s["completion"] for s in local["suggestions"]]
 
 
+# The query frame of these tests: a line the tiny model memorised. After lines it never saw, its odd queries hang on
+# the float rounding of the CPU it was trained on, and can leave the typed letters out of a server's top
+# alternatives, where healing over the API can't find them (a limit the README states).
+FRAME = "seoul subway map\n"
+
+
 def test_suggestions_over_the_api_are_given_the_typed_letters(cli, engine, tiny_dir, tmp_path):
     examples = tmp_path / "examples.txt"
-    examples.write_text("weather tomorrow in london\n")
+    examples.write_text(FRAME)
     query = ("--style", "query", "--examples", str(examples), "--suggest", "3", "--json", "san fr")
     local = records(cli("-m", str(tiny_dir), *query))[0]["suggestions"]
     served = records(cli("--api", engine, *query))[0]["suggestions"]
-    assert served and served[0]["text"] == local[0]["text"] == "san francisco weatherrow"
+    assert served and [s["text"] for s in served] == [s["text"] for s in local]
+    assert served[0]["text"].startswith("san fr") and not served[0]["text"].startswith("san fr ")
     text = ("--suggest", "1", "--json", "san d")  # "san d" is "san diego" in process: probability 1
     assert records(cli("--api", engine, *text))[0]["suggestions"][0]["probability"] == pytest.approx(
         records(cli("-m", str(tiny_dir), *text))[0]["suggestions"][0]["probability"], rel=1e-2)
@@ -207,15 +214,16 @@ def test_the_query_style_over_the_api(cli, engine, tiny_dir, tmp_path):
     case, the query ends at its line: the same as in process. (The tiny model memorised no queries after a frame:
     its queries are odd, but they must be the same odd ones.)"""
     examples = tmp_path / "examples.txt"
-    examples.write_text("weather tomorrow in london\n")
+    examples.write_text(FRAME)
     query = {"AUTOCOMPLETE_STYLE": "query"}
     prompts = ["san fr", "what time is it in syd", "how to make cold br"]
     args = ("--examples", str(examples), "-t", "0", "--each-line")
     served = lines(cli("--api", engine, *args, input=each(prompts), extra_env=query))
     local = lines(cli("-m", str(tiny_dir), *args, input=each(prompts), extra_env=query))
-    assert served == local and served[0] == "san francisco weatherrow"
-    unhealed = lines(cli("--api", engine, "-m", "none", *args, input=each(prompts[:1]), extra_env=query))
-    assert unhealed[0].startswith("san fr") and unhealed[0] != served[0]
+    assert served == local and all(line.startswith(prompt) for line, prompt in zip(served, prompts))
+    assert served[0].startswith("san francisco")  # healed: "fr" spelled on
+    unhealed = lines(cli("--api", engine, "-m", "none", *args, input=each(prompts), extra_env=query))
+    assert all(line.startswith(prompt) for line, prompt in zip(unhealed, prompts)) and unhealed != served
     # --suggest: whole queries (here without top-p and top-k, so the list is the model's own), the
     # typed letters matched whatever their case over the API ("san FR" as "san fr"), as in process.
     suggest = ("--style", "query", "--examples", str(examples), "-p", "1", "-k", "0", "--suggest", "3", "--json")
@@ -223,4 +231,5 @@ def test_the_query_style_over_the_api(cli, engine, tiny_dir, tmp_path):
     for typed in ("san fr", "san FR"):
         ours = records(cli("--api", engine, *suggest, typed))[0]["suggestions"]
         assert [s["completion"] for s in ours] == theirs and all(s["text"] == typed + s["completion"] for s in ours)
-    assert theirs[0] == "ancisco weatherrow" and all("\n" not in c for c in theirs)
+    assert theirs and all("\n" not in c and "\ufffd" not in c for c in theirs)
+    assert not theirs[0].startswith(" ")  # healed: the word typed goes on
