@@ -89,12 +89,15 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     def expand(tokens: tuple[int, ...], p: float, probs: np.ndarray) -> None:
         text = read.shown(list(tokens))
         spelled = read.healing is None or not read.healing.remaining(list(tokens))
-        # Bytes that never make a character (U+FFFD) are not a query anyone types: followed, not suggested.
+        # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
+        # first bytes (followed, not suggested); before the end it never goes away (not followed either).
         if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text:
             score = p * float(probs[ends].sum())
             key = normalise(text)
             if score > 0 and (key not in found or score > found[key].probability):
                 found[key] = Suggestion(text, score, list(tokens))
+        if "\ufffd" in text.rstrip("\ufffd"):
+            return
         nonlocal left_out
         k = min(MAX_CHILDREN, probs.shape[-1])
         top = np.argpartition(probs, -k)[-k:]
