@@ -11,7 +11,9 @@ from pathlib import Path
 STOP_RULES = ("line", "sentence", "none")
 STYLES = ("auto", "query", "text")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "int8")
+# auto: int8 on ONNX Runtime (as faithful as llama.cpp's Q8_0, and faster), fp32 on torch (exact; its int8 is less
+# faithful): autocomplete.engine.models.resolved_precision
+PRECISIONS = ("auto", "fp32", "int8")
 ENGINES = ("auto", "onnx", "torch")  # auto: onnx on the CPU for the models it exports, torch otherwise
 DEFAULT_MODEL = "gpt2"
 
@@ -55,7 +57,7 @@ class Settings:
     # the model, and where it runs
     model: str | None = None  # None: the default model (which may fall back to the starter)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     engine: str = "auto"  # onnx (ONNX Runtime, the CPU), torch, or auto (autocomplete.engine.onnx_engine.chosen)
     api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
     use_server: bool = True  # use a warm server for this model when one is running (--no-server: False)

@@ -43,10 +43,19 @@ ENGINES = ["onnx", "torch"]
 
 @pytest.fixture(scope="session", params=ENGINES)
 def tiny(request, tiny_dir):
-    """The tiny model loaded in-process through autocomplete's own loader, on each engine."""
+    """The tiny model loaded in-process through autocomplete's own loader, on each engine at its default precision
+    (--precision auto: int8 on onnx, fp32 on torch), as the CLI runs it."""
     from autocomplete.engine import models
 
     return models.load(str(tiny_dir), "cpu", engine=request.param)
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def tiny_fp32(request, tiny_dir):
+    """The tiny model at fp32 on each engine: what is exact (transformers' logits and greedy tokens)."""
+    from autocomplete.engine import models
+
+    return models.load(str(tiny_dir), "cpu", "fp32", engine=request.param)
 
 
 @pytest.fixture(scope="session")
@@ -93,18 +102,24 @@ def cache_dir(path: Path):
             os.environ["AUTOCOMPLETE_CACHE_DIR"] = old
 
 
-def _load_smol(cache: Path, engine: str):
-    """Loaded with the persistent cache as the cache: its ONNX export is made once and kept, as the fetch is."""
+def _load_smol(cache: Path, engine: str, precision: str = "auto"):
+    """Loaded with the persistent cache as the cache: its ONNX exports are made once and kept, as the fetch is."""
     from autocomplete.engine import models
 
     with cache_dir(cache):
-        return models.load(str(cache / "models" / "smollm2-135m"), "cpu", engine=engine)
+        return models.load(str(cache / "models" / "smollm2-135m"), "cpu", precision, engine=engine)
 
 
 @pytest.fixture(scope="session", params=ENGINES)
 def smol(request, smollm2_cache):
-    """The real starter model loaded in-process, from the directory its fetch made, on each engine."""
+    """The real starter model loaded in-process, from the directory its fetch made, on each engine at its default
+    precision."""
     return _load_smol(smollm2_cache, request.param)
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def smol_fp32(request, smollm2_cache):
+    return _load_smol(smollm2_cache, request.param, "fp32")
 
 
 @pytest.fixture(scope="session")
@@ -135,13 +150,14 @@ def console_script() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_dir, tmp_path_factory) -> Path:
-    """A cache directory holding the tiny model's ONNX export (fp32): exported once per test run, not in every
-    CLI test's fresh cache (each export imports torch and takes seconds)."""
+    """A cache directory holding the tiny model's ONNX exports: made once per test run, not in every CLI test's
+    fresh cache (each export imports torch and takes seconds)."""
     from autocomplete.engine import onnx_engine
 
     cache = tmp_path_factory.mktemp("onnx-cache")
     with cache_dir(cache):
-        onnx_engine.exported(tiny_dir, "fp32", "the tiny model")
+        for precision in ("fp32", "int8"):
+            onnx_engine.exported(tiny_dir, precision, "the tiny model")
     return cache / "onnx"
 
 

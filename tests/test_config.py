@@ -68,7 +68,7 @@ def test_the_typer_path_reads_it_too(cli, env, tiny_dir):
     ("temperature = 'hot'", "temperature: must be a number"),
     ("top_p = 0", "top_p: top-p must be in (0, 1]"),
     ("style = 'loud'", "style: style must be one of auto, query, text"),
-    ("precision = 'int4'", "precision: precision must be one of fp32, int8"),
+    ("precision = 'int4'", "precision: precision must be one of auto, fp32, int8"),
     ("engine = 'gpu'", "engine: engine must be one of auto, onnx, torch"),
     ("engine = 1", "engine: must be a string"),
     ("idle_timeout = -1", "idle_timeout: must be 0 or more"),

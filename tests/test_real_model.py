@@ -64,7 +64,7 @@ def test_gguf_file_is_converted_once(cli, smollm2_gguf, tmp_path):
     (converted,) = (tmp_path / "cache" / "gguf").iterdir()
     assert first.stderr.decode().splitlines() == [
         f"Converting {smollm2_gguf.name} to safetensors (once; about half a minute)…",
-        f"Preparing {smollm2_gguf} for ONNX Runtime (fp32; once, under a minute)…"]
+        f"Preparing {smollm2_gguf} for ONNX Runtime (int8; once, under a minute)…"]
     assert first.stdout.decode().startswith(" Paris")
     assert (converted / "model.safetensors").is_file()
     (exported,) = set(exports.glob("*/model.onnx")) - before

@@ -222,13 +222,13 @@ def _no_gguf_progress_bar():
 
 _loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
 
-def load(name: str | None = None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> LoadedModel:
+def load(name: str | None = None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> LoadedModel:
     """Load (once per process) the model `name` names; None means the default.
 
     precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" gives every linear layer,
     the output head included, int8 weights for faster decoding on CPU (see the README's benchmark for how
-    faithful it stays). engine: "onnx" (ONNX Runtime, the CPU), "torch", or "auto": ONNX Runtime for the models it
-    runs on the CPU, torch for the rest (autocomplete.engine.engine).
+    faithful it stays). "auto": resolved_precision. engine: "onnx" (ONNX Runtime, the CPU), "torch", or "auto":
+    ONNX Runtime for the models it runs on the CPU, torch for the rest (autocomplete.engine.engine).
     """
     if precision == "int8" and device == "auto":
         device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
@@ -254,7 +254,7 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
     config = _config(directory)
     if onnx_engine.chosen(engine, directory, device):
         try:
-            runs = onnx_engine.load(directory, precision, shown)
+            runs = onnx_engine.load(directory, resolved_precision(precision, "onnx"), shown)
         except UserError:
             raise
         except Exception as error:
@@ -263,11 +263,21 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
 
         tokenizer = Tokenizer(directory, config)
     else:
-        runs, tokenizer, config = _load_torch(directory, shown, pick_device(device), precision, config)
+        runs, tokenizer, config = _load_torch(directory, shown, pick_device(device),
+                                              resolved_precision(precision, "torch"), config)
     context = config.get("max_position_embeddings") or config.get("n_positions") or config.get("n_ctx") or 1024
     eos = {tokenizer.eos_token_id, *_as_list(config.get("eos_token_id"))}
     eos.discard(None)
     return LoadedModel(shown, runs, tokenizer, int(context), frozenset(eos), directory)
+
+
+def resolved_precision(precision: str, engine: str) -> str:
+    """What --precision auto means on an engine: int8 on ONNX Runtime, where it is as faithful as llama.cpp's Q8_0
+    (blocks of 16, each its own scale) and decodes faster than fp32 (README, Benchmark); fp32 on torch, where int8
+    is fbgemm's, less faithful (7-bit activations without VNNI), and CPU-only."""
+    if precision != "auto":
+        return precision
+    return "int8" if engine == "onnx" else "fp32"
 
 
 def _config(directory: Path) -> dict:

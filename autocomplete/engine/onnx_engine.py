@@ -19,7 +19,7 @@ from autocomplete import paths
 from autocomplete.errors import UserError
 
 # A new graph interface or export recipe: exports made before it are made again.
-EXPORT_FORMAT = "onnx-export-2"
+EXPORT_FORMAT = "onnx-export-4"
 PRECISIONS = {"fp32": "fp32", "int8": "int8"}  # ours -> the exporter's
 
 
@@ -101,7 +101,14 @@ _EXPORTS_KEPT = 6  # models x precisions in use; one dropped is only exported ag
 
 class Rows:
     """Keys and values [layers, 2, rows, kv_heads, positions, head_dim]: `shared` before every row's own, read by
-    all and never changed, then `kv`, of which the first `n` positions are filled."""
+    all and never changed, then `kv`, of which the first `n` positions are filled.
+
+    A graph input must be contiguous, and the first n positions of `kv` are not (its heads are `kv.shape[4]` apart),
+    so a call copies them: what was read (a prompt) goes into `shared` instead, given to the graph as it is, and
+    every FOLD tokens added one at a time join it (a copy of it all, once per FOLD tokens, not each token: after a
+    512-token prompt, each token had copied 24 MB on SmolLM2-135M)."""
+
+    FOLD = 32
 
     def __init__(self, shared: np.ndarray, kv: np.ndarray, n: int):
         self.shared, self.kv, self.n = shared, kv, n
@@ -113,11 +120,15 @@ class Rows:
 
     def flat(self) -> np.ndarray:
         """Everything this state holds as one contiguous array (kept: a frame is read after many times)."""
+        if not self.n:
+            return self.shared
         if self._flat is None or self._flat.shape[4] != self.length:
-            own = self.kv[:, :, :, :, : self.n]
-            self._flat = own if not self.shared.shape[4] and own.flags.c_contiguous else \
-                np.ascontiguousarray(np.concatenate((self.shared, own), axis=4))
+            self._flat = np.concatenate((self.shared, self.kv[:, :, :, :, : self.n]), axis=4)
         return self._flat
+
+    def fold(self) -> None:
+        """The row's own keys and values joined to the shared ones (a state with one row)."""
+        self.shared, self.n = self.flat(), 0
 
     def grow(self, needed: int) -> None:
         if needed > self.kv.shape[4]:
@@ -135,8 +146,7 @@ class OnnxEngine:
         from autocomplete.engine import onnx_run
 
         self.session, self.precision, self._run = session, precision, onnx_run.run
-        L, two, _, H, _, D = next(i.shape for i in session.get_inputs() if i.name == "past")
-        self.kv_shape = (int(L), int(two), int(H), int(D))
+        self.kv_shape = onnx_run.kv_shape(session)
         self.identity = repr((self.name, EXPORT_FORMAT, precision))
 
     def _empty(self, rows: int, positions: int) -> np.ndarray:
@@ -150,11 +160,12 @@ class OnnxEngine:
         mask = np.concatenate((np.ones((T, P), dtype=bool), causal), axis=1)[None]
         logits, present = self._run(self.session, np.array([ids], dtype=np.int64),
                                     np.arange(P, P + T, dtype=np.int64)[None], mask, shared, self._empty(1, 0))
-        state = Rows(shared, self._empty(1, T + room), T)
-        state.kv[:, :, :, :, :T] = present
+        state = Rows(np.concatenate((shared, present), axis=4), self._empty(1, min(room, Rows.FOLD)), 0)
         return logits[0], state
 
     def extend(self, state: Rows, token: int) -> np.ndarray:
+        if state.n >= Rows.FOLD:
+            state.fold()
         P, n = state.shared.shape[4], state.n
         past = np.ascontiguousarray(state.kv[:, :, :, :, :n])
         logits, present = self._run(self.session, np.array([[token]], dtype=np.int64),
@@ -179,7 +190,7 @@ class OnnxEngine:
         if kv is None or kv.ndim != 6 or kv.dtype != np.float32 or kv.shape[2] != 1 or \
                 (kv.shape[0], kv.shape[1], kv.shape[3], kv.shape[5]) != self.kv_shape:
             return None
-        return Rows(self._empty(1, 0), np.ascontiguousarray(kv), kv.shape[4])
+        return Rows(np.ascontiguousarray(kv), self._empty(1, 0), 0)
 
 
 class Tree:

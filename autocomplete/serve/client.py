@@ -95,7 +95,7 @@ def _name(model: str | None, device: str, precision: str, engine: str) -> str:
     return hashlib.sha256(f"{model or ''}\0{device}\0{precision}\0{engine}".encode()).hexdigest()[:16]
 
 
-def socket_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto",
+def socket_path(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto",
                 create: bool = True) -> Path:
     """Where a server started for exactly this listens (from before its model loads)."""
     path = runtime_dir(create) / f"{_name(model, device, precision, engine)}.sock"
@@ -105,11 +105,11 @@ def socket_path(model: str | None, device: str = "auto", precision: str = "fp32"
     return path
 
 
-def log_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> Path:
+def log_path(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> Path:
     return socket_path(model, device, precision, engine).with_suffix(".log")
 
 
-def ready_path(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto",
+def ready_path(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto",
                create: bool = True) -> Path:
     """A link a ready server makes to its socket for each way of asking for what it loaded: the name it was started
     with and the model's own names, its device and "auto", its engine (and "auto" when auto chose it; see
@@ -117,7 +117,7 @@ def ready_path(model: str | None, device: str = "auto", precision: str = "fp32",
     return socket_path(model, device, precision, engine, create).with_suffix(".ready")
 
 
-def _found(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> Path | None:
+def _found(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> Path | None:
     """The socket of a server for this model, device, precision and engine: a ready one serving it under any of its
     names, else one started for exactly this and still loading. None when there is none, or the runtime dir is
     unusable or not there (it is made only by start()): then the CLI works in-process instead of failing."""
@@ -141,7 +141,7 @@ def _connect(path: Path | None, timeout: float = CONNECT_TIMEOUT) -> socket.sock
     return sock
 
 
-def running(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> bool:
+def running(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> bool:
     """Whether a server for `model` is listening: one connect attempt, no request."""
     return listening(_found(model, device, precision, engine))
 
@@ -218,7 +218,7 @@ def _exchange(sock: socket.socket, reader, request: bytes | None, path: Path, ti
     return reply
 
 
-def status(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> dict | None:
+def status(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> dict | None:
     """The server's status dict, or None if no server for `model` is running."""
     try:
         return _call(_found(model, device, precision, engine), {"op": "status"}, STATUS_TIMEOUT)
@@ -226,7 +226,7 @@ def status(model: str | None, device: str = "auto", precision: str = "fp32", eng
         return None
 
 
-def stop(model: str | None, device: str = "auto", precision: str = "fp32", engine: str = "auto") -> bool:
+def stop(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto") -> bool:
     """Ask the server to exit; False if none was running. Returns once it no longer accepts connections."""
     path = _found(model, device, precision, engine)
     try:
@@ -245,7 +245,7 @@ def stop(model: str | None, device: str = "auto", precision: str = "fp32", engin
 
 
 def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120,
-          precision: str = "fp32", engine: str = "auto") -> dict:
+          precision: str = "auto", engine: str = "auto") -> dict:
     """Start a detached server for `model` and wait until it answers (loading the model may take a while).
     Returns its status. A server already up for `model` (under any of its names, or one that wins a race to
     start) is used as it is."""
@@ -297,7 +297,7 @@ def _spawn(model: str | None, device: str, precision: str, engine: str, idle_tim
 
 
 def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None],
-             device: str = "auto", precision: str = "fp32", engine: str = "auto") -> dict | None:
+             device: str = "auto", precision: str = "auto", engine: str = "auto") -> dict | None:
     """Complete `prompt` on the server, streaming pieces to on_piece; returns the done record (as
     render.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
     reply = _call(_found(model, device, precision, engine),
@@ -306,7 +306,7 @@ def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[
 
 
 def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int, device: str = "auto",
-            precision: str = "fp32", engine: str = "auto") -> dict | None:
+            precision: str = "auto", engine: str = "auto") -> dict | None:
     """{"suggestions": [{"completion", "probability", "tokens"}], "model": name, "engine": what runs it, ...}, or
     None if no server."""
     request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words}

@@ -54,6 +54,6 @@ def ensure_running(settings: Settings) -> None:
 def _shown(settings: Settings) -> str:
     """The model, and the device, precision and engine when they were asked for."""
     asked = [settings.device] if settings.device != "auto" else []
-    asked += [settings.precision] if settings.precision != "fp32" else []
+    asked += [settings.precision] if settings.precision != "auto" else []
     asked += [settings.engine] if settings.engine != "auto" else []
     return (settings.model or "the default model") + (f" ({', '.join(asked)})" if asked else "")

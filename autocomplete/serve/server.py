@@ -1,7 +1,7 @@
 """The warm model server: load a model once, then serve completions over a Unix socket until idle (like ollama's
 keep-alive). Started detached by autocomplete.serve.client.start(); run by hand as
 
-    python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision fp32] [--engine auto]
+    python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision auto] [--engine auto]
                                         [--idle-timeout 300]
 
 It listens on <runtime dir>/<hash of model, device, precision, engine>.sock from before the model loads (so a racing
@@ -127,7 +127,7 @@ def _hung_up(conn: socket.socket) -> bool:
 
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
-                 precision: str = "fp32", engine: str = "auto"):
+                 precision: str = "auto", engine: str = "auto"):
         from autocomplete.text.complete import complete
         from autocomplete.settings import Settings
 
@@ -153,7 +153,8 @@ class Server:
         """Every (model, device, precision, engine) a client may ask for that this server serves: what it was started
         for, and the loaded model under its own names (its alias, and the default's "" when it is the default
         model), on its device or "auto", by the engine that runs it (and "auto" only when it was started for auto:
-        a server started for --engine torch does not answer for what auto would choose)."""
+        a server started for --engine torch does not answer for what auto would choose), at the precision it runs (and
+        "auto" likewise)."""
         from autocomplete.engine.models import ALIASES
         from autocomplete.settings import DEFAULT_MODEL
 
@@ -162,7 +163,9 @@ class Server:
             names.add("")
         devices = {device, "auto", self.lm.device}
         engines = {self.engine, self.lm.engine.name}
-        return {(name, each, self.precision, engine) for name in names for each in devices for engine in engines}
+        precisions = {self.precision, self.lm.engine.precision}  # auto's choice depends on the engine alone
+        return {(name, each, precision, engine) for name in names for each in devices for precision in precisions
+                for engine in engines}
 
     def serve(self, listener: socket.socket) -> None:
         listener.settimeout(POLL)
@@ -272,7 +275,7 @@ class Server:
         with self.state_lock:
             requests = self.requests
         return {"model": self.lm.name, "requested": self.key, "device": self.lm.device,
-                "precision": self.precision, "engine": self.lm.engine.name,
+                "precision": self.lm.engine.precision, "engine": self.lm.engine.name,
                 "pid": os.getpid(), "since": self.since, "requests": requests, "idle_timeout": self.idle_timeout}
 
     @contextlib.contextmanager
@@ -340,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Keep a model loaded and serve completions on a Unix socket.")
     parser.add_argument("--model", default=None, help="model name as the CLI takes it (default: the default model)")
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--engine", default="auto", choices=ENGINES)
     parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="exit after this long without a request (0 = never)")
@@ -433,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision, args.engine)
         links = _link(path, server.answers_to(args.device))
         log.info("serving %s on %s (pid %d, device %s, %s, %s)", lm.name, path, os.getpid(), lm.device,
-                 args.precision, lm.engine.name)
+                 lm.engine.precision, lm.engine.name)
         server.serve(listener)
         log.info("stopping: %s", "stop requested" if server.stopping.is_set() else "idle timeout")
     except KeyboardInterrupt:

@@ -83,22 +83,22 @@ class Vocab:
                 raise ValueError("a stored vocabulary cut short")
             return values
 
+        from itertools import accumulate
+
         n, *sizes = ints(0, 3)
         lengths = ints(3, n)
         at, orders = 3 + n, []
         for size in sizes:
             orders.append(list(ints(at, size)))
             at += size
-        blob, offset, pieces = memoryview(data)[at * 4:], 0, []
-        for length in lengths:
-            pieces.append(bytes(blob[offset:offset + length]))
-            offset += length
-        if offset != len(blob) or any(i >= n for order in orders for i in order):
+        # (C-level loops: this runs on every cold call, 49,152 tokens for the starter)
+        ends = list(accumulate(lengths, initial=at * 4))
+        if ends[-1] != len(data) or any(order and max(order) >= n for order in orders):
             raise ValueError("a stored vocabulary that doesn't add up")
         vocab = cls.__new__(cls)
-        vocab.pieces = pieces
-        folded = [p.lower() for p in pieces]
-        vocab._index = {fold: ([keys[i] for i in order], order)
+        vocab.pieces = pieces = list(map(data.__getitem__, map(slice, ends, ends[1:])))
+        folded = list(map(bytes.lower, pieces))
+        vocab._index = {fold: (list(map(keys.__getitem__, order)), order)
                         for fold, keys, order in ((False, pieces, orders[0]), (True, folded, orders[1]))}
         return vocab
 

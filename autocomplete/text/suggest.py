@@ -99,12 +99,15 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         if "\ufffd" in text.rstrip("\ufffd"):
             return
         nonlocal left_out
-        k = min(MAX_CHILDREN, probs.shape[-1])
-        top = np.argpartition(probs, -k)[-k:]
+        # Only the tokens top-k and top-p left (numpy's partition over the ~50,000 zeros they leave, all ties, takes
+        # 6 ms a row against 0.4 ms over distinct values: on the starter it was a third of a suggestion list).
+        candidates = np.flatnonzero(probs)
+        k = min(MAX_CHILDREN, candidates.size)
+        top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
         top = top[np.argsort(-probs[top], kind="stable")]
         values = probs[top]
         threshold = bar()
-        if k < probs.shape[-1]:
+        if k < candidates.size:
             left_out = max(left_out, p * float(values[-1]))  # what a token past the 64th could still have
         for q, token in zip(values.tolist(), top.tolist()):
             if p * q <= threshold:

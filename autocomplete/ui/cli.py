@@ -126,9 +126,10 @@ def main(
     device: Annotated[Optional[Literal["auto", "cpu", "cuda", "mps"]], typer.Option(
         metavar="[auto|cpu|cuda|mps]", show_default=False, help=f"Where to run the model \\[default: {DEFAULTS.device}]")
     ] = None,
-    precision: Annotated[Optional[Literal["fp32", "int8"]], typer.Option(
-        envvar="AUTOCOMPLETE_PRECISION", metavar="[fp32|int8]", show_default=False,
-        help="fp32: exact. int8: int8 weights, faster decoding on CPU, slightly less faithful (see README) "
+    precision: Annotated[Optional[Literal["auto", "fp32", "int8"]], typer.Option(
+        envvar="AUTOCOMPLETE_PRECISION", metavar="[auto|fp32|int8]", show_default=False,
+        help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see README). auto: int8 "
+             "on onnx, fp32 on torch "
              f"\\[default: {DEFAULTS.precision}]")] = None,
     engine: Annotated[Optional[Literal["auto", "onnx", "torch"]], typer.Option(
         envvar="AUTOCOMPLETE_ENGINE", metavar="[auto|onnx|torch]", show_default=False,

@@ -90,7 +90,7 @@ def starter_engine(smollm2_cache):
 def llama_engine(smollm2_gguf):
     """llama.cpp's server (llama-cpp-python) on the starter's GGUF: an engine that sends logprobs. It compiles for
     ~25 minutes on these machines and has no wheel, so CI doesn't install it; these tests run where it is."""
-    pytest.importorskip("llama_cpp.server", reason="LOUD SKIP: llama-cpp-python[server] is not installed (it "
+    pytest.importorskip("llama_cpp.server.app", reason="LOUD SKIP: llama-cpp-python[server] is not installed (it "
                         "compiles for ~25 min here; pip install 'llama-cpp-python[server]' to run the tests of "
                         "--suggest and token healing over --api against llama.cpp)")
     port = free_port()

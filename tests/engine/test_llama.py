@@ -49,15 +49,15 @@ def test_logits_equal_transformers(which, request):
     assert torch.allclose(torch.cat([middle, last], 1), full[:, 5:], atol=1e-4, rtol=0)
 
 
-def test_greedy_equals_transformers_generate_on_the_starter(smol, smol_dir):
+def test_greedy_equals_transformers_generate_on_the_starter(smol_fp32, smol_dir):
     """On each engine: the compact forward in torch, and its export on ONNX Runtime."""
-    if smol.engine.name == "torch":
-        assert type(smol.model).__module__ == "autocomplete.engine.llama"  # the starter runs on the compact forward
+    if smol_fp32.engine.name == "torch":
+        assert type(smol_fp32.model).__module__ == "autocomplete.engine.llama"  # the starter runs on the compact forward
     theirs = reference(smol_dir)
     for prompt in ["The capital of France is", "san francisco", "서울 날씨"]:
-        ids = smol.encode(prompt)
+        ids = smol_fp32.encode(prompt)
         expected = theirs.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=12, pad_token_id=2)
-        ours = list(generate(smol.engine, ids, 12, temperature=0, eos_ids=smol.eos_ids))
+        ours = list(generate(smol_fp32.engine, ids, 12, temperature=0, eos_ids=smol_fp32.eos_ids))
         assert ours == expected[0, len(ids):].tolist()[: len(ours)]
 
 

@@ -86,6 +86,18 @@ def test_int8_is_cpu_only(cli, tiny_dir):
         assert result.returncode == 0 and result.stdout.decode() == "san francisco weather is good in april?\n"
 
 
+def test_precision_auto_is_int8_on_onnx_and_fp32_on_torch(tiny_dir, cli):
+    """--precision auto (the default): int8 where it is as faithful as llama.cpp's Q8_0 (ONNX Runtime's blocks),
+    fp32 on torch; a precision asked for is what runs."""
+    for engine, expected in (("onnx", "int8"), ("torch", "fp32")):
+        assert models.resolved_precision("auto", engine) == expected
+        assert [models.resolved_precision(p, engine) for p in ("fp32", "int8")] == ["fp32", "int8"]
+        lm = models.load(str(tiny_dir), "cpu", engine=engine)
+        assert lm.engine.name == engine and lm.engine.precision == expected
+    done = cli("-m", str(tiny_dir), "-t", "0", "san")  # the default: int8 on onnx, still the memorised phrase
+    assert done.returncode == 0 and done.stdout.decode() == "san francisco weather is good in april?\n"
+
+
 def test_int8_with_device_auto_runs_on_the_cpu_even_with_a_gpu(tiny_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
     lm = models.load(str(tiny_dir), "auto", "int8")

@@ -193,11 +193,13 @@ def test_quantized_llama_runs_and_stays_near(tiny_llama, tmp_path_factory):
         assert np.corrcoef(got.ravel(), exact.ravel())[0, 1] > correlation, precision
 
 
-def test_export_is_one_owner_only_file(tiny_gpt2, tmp_path):
+def test_export_is_a_graph_and_its_weights_owner_only(tiny_gpt2, tmp_path):
     path = onnx_export.export(tiny_gpt2, tmp_path / "out", "int8")
     assert path == tmp_path / "out" / "model.onnx"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]  # nothing temporary left behind
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    files = sorted(path.parent.iterdir())
+    assert [p.name for p in files] == ["model.data", "model.onnx"]  # nothing temporary left behind
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    assert files[0].stat().st_size > 5 * files[1].stat().st_size  # the weights are in the data file
     with pytest.raises(ValueError):
         onnx_export.export(tiny_gpt2, tmp_path / "other", "int3")
 
@@ -212,7 +214,8 @@ def test_shapes_are_constants(model):
     run time is read from the inputs once a call (the key counts, the mask's), none in any layer."""
     graph = onnx_export.to_onnx(model).graph
     shapes = [n for n in graph.node if n.op_type == "Shape"]
-    assert shapes and all(n.input[0] in onnx_run.INPUTS for n in shapes), [n.input[0] for n in shapes]
+    assert shapes and all(n.input[0] in onnx_run.inputs(len(model.blocks)) for n in shapes), \
+        [n.input[0] for n in shapes]
     computed = {n.output[0] for n in graph.node if n.op_type in ("Concat", "Unsqueeze", "Gather")}
     dynamic = [n.name for n in graph.node if n.op_type in ("Reshape", "Expand") and n.input[1] in computed]
     assert len(dynamic) <= 1, dynamic  # the mask's, grouped once for every layer

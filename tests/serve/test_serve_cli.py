@@ -58,30 +58,33 @@ def served(cli, *args: str, env: dict | None = None) -> int:
 
 def test_a_server_serves_what_it_loaded_on_its_device_and_precision(cli, tiny_dir):
     """A server answers for its device and precision (and "auto"), not for others: --device is never silently
-    ignored, and an int8 command is served by an int8 server only."""
+    ignored, and a precision is served only by a server running it (the default's, auto, is int8 on onnx)."""
     model = ("-m", str(tiny_dir))
     assert cli(*model, "--server", "start", "--device", "cpu").returncode == 0
     try:
+        status = json.loads(cli(*model, "--server", "status", "--json").stdout)
+        assert status["precision"] == "int8" and status["engine"] == "onnx"  # what auto chose, not "auto"
         assert served(cli, *model) == served(cli, *model, "--device", "cpu") == 0
         assert cli(*model, "-t", "0", "san").returncode == 0
         assert cli(*model, "--device", "cpu", "-t", "0", "san").returncode == 0
-        assert served(cli, *model) == 2
+        assert cli(*model, "--precision", "int8", "-t", "0", "san").returncode == 0  # what it runs: served
+        assert served(cli, *model) == 3
         elsewhere = cli(*model, "--device", "cuda", "-t", "0", "san")  # no GPU here: said, not served on the CPU
         assert elsewhere.returncode == 1 and b"'cuda' is not available" in elsewhere.stderr
         assert served(cli, *model, "--device", "cuda") == -1
-        int8 = cli(*model, "--precision", "int8", "-t", "0", "--json", "san")  # in-process
-        assert int8.returncode == 0 and served(cli, *model) == 2
-        assert served(cli, *model, "--precision", "int8") == -1
+        fp32 = cli(*model, "--precision", "fp32", "-t", "0", "--json", "san")  # in-process
+        assert fp32.returncode == 0 and served(cli, *model) == 3
+        assert served(cli, *model, "--precision", "fp32") == -1
 
-        assert cli(*model, "--precision", "int8", "--server", "start").returncode == 0
+        assert cli(*model, "--precision", "fp32", "--server", "start").returncode == 0
         try:
-            status = json.loads(cli(*model, "--precision", "int8", "--server", "status", "--json").stdout)
-            assert status["precision"] == "int8" and status["device"] == "cpu"
-            again = cli(*model, "--precision", "int8", "-t", "0", "--json", "san")
-            assert json.loads(again.stdout)["completion"] == json.loads(int8.stdout)["completion"]
-            assert served(cli, *model, "--precision", "int8") == 1 and served(cli, *model) == 2
+            status = json.loads(cli(*model, "--precision", "fp32", "--server", "status", "--json").stdout)
+            assert status["precision"] == "fp32" and status["device"] == "cpu"
+            again = cli(*model, "--precision", "fp32", "-t", "0", "--json", "san")
+            assert json.loads(again.stdout)["completion"] == json.loads(fp32.stdout)["completion"]
+            assert served(cli, *model, "--precision", "fp32") == 1 and served(cli, *model) == 3
         finally:
-            cli(*model, "--precision", "int8", "--server", "stop")
+            cli(*model, "--precision", "fp32", "--server", "stop")
     finally:
         cli(*model, "--server", "stop")
     assert served(cli, *model) == -1
@@ -150,15 +153,21 @@ def test_a_server_answers_for_the_engine_that_runs_it_and_auto_only_if_started_f
 
     from autocomplete.serve.server import Server
 
-    def answers(started_for: str, ran: str) -> set[str]:
-        lm = SimpleNamespace(name="m", device="cpu", engine=SimpleNamespace(name=ran))
-        server = SimpleNamespace(key="m", lm=lm, precision="fp32", engine=started_for)
-        return {engine for _, _, _, engine in Server.answers_to(server, "auto")}
+    def answers(started_for: str, ran: str, precision: str = "auto", ran_at: str = "fp32") -> set[tuple[str, str]]:
+        lm = SimpleNamespace(name="m", device="cpu", engine=SimpleNamespace(name=ran, precision=ran_at))
+        server = SimpleNamespace(key="m", lm=lm, precision=precision, engine=started_for)
+        return {(precision, engine) for _, _, precision, engine in Server.answers_to(server, "auto")}
 
-    assert answers("auto", "onnx") == {"auto", "onnx"}
-    assert answers("auto", "torch") == {"auto", "torch"}
-    assert answers("torch", "torch") == {"torch"}  # not for auto, which would pick onnx on the CPU
-    assert answers("onnx", "onnx") == {"onnx"}
+    def engines(started_for: str, ran: str) -> set[str]:
+        return {engine for _, engine in answers(started_for, ran)}
+
+    assert engines("auto", "onnx") == {"auto", "onnx"}
+    assert engines("auto", "torch") == {"auto", "torch"}
+    assert engines("torch", "torch") == {"torch"}  # not for auto, which would pick onnx on the CPU
+    assert engines("onnx", "onnx") == {"onnx"}
+    # the precision likewise: what runs, and auto only if started for it
+    assert answers("onnx", "onnx", "auto", "int8") == {("auto", "onnx"), ("int8", "onnx")}
+    assert answers("onnx", "onnx", "fp32", "fp32") == {("fp32", "onnx")}
 
 
 def test_a_server_serves_its_engine_only_and_says_which(cli, tiny_dir):
@@ -184,7 +193,7 @@ def test_a_server_serves_its_engine_only_and_says_which(cli, tiny_dir):
         try:
             status = json.loads(cli(*auto, "--server", "status", "--json").stdout)
             assert status["engine"] == "onnx"
-            assert cli(*auto, "--server", "status").stdout.decode().startswith(f"{tiny_dir} on cpu (fp32, onnx)")
+            assert cli(*auto, "--server", "status").stdout.decode().startswith(f"{tiny_dir} on cpu (int8, onnx)")
             for asked in ((), ("--engine", "onnx"), ("--engine", "auto")):
                 record = json.loads(cli(*auto, *asked, "-t", "0", "--json", "san").stdout)
                 assert record["engine"] == "onnx"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from autocomplete.engine import models
 from autocomplete.serve import client
 from autocomplete.text.complete import complete
 from autocomplete.errors import UserError
@@ -129,8 +130,9 @@ def test_suggest_matches_in_process(warm, tiny):
     local = suggest(tiny, "san", Settings(**settings), 3, 2)
     assert reply["model"] == warm
     assert [(s["completion"], s["tokens"]) for s in reply["suggestions"]] == [(s.completion, s.tokens) for s in local]
-    # the server runs the default engine; `tiny` each one, whose fp32 logits agree to 1e-4
-    assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in local], rel=1e-4)
+    # the probabilities of the engine and precision the server runs (the defaults), in process
+    same = suggest(models.load(warm, "cpu"), "san", Settings(**settings), 3, 2)
+    assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in same], rel=1e-4)
 
 
 def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
@@ -239,7 +241,7 @@ def test_status_and_request_count(warm):
     before = client.status(warm)
     assert before["model"] == before["requested"] == warm
     assert before["device"] == "cpu" and before["idle_timeout"] == 600
-    assert before["engine"] == "onnx" and before["precision"] == "fp32"  # auto on the CPU, for a GPT-2
+    assert before["engine"] == "onnx" and before["precision"] == "int8"  # auto on the CPU, for a GPT-2
     assert datetime.fromisoformat(before["since"]) <= datetime.now().astimezone()
     os.kill(before["pid"], 0)  # a live process
     proc_status = Path(f"/proc/{before['pid']}/status")
@@ -483,7 +485,7 @@ def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
     from autocomplete.ui.actions import Served
     from autocomplete.ui.ghost import continuation, streamed_continuation
 
-    served = Served((warm, "auto", "fp32", "auto"), warm)
+    served = Served((warm, "auto", "auto", "auto"), warm)
     for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
         assert streamed_continuation(served, text, words, style="text") == continuation(tiny, text, words,
                                                                                       style="text")

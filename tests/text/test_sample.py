@@ -18,11 +18,11 @@ def hf_greedy(hf_model, ids, n, eos):
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_greedy_equals_transformers_generate(tiny, hf_tiny, prompt):
-    """fp32 (the default precision) is exact: either engine and our loop give generate()'s tokens."""
-    ids = tiny.encode(prompt)
-    ours = list(generate(tiny.engine, ids, 20, temperature=0, eos_ids=tiny.eos_ids))
-    assert ours == hf_greedy(hf_tiny, ids, 20, tiny.tokenizer.eos_token_id)
+def test_greedy_equals_transformers_generate(tiny_fp32, hf_tiny, prompt):
+    """fp32 is exact: either engine and our loop give generate()'s tokens."""
+    ids = tiny_fp32.encode(prompt)
+    ours = list(generate(tiny_fp32.engine, ids, 20, temperature=0, eos_ids=tiny_fp32.eos_ids))
+    assert ours == hf_greedy(hf_tiny, ids, 20, tiny_fp32.tokenizer.eos_token_id)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
@@ -35,17 +35,17 @@ def test_compact_gpt2_logits_match_transformers(tiny_torch, hf_tiny, prompt):
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_each_engine_reads_a_prompt_as_transformers_does(tiny, hf_tiny, prompt):
+def test_each_engine_reads_a_prompt_as_transformers_does(tiny_fp32, hf_tiny, prompt):
     """The last position's logits, read in one go and then token by token, equal transformers' to 1e-4."""
-    ids = tiny.encode(prompt)
+    ids = tiny_fp32.encode(prompt)
     with torch.no_grad():
         theirs = hf_tiny(torch.tensor([ids])).logits[0].numpy()
-    logits, state = tiny.engine.read(ids[:1], room=len(ids))
+    logits, state = tiny_fp32.engine.read(ids[:1], room=len(ids))
     np.testing.assert_allclose(logits, theirs[0], atol=1e-4, rtol=0)
     for i, token in enumerate(ids[1:], start=1):
-        np.testing.assert_allclose(tiny.engine.extend(state, token), theirs[i], atol=1e-4, rtol=0)
-    assert tiny.engine.length(state) == len(ids)
-    logits, _ = tiny.engine.read(ids)
+        np.testing.assert_allclose(tiny_fp32.engine.extend(state, token), theirs[i], atol=1e-4, rtol=0)
+    assert tiny_fp32.engine.length(state) == len(ids)
+    logits, _ = tiny_fp32.engine.read(ids)
     np.testing.assert_allclose(logits, theirs[-1], atol=1e-4, rtol=0)
 
 

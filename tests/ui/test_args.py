@@ -85,7 +85,7 @@ def test_the_engine_comes_from_the_option_then_the_environment_then_the_default(
     assert args.parse(["--engine=torch", "x"], {"AUTOCOMPLETE_ENGINE": "onnx"}).engine == "torch"
     # What a warm server must have loaded names the engine: a torch server is not asked for onnx.
     where = args.parse(["-m", "m", "--engine", "onnx", "--device", "cpu", "x"], {}).where()
-    assert where == ("m", "cpu", "fp32", "onnx")
+    assert where == ("m", "cpu", "auto", "onnx")
 
 
 @pytest.mark.parametrize("argv", [

@@ -40,7 +40,8 @@ def test_temperature_zero_is_all_on_the_argmax(logits):
 
 
 def test_cli_json_steps(cli, tiny_dir, tiny):
-    result = cli("-m", str(tiny_dir), "--explain", "-t", "0.3", "-t", "2", "--json", "--stop", "none", "san")
+    result = cli("-m", str(tiny_dir), "--engine", tiny.engine.name, "--explain", "-t", "0.3", "-t", "2", "--json",
+                 "--stop", "none", "san")  # the engine (at its default precision) `tiny` is loaded on
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["temperatures"] == [1.0, 0.3, 2.0] and record["style"] == "text"
