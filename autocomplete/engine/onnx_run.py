@@ -31,7 +31,6 @@ def inputs(layers: int) -> list[str]:
                        for part in ("key", "value"))]
 
 
-
 # What ONNX Runtime raises on a graph it can't load (a torn or foreign file): not subclasses of one another.
 LOAD_ERRORS = (_state.InvalidProtobuf, _state.InvalidGraph, _state.Fail, _state.NoSuchFile, _state.InvalidArgument,
                _state.RuntimeException, _state.NotImplemented)
