@@ -2,7 +2,8 @@
 
     python bench/quality.py          # or as part of: python bench/run.py --only quality
 
-Each line of bench/queries.txt is an everyday query with "|" where the typing stops, mid-word ("stock mar|ket").
+Each line of bench/queries.txt is an everyday query with "|" where the typing stops, mid-word ("stock mar|ket");
+bench/queries_short.txt stops after one or two letters of the last word ("new yo|rk").
 For every style (query, text), with and without token healing, it measures over the prefixes:
 - success@1 / success@5: the typed word completed right by the first / any of the top-5 `--suggest 5` rows,
 - MRR: the mean of 1 / rank of the first right row (0 when none is),
@@ -20,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "bench" / "queries.txt"
+SHORT = ROOT / "bench" / "queries_short.txt"  # only 1-2 letters of the last word typed
 PUNCTUATION = ".,;:!?\"'()"
 
 
@@ -55,7 +57,7 @@ def healing(on: bool):
         prompt.back_up = original
 
 
-def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool) -> dict:
+def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool, typed: str = "3+ letters") -> dict:
     from autocomplete.text.complete import complete
     from autocomplete.settings import Settings
     from autocomplete.text.suggest import suggest
@@ -66,40 +68,42 @@ def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool) -> dict
     reciprocal, times = [], []
     with healing(heal):
         suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary index
-        for typed, word in queries:
+        for prefix, word in queries:
             start = time.perf_counter()
-            found = suggest(lm, typed, settings, n=5, words=3)
+            found = suggest(lm, prefix, settings, n=5, words=3)
             times.append(time.perf_counter() - start)
-            ranks = [i for i, s in enumerate(found, 1) if completes(typed, word, typed + s.completion)]
+            ranks = [i for i, s in enumerate(found, 1) if completes(prefix, word, prefix + s.completion)]
             at1 += bool(ranks and ranks[0] == 1)
             at5 += bool(ranks)
             reciprocal.append(1 / ranks[0] if ranks else 0.0)
-            done = complete(lm, typed, greedy, lambda piece: None)
-            greedy_right += completes(typed, word, typed + done.completion)
+            done = complete(lm, prefix, greedy, lambda piece: None)
+            greedy_right += completes(prefix, word, prefix + done.completion)
     n = len(queries)
-    return {"style": style, "healing": heal, "prefixes": n, "success@1": at1 / n, "success@5": at5 / n,
+    return {"typed": typed, "style": style, "healing": heal, "prefixes": n, "success@1": at1 / n, "success@5": at5 / n,
             "mrr": statistics.fmean(reciprocal), "greedy": greedy_right / n,
             "suggest_latency_s": statistics.median(times)}
 
 
 def run(lm) -> list[dict]:
-    queries = load_queries()
+    queries, short = load_queries(), load_queries(SHORT)
     rows = []
-    for style in ("query", "text"):
-        for heal in (True, False):
-            rows.append(evaluate(lm, queries, style, heal))
-            print(f"  quality {style}, healing {'on' if heal else 'off'}: {markdown_row(rows[-1])}", file=sys.stderr)
+    for typed, chosen, styles in (("3+ letters", queries, ("query", "text")), ("1-2 letters", short, ("query",))):
+        for style in styles:
+            for heal in (True, False):
+                rows.append(evaluate(lm, chosen, style, heal, typed))
+                print(f"  quality {typed}, {style}, healing {'on' if heal else 'off'}: {markdown_row(rows[-1])}",
+                      file=sys.stderr)
     return rows
 
 
 def markdown_row(r: dict) -> str:
-    return (f"| {r['style']} | {'on' if r['healing'] else 'off'} | {r['success@1']:.0%} | {r['success@5']:.0%} | "
+    return (f"| {r['typed']} ({r['prefixes']}) | {r['style']} | {'on' if r['healing'] else 'off'} | {r['success@1']:.0%} | {r['success@5']:.0%} | "
             f"{r['mrr']:.2f} | {r['greedy']:.0%} | {r['suggest_latency_s']:.2f} s |")
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| style | token healing | success@1 | success@5 | MRR | greedy one-shot | --suggest 5, warm (median) |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| last word typed (prefixes) | style | healing | success@1 | success@5 | MRR | greedy one-shot | "
+            "--suggest 5, warm (median) |\n|---|---|---|---|---|---|---|---|")
     return "\n".join([head, *map(markdown_row, rows)])
 
 
@@ -112,7 +116,7 @@ def main() -> None:
 
     lm = models.load(str(starter.model_dir()), "cpu")
     rows = run(lm)
-    print(f"Query autocomplete on SmolLM2-135M, {rows[0]['prefixes']} prefixes typed mid-word (bench/queries.txt):\n")
+    print("Query autocomplete on SmolLM2-135M, prefixes typed mid-word (bench/queries.txt, bench/queries_short.txt):\n")
     print(markdown(rows))
 
 

@@ -42,6 +42,9 @@ class Engine(Protocol):
     def length(self, state) -> int:
         """How many tokens the state holds."""
 
+    def nbytes(self, state) -> int:
+        """The memory its keys and values take (what autocomplete.engine.prefix counts against its budget)."""
+
     def arrays(self, state) -> dict[str, np.ndarray] | None:
         """The state as arrays to store (None: this kind of state isn't stored)."""
 

@@ -182,6 +182,9 @@ class OnnxEngine:
     def length(self, state: Rows) -> int:
         return state.length
 
+    def nbytes(self, state: Rows) -> int:
+        return state.shared.nbytes + state.kv[:, :, :, :, : state.n].nbytes
+
     def arrays(self, state: Rows) -> dict[str, np.ndarray]:
         return {"kv": state.flat()}
 

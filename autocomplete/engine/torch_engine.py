@@ -49,6 +49,12 @@ class TorchEngine:
     def length(self, state) -> int:
         return state.length if isinstance(state, KVCache) else state.get_seq_length()
 
+    def nbytes(self, state) -> int:
+        if isinstance(state, KVCache):
+            return state.kv.element_size() * state.kv[:, :, :, :, : state.length].numel()
+        return sum(getattr(layer, kind).nbytes for layer in getattr(state, "layers", ()) for kind in ("keys", "values")
+                   if getattr(layer, kind, None) is not None)
+
     def arrays(self, state) -> dict[str, np.ndarray] | None:
         if isinstance(state, KVCache):
             return {"kv": state.kv[:, :, :, :, : state.length].contiguous().cpu().numpy()}

@@ -28,6 +28,7 @@ class Completion:
     tokens_per_second: float | None
     style: str = "text"  # the style that ran: "query" or "text"
     completion_tokens: int | None = None  # over --api (tokens None: ids don't travel), the server's count if sent
+    word: object | None = None  # the whole word the typed letters were healed to (autocomplete.text.word.Word)
 
     @property
     def token_count(self) -> int | None:
@@ -50,14 +51,17 @@ def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) 
 
 
 def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],
-             observe: Callable | None = None, read: Prompt | None = None) -> Completion:
+             observe: Callable | None = None, read: Prompt | None = None,
+             on_word: Callable | None = None) -> Completion:
     """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
     Ctrl-C ends it early: what was generated is kept and the completion says 'interrupted'.
-    read: what the model reads, when the caller has prepared it already (--explain shows it first)."""
+    read: what the model reads, when the caller has prepared it already (--explain shows it first).
+    on_word(word): sees the whole word the typed letters were healed to (autocomplete.text.word), before the rest."""
     import numpy as np
 
     from autocomplete.text.prompt import prepare
     from autocomplete.text.sample import generate
+    from autocomplete.text.word import start
 
     read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -65,9 +69,19 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
 
     finish, first_at, started = "length", None, time.perf_counter()
+    begin = None
     try:
-        for token in generate(lm.engine, read.ids, read.max_new, settings.temperature, settings.top_k,
-                              settings.top_p, lm.eos_ids, rng, observe, read.after(), read.allowed):
+        begin = start(lm, read, settings.temperature, rng)
+        if begin.word is not None and on_word is not None:
+            on_word(begin.word)
+        given = begin.given[: read.max_new]
+        for token in given:  # the healed word, chosen as a whole (autocomplete.text.word)
+            first_at = first_at or time.perf_counter()
+            piece = stream.put(token)
+            if piece:
+                on_text(piece)
+        for token in generate(lm.engine, begin.ids, read.max_new - len(given), settings.temperature, settings.top_k,
+                              settings.top_p, lm.eos_ids, rng, observe, begin.after, begin.allowed):
             if first_at is None:
                 first_at = time.perf_counter()
             piece = stream.put(token)
@@ -95,4 +109,5 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
         time_to_first_token=None if first_at is None else first_at - started,
         tokens_per_second=(n - 1) / (ended - first_at) if n > 1 and ended > first_at else None,
         style=read.style,
+        word=begin.word if begin else None,
     )

@@ -171,6 +171,7 @@ class Healing:
     def __init__(self, vocab: Vocab, tail: bytes, fold: bool = False):
         self.vocab, self.tail, self.fold = vocab, tail, fold
         self._allowed: dict[bytes, np.ndarray] = {}
+        self._every: dict[bytes, np.ndarray] = {}
 
     @property
     def text(self) -> str:
@@ -192,6 +193,19 @@ class Healing:
             ids = self.vocab.starting_with(rest, fold=self.fold) or self.vocab.pieces_of(rest, fold=self.fold)
             self._allowed[rest] = np.array(ids, dtype=np.int64)
         return self._allowed[rest]
+
+
+    def every(self, generated: list[int]) -> np.ndarray | None:
+        """Every token the next one may be and the tokens still spell the tail: those that begin with what is
+        left and those that are a piece of it (whole-word healing counts every tokenization of a word; `allowed`
+        keeps to the one the model was trained on). None once spelled."""
+        rest = self.remaining(generated)
+        if not rest:
+            return None
+        if rest not in self._every:
+            ids = self.vocab.starting_with(rest, fold=self.fold) + self.vocab.pieces_of(rest, fold=self.fold)
+            self._every[rest] = np.array(sorted(set(ids)), dtype=np.int64)
+        return self._every[rest]
 
 
 def restrict(logits: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:

@@ -28,7 +28,7 @@ from autocomplete.settings import Settings
 from autocomplete.text import frames
 from autocomplete.text.complete import Completion
 from autocomplete.text.stream import TextStream
-from autocomplete.text.suggestions import Found, Suggestion, normalise
+from autocomplete.text.suggestions import Found, Tally, repeats
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
@@ -161,15 +161,13 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         return token == "" or not token[0].isalnum()
 
     ask = Asker(api, model)
-    found: dict[str, Suggestion] = {}
+    found = Tally()
     frontier: list[tuple[float, int, str]] = [(-1.0, 0, "")]
     tiebreak = itertools.count(1)
     requests = 0
 
     def bar() -> float:
-        if len(found) < n:
-            return 0.0
-        return sorted((s.probability for s in found.values()), reverse=True)[n - 1]
+        return found.bar(n)
 
     try:
         while frontier and requests < MAX_REQUESTS:
@@ -184,11 +182,12 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                 p = -neg_p
                 probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)], settings)
                 shown = text[len(typed):]
-                if spelled(text, typed, fold) and any(c.isalnum() for c in shown):
+                if spelled(text, typed, fold) and any(c.isalnum() for c in shown) and not repeats(prefix, shown):
                     score = p * sum(q for token, q in probs if ends(token))
-                    key = normalise(shown)
-                    if score > 0 and (key not in found or score > found[key].probability):
-                        found[key] = Suggestion(shown, score, None)
+                    if score > 0:
+                        found.add(shown, score)
+                if repeats(prefix, shown, growing=True):
+                    continue  # a word said twice: whatever follows says it too
                 for token, q in probs:
                     if p * q <= bar() or token == "":
                         continue  # the end of the text was counted as an end above
@@ -199,40 +198,71 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                     heapq.heappush(frontier, (-p * q, next(tiebreak), child))
     finally:
         ask.pool.shutdown(wait=False, cancel_futures=True)
-    result = Found(sorted(found.values(), key=lambda s: -s.probability)[:n])
+    result = found.best(n)
     result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
     ui.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
                    "each token, so their probabilities are approximate (said once; see the README).")
     return result
 
 
-def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: int, fold: bool) -> str | None:
-    """Token healing for a completion over the API: the tokens that spell the typed word again, drawn one step at
-    a time from the server's alternatives (greedy at temperature 0, else sampled with the seed), as text. None
-    when the server sends no logprobs or none of its alternatives spells on: the caller completes unhealed."""
+def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: int, fold: bool):
+    """Whole-word healing over the API (autocomplete.text.word's search, on the server's top alternatives, what
+    they don't list left out): the typed word finished to the likeliest whole word (greedy at temperature 0, else
+    drawn with the seed): an autocomplete.text.word.Word whose tokens are texts. None when the server sends no
+    logprobs or nothing listed spells on: the caller completes unhealed."""
     import random
 
-    ask, draw, head = Asker(api, model), random.Random(seed), ""
+    from autocomplete.text.word import Words, boundary
+
+    ask = Asker(api, model)
+
+    def key(tokens: tuple) -> str:
+        text = "".join(tokens)
+        word = text[: boundary(text, typed)]
+        return word.lower() if fold else word
+
+    def ended(tokens: tuple) -> bool:
+        text = "".join(tokens)
+        return spelled(text, typed, fold) and boundary(text, typed) is not None
+
+    search = Words(key=key, text=lambda tokens: "".join(tokens))
+
+    def expand(tokens: tuple, p: float, listed: list[tuple[str, float]]) -> None:
+        head, probs = "".join(tokens), [(token, math.exp(lp)) for token, lp in listed]
+        unlisted, past = max(0.0, 1.0 - sum(q for _, q in probs)), 0
+        if spelled(head, typed, fold):  # the end of the text (a special token: no text) ends a word too
+            search.ends(tokens, p * sum(q for token, q in probs if not token or not token[0].isalnum()))
+            children = [(token, q) for token, q in probs if token and token[0].isalnum()]
+            past = len(tokens) - next(i for i in range(len(tokens) + 1)
+                                      if spelled("".join(tokens[:i]), typed, fold))
+        else:
+            children = [(token, q) for token, q in probs if allowed(head, token, typed, fold)]
+        search.follow(tokens, p, children, sum(q for _, q in children) + unlisted, past, ended)
+
     try:
-        while not spelled(head, typed, fold):
-            try:
-                (listed,) = ask([kept + head])
-            except UserError as error:
-                if "sends no logprobs" not in str(error):
-                    raise
-                ui.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
-                               "word being typed is continued from its token boundary, unhealed (said once).")
-                return None
-            options = reshape([(t, lp) for t, lp in listed if allowed(head, t, typed, fold)], settings)
-            if not options:
-                return None
-            if settings.temperature == 0 or len(options) == 1:
-                head += options[0][0]
-            else:
-                head += draw.choices([t for t, _ in options], weights=[p for _, p in options])[0]
+        try:
+            (listed,) = ask([kept])
+        except UserError as error:
+            if "sends no logprobs" not in str(error):
+                raise
+            ui.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
+                           "word being typed is continued from its token boundary, unhealed (said once).")
+            return None
+        expand((), 1.0, listed)
+        while nodes := search.next(PARALLEL):
+            for (tokens, p), listed in zip(nodes, ask([kept + "".join(tokens) for tokens, _ in nodes])):
+                expand(tokens, p, listed)
     finally:
         ask.pool.shutdown(wait=False)
-    return head
+    draw = random.Random(seed)
+    return search.chosen(settings.temperature, lambda weights: draw.choices(range(len(weights)), weights)[0])
+
+
+def past_typed(word, typed: str, fold: bool) -> int:
+    """How many of a word's tokens (texts) come after the one that finished spelling the typed letters: new tokens,
+    which count against --max-tokens as in process (the ones that spell the typed letters don't)."""
+    return len(word.tokens) - next(i for i in range(len(word.tokens) + 1)
+                                   if spelled("".join(word.tokens[:i]), typed, fold))
 
 
 def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
@@ -255,15 +285,17 @@ def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Cal
         # Token healing, on text: the word being typed is taken back and spelled again from the server's
         # alternatives (when it sends them); the part after the typed letters starts the completion.
         kept, typed = typed_word(sent)
-        head = heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
-        if head is None:  # unhealed: the prompt as typed
-            kept, head, typed = sent, "", ""
-        body = {"model": model, "prompt": kept + head, "max_tokens": settings.max_tokens,
+        word = heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
+        head = word.text if word else ""
+        if word is None:  # unhealed: the prompt as typed
+            kept, typed = sent, ""
+        left = settings.max_tokens - (past_typed(word, typed, style == "query") if word else 0)
+        body = {"model": model, "prompt": kept + head, "max_tokens": max(1, left),
                 "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
                 "repeat_penalty": 1.0}
         if style == "query":
             body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
-        events = api.stream(body)
+        events = api.stream(body) if left > 0 else iter(())
         if head[len(typed):]:
             events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
         for event in events:

@@ -76,10 +76,11 @@ class TextStream:
         return self._release(self.text + held[:end])
 
     def flush(self) -> str:
-        """The rest, once generation is over (or interrupted)."""
+        """The rest, once generation is over (or interrupted): without the first bytes of a character the tokens
+        ran out in the middle of (`-n` reached mid-emoji), which are no character at all."""
         if self.stopped or not self.ids:
             return ""
-        return self._release(self._decode(self.ids))
+        return self._release(max(self._decode(self.ids).rstrip("\ufffd"), self.text, key=len))
 
     def _release(self, upto: str) -> str:
         piece = upto[len(self.text):]

@@ -23,10 +23,52 @@ class Suggestion:
     tokens: list[int] | None  # None over --api: token ids don't travel
 
 
+class Tally:
+    """The suggestions found so far, by their normalised text: another tokenization of one (or its case or spacing
+    variant) adds to its probability, and the likeliest of them is the one shown."""
+
+    def __init__(self):
+        self.found: dict[str, Suggestion] = {}
+        self._shown: dict[str, float] = {}  # the probability of the tokenization shown
+
+    def add(self, text: str, score: float, tokens: list[int] | None = None) -> None:
+        key = normalise(text)
+        if key not in self.found:
+            self.found[key], self._shown[key] = Suggestion(text, score, tokens), score
+            return
+        known = self.found[key]
+        if score > self._shown[key]:
+            known.completion, known.tokens, self._shown[key] = text, tokens, score
+        known.probability += score
+
+    def bar(self, n: int) -> float:
+        """What a new suggestion must beat to make the list: the n-th best so far."""
+        if len(self.found) < n:
+            return 0.0
+        return sorted((s.probability for s in self.found.values()), reverse=True)[n - 1]
+
+    def best(self, n: int) -> Found:
+        return Found(sorted(self.found.values(), key=lambda s: -s.probability)[:n])
+
+
 def normalise(text: str) -> str:
     """Suggestions that differ only in case, spacing or trailing punctuation are one suggestion: "Paris" already
     counts the times "Paris." follows (a full stop begins a new word), so "Paris." would only repeat it."""
     return " ".join(text.lower().split()).rstrip(_PUNCTUATION)
+
+
+def repeats(typed: str, completion: str, growing: bool = False) -> bool:
+    """Whether typed + completion says a word, or a run of words, twice back to back where the completion wrote it
+    ("san francisco airport airport", "stock market stock market"): no search box lists that. A repeat within
+    the words already typed is the user's own. growing: the last word may still grow ("stock market stock mar"
+    can become "… marketing"), so it isn't counted yet."""
+    text = typed + completion
+    words = [w.strip(_PUNCTUATION) for w in text.lower().split()]
+    if growing and text[-1:] and not text[-1:].isspace():
+        words = words[:-1]
+    typed_words = len(typed.split()) - (1 if typed[-1:] and not typed[-1:].isspace() else 0)  # whole ones
+    return any(words[i:i + k] == words[i + k:i + 2 * k] and i + 2 * k > typed_words
+               for k in range(1, len(words) // 2 + 1) for i in range(len(words) - 2 * k + 1))
 
 
 _PUNCTUATION = ".,;:!?…"

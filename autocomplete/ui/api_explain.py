@@ -15,7 +15,7 @@ import time
 
 from autocomplete.settings import Settings
 from autocomplete.text.complete import Completion
-from autocomplete.text.remote import Asker, allowed, reshape, spelled, typed_word
+from autocomplete.text.remote import Asker, allowed, heal, past_typed, reshape, spelled, typed_word
 from autocomplete.text.stream import TextStream
 from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
 
@@ -34,8 +34,16 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
     steps: list[Step] = []
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=fold)
-    text, new, reason, started = "", 0, "length", time.perf_counter()
+    text, new, reason, started, word = "", 0, "length", time.perf_counter(), None
     try:
+        # The typed word finished as a whole first (as in process), shown as the words it could become
+        word = heal(remote.api, remote.name, kept, typed, settings, seed, fold) if typed else None
+        if word is not None:
+            if printer:
+                printer.show_word(word)
+            text, new = word.text, past_typed(word, typed, fold)
+            chunks.append(text[len(typed):])
+            stream.put(0)
         while True:
             healing = bool(typed) and not spelled(text, typed, fold)
             if not healing and new >= settings.max_tokens:
@@ -69,7 +77,7 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
     stream.flush()
     done = Completion(prompt=prompt, completion=stream.text, tokens=None, finish_reason=reason, prompt_tokens=None,
                       seed=seed, time_to_first_token=None, tokens_per_second=None, style=style,
-                      completion_tokens=len(steps))
+                      completion_tokens=len(steps), word=word)
     done_in = time.perf_counter() - started
     if len(steps) > 1:
         done.tokens_per_second = len(steps) / done_in

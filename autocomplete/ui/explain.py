@@ -92,7 +92,11 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
         if printer:
             printer.show(steps[-1], len(steps))
 
-    done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read)
+    def on_word(word) -> None:
+        if printer:
+            printer.show_word(word)
+
+    done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read, on_word=on_word)
     finish(done, lm.name, settings, temperatures, steps, printer, lm.engine.name)
     return done
 
@@ -111,9 +115,14 @@ def record(done: Completion, model: str, settings: Settings, temperatures: list[
            engine: str | None = None) -> dict:
     from autocomplete.ui.render import record as completion_record
 
+    word = done.word
     return {
         **completion_record(done, model, settings, engine),
         "temperatures": temperatures_shown(temperatures),
+        "word": None if word is None else {
+            "text": word.text, "tokens": word.tokens if done.tokens is not None else None, "exact": word.exact,
+            "prefixes_read": word.expansions,
+            "candidates": [{"text": text, "probability": p} for text, p in word.candidates]},
         "steps": [
             {
                 "picked": {"token": s.picked, "text": s.picked_text},
@@ -145,7 +154,7 @@ class StepPrinter:
         self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
         about = "query (a search query, after hidden example queries)" if style == "query" else "text"
         if typed:
-            about += f"; token healing: the first tokens spell the typed {typed!r} again"
+            about += f"; the typed {typed!r} is finished as a whole word"
         self.console.print(Text(f"style {about}{about_api}\n", style="dim"))
 
     def show(self, step: Step, number: int) -> None:
@@ -178,6 +187,29 @@ class StepPrinter:
         entropy = "  ".join(f"T={t:g}: {h:.2f}" for t, h in step.entropy.items())
         self.console.print(Text(f"picked {step.picked_text!r}   entropy (bits) {entropy}\n", style="dim"))
         self.text += step.picked_text
+
+    def show_word(self, word) -> None:
+        """The whole-word choice (autocomplete.text.word): the likeliest words the typed letters can become, each
+        summed over its tokenizations and ended by a word boundary, at T = 1."""
+        from rich.table import Table
+        from rich.text import Text
+
+        from autocomplete.ui import visible
+
+        title = f"the typed word, finished: …{visible(self.text[-50:])}"
+        if not word.exact:
+            title += f"   (the search stopped at its bound, {word.expansions} prefixes: the list may be incomplete)"
+        self.console.print(Text(title, style="dim"))
+        table = Table(box=None, pad_edge=False)
+        table.add_column("", no_wrap=True)
+        table.add_column("word", no_wrap=True)
+        table.add_column("T=1", justify="right", no_wrap=True)
+        for text, p in word.candidates:
+            picked = text == word.text
+            table.add_row("→" if picked else "", visible(repr(text)), f"{p:6.2%}", style="bold" if picked else None)
+        self.console.print(table)
+        self.console.print(Text(f"picked {visible(repr(word.text))}\n", style="dim"))
+        self.text += word.text
 
     def finish(self, done: Completion) -> None:
         from rich.text import Text

@@ -30,16 +30,27 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = M
                  wanted: Callable[[], bool] = lambda: True, style: str = "auto",
                  examples: list[str] | None = None) -> str:
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
-    longer wanted). A word being typed is finished from its letters (token healing), as in every mode."""
-    from autocomplete.text.sample import generate
+    longer wanted). A word being typed is finished to the likeliest whole word (autocomplete.text.word), as in
+    every mode."""
     from autocomplete.text.prompt import prepare
+    from autocomplete.text.sample import generate
+    from autocomplete.text.word import start
 
     if not text.strip() or text.endswith("\n"):
         return ""
     read = prepare(lm, text, style, examples, max_tokens, quiet=True)
-    new: list[int] = []
-    for token in generate(lm.engine, read.ids, read.max_new, temperature=0, eos_ids=lm.eos_ids,
-                          after=read.after(), allowed=read.allowed):
+
+    def check() -> None:
+        if not wanted():
+            raise _Enough  # a newer keystroke: the word search stops
+
+    try:
+        begin = start(lm, read, check=check)
+    except _Enough:
+        return ""
+    new: list[int] = begin.given[: read.max_new]
+    for token in generate(lm.engine, begin.ids, read.max_new - len(new), temperature=0, eos_ids=lm.eos_ids,
+                          after=begin.after, allowed=begin.allowed):
         if not wanted():
             return ""
         new.append(token)
@@ -133,6 +144,51 @@ class Ghost:
             if env_flag("AUTOCOMPLETE_DEBUG"):
                 raise
             return ""  # best-effort: a server gone shows no ghost text; Enter says what is wrong
+
+    def suggestions(self, text: str, n: int) -> list:
+        """The REPL's list under the prompt: the n likeliest suggestions for `text` (autocomplete.text.suggest, or
+        the warm server's, or the --api engine's), after the same pause in typing; [] once a newer keystroke came
+        (the search stops at its next forward) or on any error."""
+        ticket = object()
+        self._supersede(ticket)
+
+        def wanted() -> bool:
+            return self._latest is ticket
+
+        def check() -> None:
+            if not wanted():
+                raise _Enough
+
+        try:
+            with self._changed:
+                if self._changed.wait_for(lambda: not wanted(), self.debounce):
+                    return []
+            settings, source = self._settings(), self._model()
+            if source is None:
+                return []
+            if isinstance(source, Served):
+                from autocomplete.serve import client
+                from autocomplete.text.suggestions import Suggestion
+
+                model, device, precision, engine = source.where
+                reply = client.suggest(model, text, settings.generation(), n, settings.words, device, precision,
+                                       engine)
+                return [Suggestion(**s) for s in reply["suggestions"]] if reply and wanted() else []
+            if isinstance(source, Remote):
+                from autocomplete.text import remote
+
+                found = remote.suggest(source.api, source.name, text, settings, n, settings.words)
+                return list(found) if wanted() else []
+            from autocomplete.text.suggest import suggest
+
+            with self._lock:
+                return list(suggest(source, text, settings, n, settings.words, check=check)) if wanted() else []
+        except _Enough:
+            return []
+        except Exception:
+            if env_flag("AUTOCOMPLETE_DEBUG"):
+                raise
+            return []
 
     def _served(self, source: Served | Remote, text: str, wanted: Callable[[], bool], settings: Settings) -> str:
         """streamed_continuation, in a thread of its own: a server slow to answer then holds neither prompt_toolkit's

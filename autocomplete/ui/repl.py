@@ -23,6 +23,8 @@ Type text and press Enter to complete it. Commands:
   /model NAME  switch model (no NAME: show)
   /help        this text                      /quit      leave (Ctrl-D does too)
 While you type, grey ghost text shows the likeliest next words: → takes all of it, Ctrl-→ (or Alt-f) one word.
+With /suggest N on, the N likeliest suggestions list under the prompt as you type (Tab shows them any time):
+↑/↓ pick one, Enter lists them for the line.
 Ctrl-C stops a completion and keeps what was written."""
 
 # command -> (settings field, check, parse)
@@ -57,7 +59,7 @@ class Repl:
         from autocomplete.ui.ghost import Ghost
 
         ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
-        prompt = _session(ghost)
+        prompt = _session(ghost, lambda: self.settings)
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
             self.settings.api if self.settings.api else "the running server")
         ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
@@ -185,20 +187,36 @@ def _number(command: str, text: str, kind: type):
         raise ValueError(f"{command} takes {what}, not {text!r}" if text else f"{command} needs {what}") from None
 
 
-def _session(ghost):
+def _session(ghost, settings):
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggest, Suggestion, ThreadedAutoSuggest
+    from prompt_toolkit.completion import Completer, Completion, ThreadedCompleter
     from prompt_toolkit.filters import Condition
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
 
+    def typed(document) -> bool:
+        text = document.text
+        return bool(text.strip()) and not text.startswith("/") and document.is_cursor_at_the_end
+
     class GhostText(AutoSuggest):
         def get_suggestion(self, buffer, document):
-            text = document.text
-            if not text.strip() or text.startswith("/") or not document.is_cursor_at_the_end:
+            if not typed(document) or settings().suggest:  # with the list shown, its first row is the ghost's
                 return None
-            found = ghost(text)
+            found = ghost(document.text)
             return Suggestion(found) if found else None
+
+    class Listed(Completer):
+        """The suggestion list under the prompt: each row the whole line it would make, its probability beside."""
+
+        def get_completions(self, document, complete_event):
+            if not typed(document):
+                return
+            from autocomplete.ui import visible
+
+            for s in ghost.suggestions(document.text, settings().suggest or 5):
+                yield Completion(s.completion, start_position=0, display=visible(document.text + s.completion),
+                                 display_meta=f"{s.probability:.1%}")
 
     keys = KeyBindings()
     has_ghost = Condition(lambda: _buffer().suggestion is not None and _buffer().document.is_cursor_at_the_end)
@@ -218,7 +236,8 @@ def _session(ghost):
     if not history.exists():
         history.touch(mode=0o600)  # what people type is theirs alone
     session = PromptSession(history=FileHistory(os.fspath(history)), auto_suggest=ThreadedAutoSuggest(GhostText()),
-                            key_bindings=keys)
+                            completer=ThreadedCompleter(Listed()),
+                            complete_while_typing=Condition(lambda: bool(settings().suggest)), key_bindings=keys)
     # prompt_toolkit runs one suggestion at a time: the next keystroke's waits for the running one, and so does the
     # end of the prompt (however it ends). A keystroke fires this before it asks for its own suggestion.
     session.default_buffer.on_text_changed += lambda _: ghost.cancel()

@@ -473,6 +473,7 @@ def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
 
     try:
         tiny.engine.tree = tree
+        tiny.prefixes = None  # nothing remembered from an earlier test: the search grows a tree of its own
         with pytest.raises(Cancelled, match="went away"):
             in_process.suggest({"prefix": "san", "settings": LONG, "n": 5, "words": 4}, ours, lambda reply: None)
     finally:
@@ -629,9 +630,11 @@ def test_requests_go_as_utf8_and_the_longest_the_cli_makes_fits(warm, tiny):
     worst = {"op": "suggest", "prefix": "\x01" * MAX_BYTES, "n": 5, "words": 3,
              "settings": {**GREEDY, "examples": ["\x01"] * (MAX_EXAMPLES_BYTES // 2)}}  # "\x01\n" lines
     assert len(client.encode(worst)) <= client.MAX_REQUEST
-    done = client.complete(warm, "서울 café", GREEDY, lambda piece: None)
-    local = complete(tiny, "서울 café", Settings(**GREEDY), lambda piece: None)
-    assert done["prompt"] == "서울 café" and done["tokens"] == local.tokens
+    # (a phrase the tiny model memorised: after text it never saw, its near-ties hang on float rounding, which
+    # differs between processes on some CPUs)
+    done = client.complete(warm, "서울 날씨는", GREEDY, lambda piece: None)
+    local = complete(tiny, "서울 날씨는", Settings(**GREEDY), lambda piece: None)
+    assert done["prompt"] == "서울 날씨는" and done["tokens"] == local.tokens and local.completion
 
 
 def test_autocomplete_debug_is_an_on_off_flag(own_dir, env):

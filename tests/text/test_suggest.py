@@ -40,6 +40,13 @@ def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
             or [i for i, p in enumerate(pieces) if p and rest.startswith(p) and p != rest])
 
 
+def says_twice(text: str) -> bool:
+    """A word or a run of words said twice back to back (the prefixes here type no such thing themselves)."""
+    words = [w.strip(".,;:!?…") for w in text.lower().split()]
+    return any(words[i:i + k] == words[i + k:i + 2 * k] for k in range(1, len(words) // 2 + 1)
+               for i in range(len(words) - 2 * k + 1))
+
+
 def next_probs(lm, read, tokens, s):
     logits = torch.from_numpy(lm.engine.read(read.ids + list(tokens), read.after())[0])
     allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
@@ -59,9 +66,10 @@ def probability(lm, prefix, tokens, s) -> float:
 
 
 def brute_force(lm, prefix, s, n, words):
-    """Every token sequence, scored, filtered and merged like suggestions: a plain depth-first walk of the token
+    """Every token sequence, scored, filtered and merged like suggestions (the tokenizations of one suggestion
+    summed, the likeliest shown; none that says a word twice back to back): a plain depth-first walk of the token
     tree. A branch is cut only when its probability so far is below the n-th best score found: every sequence
-    under it scores at most that, so nothing it holds could enter the top n."""
+    under it scores at most that on its own (the search's rule too: such a tokenization is not added in)."""
     read = prepare(lm, prefix, s.style, None, 24, quiet=True)
     tail = read.healing.tail if read.healing else b""
     ends = torch.from_numpy(word_starts(lm, len(lm.engine.read(read.ids)[0])))
@@ -79,11 +87,11 @@ def brute_force(lm, prefix, s, n, words):
         probs = next_probs(lm, read, tokens, s)
         text = text_of(tokens)
         spelled = allowed_after(lm, tail, tokens) is None
-        if spelled and any(c.isalnum() for c in text) and "\ufffd" not in text:
+        if spelled and any(c.isalnum() for c in text) and "\ufffd" not in text and not says_twice(prefix + text):
             score = p * float(probs[ends].sum())
             key = normalise(text)
-            if score > found.get(key, (0, None))[0]:
-                found[key] = (score, list(tokens))
+            total, best, tokens_shown = found.get(key, (0.0, 0.0, None))
+            found[key] = (total + score, *((score, list(tokens)) if score > best else (best, tokens_shown)))
         if "\ufffd" in text.rstrip("\ufffd"):
             return  # bytes that are no character, before the end: nothing after them is a query
         for token in torch.nonzero(probs).flatten().tolist():
@@ -95,7 +103,7 @@ def brute_force(lm, prefix, s, n, words):
                 walk(child, p * float(probs[token]))
 
     walk((), 1.0)
-    return sorted(found.values(), key=lambda v: -v[0])[:n]
+    return [(total, tokens) for total, _, tokens in sorted(found.values(), key=lambda v: -v[0])[:n]]
 
 
 # The tiny tokenizer cuts words into several tokens, so brute force must go deep; a small top-k keeps it small.

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from autocomplete.ui.explain import distribution, entropy_bits, view
-from autocomplete.text.heal import restrict
 from autocomplete.text.prompt import prepare
 
 
@@ -45,17 +44,19 @@ def test_cli_json_steps(cli, tiny_dir, tiny):
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["temperatures"] == [1.0, 0.3, 2.0] and record["style"] == "text"
-    assert [step["picked"]["token"] for step in record["steps"]] == record["tokens"]
-    # "san" is the word being typed: step 1 may only pick tokens that spell it (token healing), and its
-    # probabilities are the model's renormalised over those; step 2 is free again.
+    # "san" is the word being typed: it is finished as a whole first (autocomplete.text.word), the candidate words
+    # shown with their probabilities; the steps come after it, each free, at the model's own odds
+    word = record["word"]
+    assert word["text"].startswith("san") and word["candidates"][0]["text"] == word["text"]
+    chances = [c["probability"] for c in word["candidates"]]
+    assert chances == sorted(chances, reverse=True) and 0 < sum(chances) <= 1 + 1e-6
+    assert record["tokens"] == word["tokens"] + [step["picked"]["token"] for step in record["steps"]]
+    assert tiny.decode(word["tokens"]) == word["text"]
     read = prepare(tiny, "san", "text", None, 24, quiet=True)
-    allowed = read.allowed([])
     first, second = record["steps"][:2]
-    assert first["allowed_tokens"] == len(allowed) and second["allowed_tokens"] is None
-    assert {c["token"] for c in first["candidates"]} <= set(allowed.tolist())
-    logits = tiny.engine.read(read.ids)[0]
-    after = tiny.engine.read(read.ids + record["tokens"][:1])[0]
-    for step, expected in ((first, restrict(logits, allowed)), (second, after)):
+    assert first["allowed_tokens"] is None and second["allowed_tokens"] is None
+    for step, before in ((first, word["tokens"]), (second, word["tokens"] + [first["picked"]["token"]])):
+        expected = tiny.engine.read(read.ids + before)[0]
         for c in step["candidates"]:
             for t in ("1.0", "0.3", "2.0"):
                 assert c["probability"][t] == pytest.approx(
@@ -63,13 +64,14 @@ def test_cli_json_steps(cli, tiny_dir, tiny):
     assert second["entropy_bits"]["0.3"] < second["entropy_bits"]["1.0"] < second["entropy_bits"]["2.0"]
 
 
-def test_cli_table_says_the_style_and_the_constrained_step(cli, tiny_dir):
+def test_cli_table_says_the_style_and_the_word_chosen(cli, tiny_dir):
     result = cli("-m", str(tiny_dir), "--explain", "-t", "0", "-n", "2", "--style", "text", "san fr")
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr
-    assert "style text" in out and "spell the typed ' fr'" in out
-    step1 = out[out.index("step 1"):out.index("step 2")]
-    assert "tokens that fit the typed letters" in step1 and "picked ' francisco'" in step1
+    assert "style text" in out and "the typed ' fr' is finished as a whole word" in out
+    chosen = out[out.index("the typed word, finished"):out.index("step 1")]
+    assert "' francisco'" in chosen and "picked ' francisco'" in chosen
+    assert "picked ' weather'" in out[out.index("step 1"):]
 
 
 def test_cli_table(cli, tiny_dir):

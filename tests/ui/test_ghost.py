@@ -82,6 +82,29 @@ def test_ghost_text_in_the_repl(env, tiny_dir, tmp_path):
     assert entered == ["san francisco", "seoul subway map"]
 
 
+def test_the_suggestion_list_under_the_prompt(env, tiny_dir, tmp_path):
+    """/suggest 3 on: the list shows while typing, before any Enter; ↓ picks a row into the line, Enter lists it."""
+    session = PtySession([console_script(), "-m", str(tiny_dir), "-t", "1", "-k", "3", "-p", "1"],
+                         {**env, "TERM": "xterm"})
+    try:
+        session.expect(">")
+        session.send("/suggest 3\r")
+        session.expect("suggestions: 3 per line")
+        session.send("san fr")
+        session.expect("san francisco weather")  # a row of the list, drawn under the input line
+        session.expect("%")
+        session.send("\x1b[B")  # ↓ takes the first row into the line
+        session.send("\r")
+        session.expect("san francisco")
+        session.expect(">")
+        session.send("\x04")
+        assert session.wait() == 0
+    finally:
+        session.close()
+    entered = [line[1:] for line in (tmp_path / "data" / "history").read_text().splitlines() if line.startswith("+")]
+    assert entered[-1].startswith("san francisco")
+
+
 def test_ghost_text_finishes_the_word_being_typed_on_the_real_model(smol):
     """Ghost text heals too: typed "stock mar", the grey text starts with the rest of the word."""
     assert continuation(smol, "stock mar", style="query").startswith("ket")
