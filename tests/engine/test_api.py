@@ -390,22 +390,25 @@ def test_a_healed_sampled_completion_is_reproducible_by_seed(cli, llama_engine):
 
 
 def test_explain_over_llama_cpp(cli, llama_engine):
-    """Each step from the engine's alternatives: the picks spell the typed word again, then the completion; the
-    healing step is over the tokens that fit; T = 0 is one-hot on the pick."""
+    """The typed word finished as a whole first, from the engine's alternatives (the candidate words shown), then each
+    step from them: T = 0 is one-hot on the pick."""
     result = cli("--api", llama_engine, "--style", "query", "--explain", "--json", "-t", "0", "-t", "1.5", "-n", "4",
                  "stock mar")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
+    word = record["word"]
+    assert word["text"].lower().startswith(" mar") and word["candidates"][0]["text"] == word["text"]
     picks = "".join(step["picked"]["text"] for step in record["steps"])
-    assert picks.startswith(" mar") and picks[len(" mar"):].startswith(record["completion"])
-    assert record["completion"].startswith("ket") and record["steps"][0]["allowed_tokens"] >= 1
+    # the completion: the word past the typed letters, then the steps' picks (cut where the query's line ends)
+    assert (word["text"][len(" mar"):] + picks).startswith(record["completion"])
+    assert record["completion"].startswith(word["text"][len(" mar"):])
+    assert record["completion"].startswith("ket") and record["steps"]
+    assert all(step["allowed_tokens"] is None for step in record["steps"])  # past the word: any token
     for step in record["steps"]:
         assert all(c["token"] is None and "logprob" in c for c in step["candidates"])
         cold = [c["probability"]["0.0"] for c in step["candidates"]]
         assert cold.count(1.0) == 1 and sum(cold) == 1.0
         assert step["candidates"][cold.index(1.0)]["text"] == step["picked"]["text"]
-    first = [c["probability"]["1.0"] for c in record["steps"][0]["candidates"]]
-    assert abs(sum(first) - 1) < 1e-6 or len(first) == 8  # over the tokens that fit (all shown unless > 8)
     shown = cli("--api", llama_engine, "--style", "query", "--explain", "-t", "0", "-n", "2", "stock mar")
     assert shown.returncode == 0 and "probabilities approximate" in shown.stdout.decode()
 
