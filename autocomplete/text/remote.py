@@ -30,6 +30,7 @@ from autocomplete.text.complete import Completion
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found, Tally, repeats
 
+SPELLING = Settings(temperature=1.0, top_k=0, top_p=1.0)  # the odds while the typed letters are spelled again
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
 PARALLEL = 4  # steps asked at once: an engine with batching answers them together
@@ -180,7 +181,11 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                 # The typed letters restrict the choice before the sampler reshapes it, as in process: what is drawn
                 # is given the letters typed.
                 p = -neg_p
-                probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)], settings)
+                probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)],
+                                settings if spelled(text, typed, fold) else SPELLING)
+                if not spelled(text, typed, fold):  # the model's own odds over the tokens that fit, as in process
+                    total = sum(q for _, q in probs)
+                    probs = [(t, q / total) for t, q in probs]
                 shown = text[len(typed):]
                 if spelled(text, typed, fold) and any(c.isalnum() for c in shown) and not repeats(prefix, shown):
                     score = p * sum(q for token, q in probs if ends(token))

@@ -48,10 +48,13 @@ def says_twice(text: str) -> bool:
 
 
 def next_probs(lm, read, tokens, s):
+    """The search's odds after `tokens`: while they spell the typed word, the model's own (T = 1, no top-k or top-p)
+    over the tokens that fit; after, the sampler's."""
     logits = torch.from_numpy(lm.engine.read(read.ids + list(tokens), read.after())[0])
     allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
     if allowed is not None:
         logits = torch.where(torch.isin(torch.arange(len(logits)), torch.tensor(allowed)), logits, -torch.inf)
+        return sampler_probs(logits, Settings(temperature=1.0, top_k=0, top_p=1.0))
     return sampler_probs(logits, s)
 
 
