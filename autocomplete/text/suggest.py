@@ -3,9 +3,10 @@
 In the query style a suggestion is a whole query: P(its tokens) x P(the query ends there: a line break or the end
 of the text). In the text style it ends at a word boundary: P(tokens) x P(next token starts a new word or ends the
 text). Either way the probability is the chance that the model, sampling under the current temperature / top-k /
-top-p, writes exactly those tokens once the first ones have spelled the word being typed again (token healing; while
-they spell it, the model's own odds count: which word the letters become is the model's to say); the tokenizations
-found of one suggestion (and its case and spacing variants) are summed. A suggestion that says a
+top-p, writes exactly those tokens once the first ones have spelled the word being typed again, in any of the ways
+the vocabulary can spell it (whole-word healing; while they spell it, the model's own odds count: which word the
+letters become is the model's to say); the tokenizations found of one suggestion (and its case and spacing
+variants) are summed. A suggestion that says a
 word twice back to back is never listed, nor followed (autocomplete.text.suggestions.repeats).
 
 Best-first search over the token tree. A continuation is never likelier than its prefix, so once the N-th best
@@ -75,15 +76,14 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
     root_read = read.root(lm)  # remembered: the next keystroke's search finds this one's rows read
     logits = root_read.logits
-    # The typed letters spelled as token healing does (a token that covers them wins over a piece): searching
-    # every tokenization (as autocomplete.text.word does for one word) measured worse here, 90% of our 3+-letter
-    # prefixes' right word in the top 5 against 95%, the pieces' odd tokenizations taking the list's places.
-    # While the typed letters are spelled again, the model's own odds: the letters are given, and which word they
-    # become is the model's to say (as in autocomplete.text.word). Under the sampler's, T 0.7 and top-p 0.95 over
-    # the tokens that fit gave " you" all of "new yo" and left " York" out; our prefixes' right word in the top 5:
-    # 3+ letters typed 95% -> 97%, 1-2 letters 86% -> 93%.
+    # The typed letters spelled again in every way the vocabulary can (whole-word healing, as autocomplete.text.word
+    # does for one word): "new yo" finds "york" as ` yo` + `rk` too, a tokenization token healing never tries.
+    # While they are spelled, the model's own odds: the letters are given, and which word they become is the
+    # model's to say. Under the sampler's, T 0.7 and top-p 0.95 over the tokens that fit gave " you" all of "new yo"
+    # and left " York" out. Our prefixes' right word in the top 5: 1-2 letters typed 86% -> 98%, 3+ letters 95%.
     spelling = Settings(temperature=1.0, top_k=0, top_p=1.0)
-    root = next_token_probs(restrict(logits, read.allowed([])), spelling if read.healing else settings)
+    every = read.healing.every if read.healing else (lambda generated: None)
+    root = next_token_probs(restrict(logits, every([])), spelling if read.healing else settings)
     ends = (line_ends if read.style == "query" else word_starts)(lm, root.shape[-1])
     context = len(read.ids) + (len(read.frame.ids) if read.frame else 0)
     batch = max(1, min(batch, CACHE_BUDGET // max(1, context)))
@@ -139,7 +139,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         nodes = [heapq.heappop(frontier) for _ in range(min(batch, len(frontier)))]
         continuations = [t for _, _, t in nodes]
         logits = tree.next_logits(continuations)
-        allowed = [read.allowed(list(t)) for t in continuations]
+        allowed = [every(list(t)) for t in continuations]
         if any(a is not None for a in allowed):
             logits = np.stack([restrict(row, a) for row, a in zip(logits, allowed)])
         rows = [next_token_probs(row[None], settings if a is None else spelling)[0] for row, a in zip(logits, allowed)]

@@ -29,15 +29,14 @@ def sampler_probs(logits: torch.Tensor, s: Settings) -> torch.Tensor:
 
 
 def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
-    """Token healing written out independently: the tokens that begin with what is left of the typed word, or,
-    when none does, those that are a piece of it. None once it is spelled."""
+    """Whole-word healing's constraint written out independently: every token that spells on what is left of the
+    typed word (begins with it, or is a piece of it), so every tokenization of it is searched. None once spelled."""
     pieces = lm.vocab.pieces
     spelled = b"".join(pieces[t] for t in tokens)
     if len(spelled) >= len(tail):
         return None
     rest = tail[len(spelled):]
-    return ([i for i, p in enumerate(pieces) if p and p.startswith(rest)]
-            or [i for i, p in enumerate(pieces) if p and rest.startswith(p) and p != rest])
+    return [i for i, p in enumerate(pieces) if p and (p.startswith(rest) or rest.startswith(p))]
 
 
 def says_twice(text: str) -> bool:
