@@ -6,13 +6,13 @@ text). Either way the probability is the chance that the model, sampling under t
 top-p, writes exactly those tokens once the first ones have spelled the word being typed again, in any of the ways
 the vocabulary can spell it (whole-word healing; while they spell it, the model's own odds count: which word the
 letters become is the model's to say); the tokenizations found of one suggestion (and its case and spacing
-variants) are summed. A suggestion that says a
-word twice back to back is never listed, nor followed (autocomplete.text.suggestions.repeats).
+variants) are summed. A suggestion that says a word twice back to back is never listed, nor followed
+(autocomplete.text.suggestions.repeats).
 
 Best-first search over the token tree. A continuation is never likelier than its prefix, so once the N-th best
 suggestion found beats every prefix still waiting, no tokenization left can overtake it (a suggestion's other
-tokenizations still waiting, each below that bar, are not added in). Each step
-expands a batch of the likeliest waiting prefixes in one forward pass that shares the prompt's KV cache.
+tokenizations still waiting, each below that bar, are not added in). Each step expands a batch of the likeliest
+waiting prefixes in one forward pass that shares the prompt's KV cache.
 """
 
 from __future__ import annotations
