@@ -194,7 +194,6 @@ class Healing:
             self._allowed[rest] = np.array(ids, dtype=np.int64)
         return self._allowed[rest]
 
-
     def every(self, generated: list[int]) -> np.ndarray | None:
         """Every token the next one may be and the tokens still spell the tail: those that begin with what is
         left and those that are a piece of it (whole-word healing counts every tokenization of a word; `allowed`

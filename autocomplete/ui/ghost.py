@@ -121,17 +121,23 @@ class Ghost:
             self._latest = ticket
             self._changed.notify_all()
 
-    def __call__(self, text: str) -> str:
+    def _keystroke(self) -> Callable[[], bool] | None:
+        """A new keystroke's ticket: wanted() says whether no newer one came since; None if one came during the
+        pause in typing it waits for (typing fast: only the last keystroke's text is worth computing)."""
         ticket = object()
         self._supersede(ticket)
 
         def wanted() -> bool:
             return self._latest is ticket
 
+        with self._changed:
+            return None if self._changed.wait_for(lambda: not wanted(), self.debounce) else wanted
+
+    def __call__(self, text: str) -> str:
         try:
-            with self._changed:  # typing fast: only the last keystroke's text is worth computing
-                if self._changed.wait_for(lambda: not wanted(), self.debounce):
-                    return ""
+            wanted = self._keystroke()
+            if wanted is None:
+                return ""
             settings, source = self._settings(), self._model()
             if source is None:  # the server just went away; the model is not loaded here yet
                 return ""
@@ -149,20 +155,15 @@ class Ghost:
         """The REPL's list under the prompt: the n likeliest suggestions for `text` (autocomplete.text.suggest, or
         the warm server's, or the --api engine's), after the same pause in typing; [] once a newer keystroke came
         (the search stops at its next forward) or on any error."""
-        ticket = object()
-        self._supersede(ticket)
-
-        def wanted() -> bool:
-            return self._latest is ticket
-
-        def check() -> None:
-            if not wanted():
-                raise _Enough
-
         try:
-            with self._changed:
-                if self._changed.wait_for(lambda: not wanted(), self.debounce):
-                    return []
+            wanted = self._keystroke()
+            if wanted is None:
+                return []
+
+            def check() -> None:
+                if not wanted():
+                    raise _Enough
+
             settings, source = self._settings(), self._model()
             if source is None:
                 return []
