@@ -2,23 +2,27 @@
 (before the word being typed) was read before is not read again, and a suggestion search that grows from where an
 earlier one did (the next keystroke, which only added letters to the word) reads none of the rows that one read.
 
-Only whole reads are reused, not a remembered start of a longer one: read after a remembered state, the rest
-rounds a little differently than read at once, which after a frame the tiny test model never saw changed a greedy
-completion (the server's answer would hang on what it was asked before), and it saves little: the frame, most of
-what is read, has its own cache (autocomplete.text.prompt), and on the starter 8 tokens read at once take 29 ms
-against 16 ms for one (the AMX machine's bench, 2026-12-02).
-
 A Root is one read: the logits after it, its state (never changed: read() leaves the state it reads after as it
 is, and a Tree only reads it) and the Tree grown from it, every row's logits kept. Roots are kept by (what they
-were read after, their tokens), the least recently used dropped once they hold more than BUDGET bytes (their
-keys and values, their rows' keys and values and logits).
+were read after, their tokens).
+
+A search may also start inside an earlier root's tree (`grown`): once "how" was searched, the rows "how", "how to",
+"how to make" are read, and "how " or "how to " is a row of that tree, not a new read (typing on past a word
+read none of the rows its search reads again). Only the suggestion search asks for that: a row rounds a little
+differently than the same tokens read at once, and a greedy completion, which after a frame the tiny test model
+never saw changed with it, must not hang on what was asked before (the warm server's answers); a suggestion
+list's probabilities are the same to five digits, its order the same but for ties.
+
+Memory: the least recently used roots go once all of them hold more than BUDGET bytes (keys and values, logits);
+within the last one, its least recently used rows (their logits, keys and values: a child keeps its own copy of
+its parent's, and a row dropped is read again if asked for).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 
@@ -26,27 +30,78 @@ BUDGET = 256 * 2**20
 
 
 class Remembered:
-    """A Tree whose rows' logits are kept: a row asked for again is not read again."""
+    """A Tree whose rows' logits are kept: a row asked for again is not read again. memo() keeps what the text layer
+    works out from a row (a search's digest of it) beside it, dropped with it."""
 
     def __init__(self, tree, per_token: int):
         self.tree, self.per_token = tree, per_token
-        self.logits: dict[tuple[int, ...], np.ndarray] = {}
+        self.logits: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self.memos: dict[tuple[int, ...], dict] = {}
         self.nbytes = 0
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         missing = [c for c in dict.fromkeys(continuations) if c not in self.logits]
+        kv = getattr(self.tree, "kv", None)  # a tree that keeps rows' keys and values needs a row's parent's
+        if kv is not None:
+            parents = [c[:-1] for c in missing if c[:-1] not in kv]
+            if parents:  # dropped: read again, first (a row is read after its parent's keys and values)
+                self.next_logits(list(dict.fromkeys(parents)))
+                missing = [c for c in missing if c not in self.logits]
         if missing:
             for c, row in zip(missing, self.tree.next_logits(missing)):
                 self.logits[c] = row
-                self.nbytes += row.nbytes + self.per_token * len(c)  # the row's logits, its keys and values
+                self.nbytes += self.per_token * len(c) + row.nbytes  # its keys and values, its logits
+        for c in continuations:
+            self.logits.move_to_end(c)
         return np.stack([self.logits[c] for c in continuations])
+
+    def read(self, continuation: tuple[int, ...]) -> bool:
+        """Whether the row is kept (asking for it reads nothing)."""
+        return continuation in self.logits
+
+    def memo(self, continuations: list[tuple[int, ...]], keys: list[Hashable],
+             compute: Callable[[np.ndarray, Hashable], object]) -> list:
+        """compute(a row's logits, its key) for each row, once per key while the row is kept (the rows not yet
+        read, read in one batch)."""
+        todo = [(c, k) for c, k in dict.fromkeys(zip(continuations, keys)) if k not in self.memos.get(c, ())]
+        if todo:
+            for (c, k), row in zip(todo, self.next_logits([c for c, _ in todo])):
+                self.memos.setdefault(c, {})[k] = compute(row, k)
+        for c in continuations:
+            self.logits.move_to_end(c)
+        return [self.memos[c][k] for c, k in zip(continuations, keys)]
+
+    def drop_oldest(self) -> None:
+        c, row = self.logits.popitem(last=False)
+        self.memos.pop(c, None)
+        kv = getattr(self.tree, "kv", None)
+        if kv is not None and c:
+            kv.pop(c, None)
+        self.nbytes -= self.per_token * len(c) + row.nbytes
+
+
+class Within:
+    """The rows of a Tree under one of its rows: `path` + continuation."""
+
+    def __init__(self, tree: Remembered, path: tuple[int, ...]):
+        self.tree, self.path = tree, path
+
+    def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
+        return self.tree.next_logits([self.path + c for c in continuations])
+
+    def read(self, continuation: tuple[int, ...]) -> bool:
+        return self.tree.read(self.path + continuation)
+
+    def memo(self, continuations: list[tuple[int, ...]], keys: list[Hashable],
+             compute: Callable[[np.ndarray, Hashable], object]) -> list:
+        return self.tree.memo([self.path + c for c in continuations], keys, compute)
 
 
 class Root:
     def __init__(self, engine, logits: np.ndarray, state):
         self.logits, self.state = logits, state
         self.per_token = engine.nbytes(state) // max(1, engine.length(state))
-        self._engine, self._tree = engine, None
+        self._engine, self._tree, self._memos = engine, None, {}
 
     @property
     def tree(self) -> Remembered:
@@ -54,23 +109,55 @@ class Root:
             self._tree = Remembered(self._engine.tree(self.state), self.per_token)
         return self._tree
 
+    def memo(self, key: Hashable, compute: Callable[[np.ndarray, Hashable], object]):
+        """compute(the logits after the read, key), once per key."""
+        if key not in self._memos:
+            self._memos[key] = compute(self.logits, key)
+        return self._memos[key]
+
     @property
     def nbytes(self) -> int:
         return self._engine.nbytes(self.state) + self.logits.nbytes + (self._tree.nbytes if self._tree else 0)
+
+
+class Grown:
+    """A root found as a row of an earlier root's tree: its logits that row's, its tree the rows under it. Its
+    state, which only a completion needs, is read when asked for."""
+
+    def __init__(self, under: Root, path: tuple[int, ...], read: Callable[[], object]):
+        self.logits = under.tree.next_logits([path])[0]
+        self.tree = Within(under.tree, path)
+        self._read, self._state = read, None
+
+    def memo(self, key: Hashable, compute: Callable[[np.ndarray, Hashable], object]):
+        return self.tree.memo([()], [key], compute)[0]
+
+    @property
+    def state(self):
+        if self._state is None:
+            self._state = self._read()
+        return self._state
 
 
 class Prefixes:
     def __init__(self, budget: int = BUDGET):
         self.budget = budget
         self.roots: OrderedDict[tuple, Root] = OrderedDict()
-        self._lock = threading.Lock()  # the REPL's ghost text searches in a thread of its own
+        self._lock = threading.RLock()  # the REPL's ghost text searches in a thread of its own
 
-    def root(self, engine, ids: list[int], after=None, after_key: Hashable = None) -> Root:
+    def root(self, engine, ids: list[int], after=None, after_key: Hashable = None, grown: bool = False):
         """The read of `ids` after `after` (known to this cache as `after_key`), remembered: the same tokens again
-        are not read."""
+        are not read. grown: a row of an earlier root's tree that holds these tokens will do (see the module)."""
         key = (engine.identity, after_key, tuple(ids))
         with self._lock:
             root = self.roots.get(key)
+            if root is None and grown:
+                under = self._under(key)
+                if under is not None:
+                    self.roots.move_to_end(under[0])
+                    found = Grown(self.roots[under[0]], under[1], lambda: engine.read(ids, after)[1])
+                    self._trim()
+                    return found
         if root is None:
             logits, state = engine.read(ids, after)
             root = Root(engine, logits, state)
@@ -80,10 +167,24 @@ class Prefixes:
             self._trim()
         return root
 
+    def _under(self, key: tuple) -> tuple[tuple, tuple[int, ...]] | None:
+        """The remembered root whose tree holds `key`'s tokens as a row read, the longest: (its key, the row)."""
+        identity, after_key, ids = key
+        best = None
+        for (i, a, start), root in self.roots.items():
+            if (i, a) == (identity, after_key) and len(start) < len(ids) and ids[:len(start)] == start \
+                    and root._tree is not None and ids[len(start):] in root._tree.logits \
+                    and (best is None or len(start) > len(best[0][2])):
+                best = ((i, a, start), ids[len(start):])
+        return best
+
     def _trim(self) -> None:
         total = sum(root.nbytes for root in self.roots.values())
         while len(self.roots) > 1 and total > self.budget:
             _, dropped = self.roots.popitem(last=False)
             total -= dropped.nbytes
-        if total > self.budget:  # one root whose rows outgrew the budget: they go, the read stays
-            next(iter(self.roots.values()))._tree = None
+        last = next(iter(self.roots.values()), None)
+        while total > self.budget and last is not None and last._tree is not None and last._tree.logits:
+            before = last._tree.nbytes
+            last._tree.drop_oldest()  # one root whose rows outgrew the budget: the least recent rows go
+            total -= before - last._tree.nbytes

@@ -27,10 +27,10 @@ from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text import frames
 from autocomplete.text.complete import Completion
+from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found, Tally, repeats
 
-SPELLING = Settings(temperature=1.0, top_k=0, top_p=1.0)  # the odds while the typed letters are spelled again
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
 PARALLEL = 4  # steps asked at once: an engine with batching answers them together
@@ -182,8 +182,9 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                 # is given the letters typed.
                 p = -neg_p
                 probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)],
-                                settings if spelled(text, typed, fold) else SPELLING)
-                if not spelled(text, typed, fold):  # the model's own odds over the tokens that fit, as in process
+                                settings if spelled(text, typed, fold) else
+                                odds_while_spelling(typed[len(text):], settings))
+                if not spelled(text, typed, fold):  # over the tokens that fit, as in process
                     total = sum(q for _, q in probs)
                     probs = [(t, q / total) for t, q in probs]
                 shown = text[len(typed):]

@@ -40,12 +40,39 @@ def keep_top_k(logits: np.ndarray, k: int) -> np.ndarray:
 def keep_top_p(logits: np.ndarray, p: float) -> np.ndarray:
     """The likeliest tokens that together hold probability p stay (at least one); the rest go to -inf. Counted from
     the unlikely end: a token goes if it and everything less likely hold at most 1 - p."""
-    order = np.argsort(logits, axis=-1, kind="stable")
-    ascending = np.take_along_axis(logits, order, axis=-1)
-    drop = np.cumsum(softmax(ascending), axis=-1) <= 1 - p
-    drop[..., -1] = False
-    out = logits.copy()
-    np.put_along_axis(out, order, np.where(drop, -np.inf, ascending), axis=-1)
+    rows = logits.reshape(-1, logits.shape[-1])
+    return np.stack([_top_p_row(row, p) for row in rows]).reshape(logits.shape)
+
+
+# A stable sort of a 49k vocabulary took 8.5 ms a row (the AMX Xeon): a suggestion search warps hundreds of rows.
+# The cut is nearly always among the likeliest few hundred, so only those are sorted (all that top-k left, if
+# fewer) and the rest summed; where the cut falls below them (or on a tie with the rest), the whole row is sorted.
+_HEAD = 1024
+
+
+def _top_p_row(row: np.ndarray, p: float) -> np.ndarray:
+    finite = np.flatnonzero(row > -np.inf)
+    if 0 < finite.size and (finite.size < row.size or row.size > 2 * _HEAD):
+        head = finite
+        if finite.size > 2 * _HEAD:  # by index after the partition: ties stay in order
+            head = np.sort(finite[np.argpartition(row[finite], finite.size - _HEAD)[finite.size - _HEAD:]])
+        order = head[np.argsort(row[head], kind="stable")]
+        rest = np.ones(row.size, dtype=bool)
+        rest[head] = False
+        probs = softmax(row)
+        drop = np.cumsum(probs[order]) + probs[rest].sum() <= 1 - p
+        drop[-1] = False
+        kept = order[np.argmin(drop)]
+        if head.size == finite.size or (drop[0] and row[kept] > row[rest].max()):  # the cut inside the head
+            out = np.full_like(row, -np.inf)
+            out[order[~drop]] = row[order[~drop]]
+            return out
+    order = np.argsort(row, kind="stable")
+    ascending = row[order]
+    drop = np.cumsum(softmax(ascending)) <= 1 - p
+    drop[-1] = False
+    out = row.copy()
+    out[order] = np.where(drop, -np.inf, ascending)
     return out
 
 

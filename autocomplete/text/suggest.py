@@ -11,8 +11,14 @@ variants) are summed. A suggestion that says a word twice back to back is never 
 
 Best-first search over the token tree. A continuation is never likelier than its prefix, so once the N-th best
 suggestion found beats every prefix still waiting, no tokenization left can overtake it (a suggestion's other
-tokenizations still waiting, each below that bar, are not added in). Each step expands a batch of the likeliest
-waiting prefixes in one forward pass that shares the prompt's KV cache.
+tokenizations still waiting, each below that bar, are not added in). Each forward reads a batch of the likeliest
+waiting prefixes not read before, sharing the prompt's keys and values; a prefix an earlier list read (the
+previous keystroke's: autocomplete.engine.prefix) is expanded without one.
+
+Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_READS rows read a list
+(read on while the list has fewer than N: a list is never left empty for speed), MAX_CHILDREN tokens a prefix,
+MAX_EXPANSIONS prefixes. The read bound is what keeps a list at typing speed; since rows read before are free,
+typing on, each list searches deeper than the last, and one typed at once goes as deep as the bound allows.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from autocomplete.engine.models import LoadedModel
 from autocomplete.settings import Settings
-from autocomplete.text.heal import restrict
+from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.sample import probabilities
 from autocomplete.text.suggestions import Found, Tally, normalise, repeats  # noqa: F401 (normalise: for the tests)
@@ -33,6 +40,10 @@ from autocomplete.text.suggestions import Found, Tally, normalise, repeats  # no
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
 MAX_CHILDREN = 64
 MAX_EXPANSIONS = 400
+# Rows read per list (see the module). Our prefixes typed at once, the right word in the top 5: 3+ letters of it
+# typed 95% at 24 as unbounded (92% at 16), 1-2 letters 95% (98% unbounded, 91% at 16); typed letter by letter,
+# 1.9x generate()'s time per token a keystroke at 24 (5.7x unbounded; the AMX Xeon, 2026-12-03).
+MAX_READS = 24
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
 
@@ -65,28 +76,56 @@ def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> np.ndarray:
     return mask
 
 
+class Digest(NamedTuple):
+    """What the search takes from a row: the chance the query (or word) ends there, the likeliest next tokens (at
+    most MAX_CHILDREN, best first) and their probabilities, and whether more had any (cut)."""
+
+    end: float
+    tokens: list[int]
+    probs: list[float]
+    cut: bool
+
+
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
-            batch: int = 4, check: Callable[[], None] = lambda: None) -> Found:
+            batch: int = 8, check: Callable[[], None] = lambda: None) -> Found:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
     its tokens and then the end of the query. In the text style it ends at a word boundary.
-    batch: prefixes expanded per forward. Small batches waste less: a forward costs about its rows x their
-    lengths, and a wide batch mostly expands prefixes that turn out not to matter (measured on SmolLM2: 4 rows
-    took half the time of 16, the same suggestions).
+    batch: rows read per forward. A forward of 8 rows took 47 ms against 26 ms for one and 83 ms for 16 (the
+    starter, int8, the AMX Xeon); at 12 or 16 the read bound bought worse lists (the right word in 92% of top 5s
+    on our prefixes against 95%) no faster, the wider batch reading prefixes that turned out not to matter.
     check: called before every forward; what it raises ends the search (the warm server's client hung up)."""
     read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
-    root_read = read.root(lm)  # remembered: the next keystroke's search finds this one's rows read
-    logits = root_read.logits
+    # Remembered (autocomplete.engine.prefix): the next keystroke's search finds this one's rows read and digested,
+    # and one past a word finds its start as a row of this one's tree.
+    root_read = read.root(lm, grown=True)
     # The typed letters spelled again in every way the vocabulary can (whole-word healing, as autocomplete.text.word
     # does for one word): "new yo" finds "york" as ` yo` + `rk` too, a tokenization token healing never tries.
-    # While they are spelled, the model's own odds: the letters are given, and which word they become is the
-    # model's to say. Under the sampler's, T 0.7 and top-p 0.95 over the tokens that fit gave " you" all of "new yo"
-    # and left " York" out. Our prefixes' right word in the top 5: 1-2 letters typed 86% -> 98%, 3+ letters 95%.
-    spelling = Settings(temperature=1.0, top_k=0, top_p=1.0)
-    every = read.healing.every if read.healing else (lambda generated: None)
-    root = next_token_probs(restrict(logits, every([])), spelling if read.healing else settings)
-    ends = (line_ends if read.style == "query" else word_starts)(lm, root.shape[-1])
+    # Our prefixes' right word in the top 5 with the model's own odds while spelling (odds_while_spelling): 1-2
+    # letters typed 86% -> 98%, 3+ letters 95%.
+    ends = (line_ends if read.style == "query" else word_starts)(lm, root_read.logits.shape[-1])
     context = len(read.ids) + (len(read.frame.ids) if read.frame else 0)
     batch = max(1, min(batch, CACHE_BUDGET // max(1, context)))
+
+    def key(tokens: tuple[int, ...]) -> tuple:
+        """What a row's digest depends on besides its logits: the letters still to spell and the odds they go by."""
+        rest = read.healing.remaining(list(tokens)) if read.healing else b""
+        odds = odds_while_spelling(rest, settings)
+        return ("suggest", read.style, rest, rest and read.healing.fold, odds.temperature, odds.top_k, odds.top_p)
+
+    def digest(logits: np.ndarray, key: tuple) -> Digest:
+        _, _, rest, _, temperature, top_k, top_p = key
+        # Only the tokens that can get a probability are warped (a row's whole vocabulary took 2 ms): those that
+        # spell what is left of the letters, else the top k and any tied with the k-th. The rest get 0 either way.
+        ids = read.healing.every_for(rest) if rest else None
+        if ids is None and 0 < top_k < logits.size:
+            ids = np.flatnonzero(logits >= np.partition(logits, -top_k)[-top_k])
+        probs = probabilities((logits if ids is None else logits[ids])[None], temperature, top_k, top_p)[0]
+        candidates = np.flatnonzero(probs)
+        k = min(MAX_CHILDREN, candidates.size)
+        top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
+        top = top[np.argsort(-probs[top], kind="stable")]
+        end = float(probs[ends if ids is None else ends[ids]].sum())
+        return Digest(end, (top if ids is None else ids[top]).tolist(), probs[top].tolist(), k < candidates.size)
 
     found = Tally()
     left_out = 0.0  # the most a token beyond MAX_CHILDREN could have had
@@ -96,29 +135,22 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     def bar() -> float:
         return found.bar(n)
 
-    def expand(tokens: tuple[int, ...], p: float, probs: np.ndarray) -> None:
+    def expand(tokens: tuple[int, ...], p: float, row: Digest) -> None:
         text = read.shown(list(tokens))
         spelled = read.healing is None or not read.healing.remaining(list(tokens))
         # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
         # first bytes (followed, not suggested); before the end it never goes away (not followed either).
         if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text and not repeats(prefix, text):
-            score = p * float(probs[ends].sum())
+            score = p * row.end
             if score > 0:
                 found.add(text, score, list(tokens))
         if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True):
             return  # bytes that are no character, or a word said twice: whatever follows stays so
         nonlocal left_out
-        # Only the tokens top-k and top-p left (numpy's partition over the ~50,000 zeros they leave, all ties, takes
-        # 6 ms a row against 0.4 ms over distinct values: on the starter it was a third of a suggestion list).
-        candidates = np.flatnonzero(probs)
-        k = min(MAX_CHILDREN, candidates.size)
-        top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
-        top = top[np.argsort(-probs[top], kind="stable")]
-        values = probs[top]
         threshold = bar()
-        if k < candidates.size:
-            left_out = max(left_out, p * float(values[-1]))  # what a token past the 64th could still have
-        for q, token in zip(values.tolist(), top.tolist()):
+        if row.cut:
+            left_out = max(left_out, p * row.probs[-1])  # what a token past the 64th could still have
+        for q, token in zip(row.probs, row.tokens):
             if p * q <= threshold:
                 break  # sorted: the rest are smaller still
             if token in lm.eos_ids:
@@ -129,23 +161,34 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             if "\n" not in text and len(text.split()) <= words and len(child) <= read.max_new:
                 heapq.heappush(frontier, (-p * q, next(tiebreak), child))
 
-    expand((), 1.0, root)
+    expand((), 1.0, root_read.memo(key(()), digest))
     tree = root_read.tree
-    expansions = 0
+    expansions = reads = 0
+    unread = 0.0  # the likeliest prefix left unread once MAX_READS rows were read
     while frontier and expansions < MAX_EXPANSIONS:
         if -frontier[0][0] <= bar():
             break  # nothing waiting can beat the N-th best: the answer is exact
-        check()
-        nodes = [heapq.heappop(frontier) for _ in range(min(batch, len(frontier)))]
-        continuations = [t for _, _, t in nodes]
-        logits = tree.next_logits(continuations)
-        allowed = [every(list(t)) for t in continuations]
-        if any(a is not None for a in allowed):
-            logits = np.stack([restrict(row, a) for row, a in zip(logits, allowed)])
-        rows = [next_token_probs(row[None], settings if a is None else spelling)[0] for row, a in zip(logits, allowed)]
-        for (neg_p, _, tokens), probs in zip(nodes, rows):
-            expand(tokens, -neg_p, probs)
-        expansions += len(nodes)
+        # Best first: a row read before (an earlier keystroke's) is expanded at once, for nothing; the next `batch`
+        # rows not read yet are read in one forward, full however many of the rows around them are known.
+        pending = []
+        while frontier and len(pending) < batch and -frontier[0][0] > bar() and expansions < MAX_EXPANSIONS:
+            neg_p, _, tokens = heapq.heappop(frontier)
+            if tree.read(tokens):
+                expand(tokens, -neg_p, tree.memo([tokens], [key(tokens)], digest)[0])
+                expansions += 1
+            elif reads < MAX_READS or len(found.found) < n:  # a list not yet full reads on
+                pending.append((-neg_p, tokens))
+            else:
+                unread = max(unread, -neg_p)
+        if pending:
+            check()
+            rows = tree.memo([t for _, t in pending], [key(t) for _, t in pending], digest)
+            for (p, tokens), row in zip(pending, rows):
+                expand(tokens, p, row)
+            expansions += len(pending)
+            reads += len(pending)
     result = found.best(n)
-    result.exact = max(left_out, -frontier[0][0] if frontier else 0.0) <= bar()
+    result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
+    result.note = (f"The search stopped at its bound ({MAX_READS} rows read, {MAX_CHILDREN} tokens a step, "
+                   f"{MAX_EXPANSIONS} prefixes): a suggestion it left out could be likelier than the last ones shown.")
     return result

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 
 class Found(list):
-    """The suggestions, best first; exact is False when the search stopped at its bounds (MAX_CHILDREN tokens per
-    step, MAX_EXPANSIONS prefixes) while something it left out could still have made the list."""
+    """The suggestions, best first; exact is False when the search stopped at one of its bounds (the search says
+    which in `note`) while something it left out could still have made the list."""
 
     exact = True
     # Said under the list when it isn't exact ("" when said elsewhere, once).
-    note = ("The search stopped at its bound (64 tokens a step, 400 prefixes): a suggestion it left out could be "
-            "likelier than the last ones shown.")
+    note = "The search stopped at its bound: a suggestion it left out could be likelier than the last ones shown."
 
 
 @dataclass

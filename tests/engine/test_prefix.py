@@ -30,6 +30,9 @@ class Counting:
                 outer.rows += len(continuations)
                 return tree.next_logits(continuations)
 
+            def __getattr__(self, name):  # its rows' keys and values (kv), where the engine keeps them
+                return getattr(tree, name)
+
         return Tree()
 
     def __getattr__(self, name):
@@ -83,3 +86,56 @@ def test_the_budget_drops_the_least_recently_used(tiny):
     prefixes._trim()
     kept = [key[2] for key in prefixes.roots]
     assert tuple(tiny.encode("san")) not in kept and len(kept) == 2
+
+
+def test_a_root_grown_from_an_earlier_tree_reads_nothing(tiny):
+    """"how" searched reads the row "how" + " to"; "how to" is then found as that row (grown=True): no read, the
+    same logits as reading it at once (to rounding), its rows those under the row, its state read when asked."""
+    engine, prefixes = Counting(tiny.engine), Prefixes()
+    ids = tiny.encode("san francisco")
+    first = prefixes.root(engine, ids[:1])
+    first.tree.next_logits([tuple(ids[1:2]), tuple(ids[1:])])
+    reads = engine.read_tokens
+    grown = prefixes.root(engine, ids, grown=True)
+    assert engine.read_tokens == reads  # nothing read
+    fresh, state = tiny.engine.read(ids)
+    np.testing.assert_allclose(grown.logits, fresh, rtol=1e-4, atol=1e-4)
+    token = int(fresh.argmax())
+    np.testing.assert_array_equal(grown.tree.next_logits([(token,)])[0],
+                                  first.tree.next_logits([tuple(ids[1:]) + (token,)])[0])  # the same row
+    assert tiny.engine.length(grown.state) == len(ids) and engine.read_tokens == reads + len(ids)
+    assert prefixes.root(engine, ids) is not grown  # without grown: a read of its own
+
+
+def test_a_root_too_big_for_the_budget_drops_its_oldest_rows_and_reads_them_again(tiny):
+    engine, prefixes = Counting(tiny.engine), Prefixes()
+    root = prefixes.root(engine, tiny.encode("san"))
+    rows = [(t,) for t in range(8)]
+    before = root.tree.next_logits(rows)
+    child = rows[0] + (5,)
+    root.tree.next_logits([child])
+    prefixes.budget = root.nbytes - 4 * root.tree.nbytes // 10  # about 40% of the rows must go
+    prefixes._trim()
+    assert root.nbytes <= prefixes.budget and rows[0] not in root.tree.logits  # the least recent went first
+    assert child in root.tree.logits  # used after them
+    engine.rows = 0
+    again = root.tree.next_logits([rows[0], rows[0] + (7,)])  # a dropped row, and a child of it
+    assert engine.rows == 2  # each once: the parent first (its child reads after its keys and values)
+    np.testing.assert_allclose(again[0], before[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_memo_is_computed_once_per_key_and_dropped_with_its_row(tiny):
+    engine, prefixes = Counting(tiny.engine), Prefixes()
+    root = prefixes.root(engine, tiny.encode("san"))
+    calls = []
+
+    def compute(logits, key):
+        calls.append(key)
+        return float(logits.max()) + key
+
+    rows = [(1,), (2,)]
+    first = root.tree.memo(rows, [0, 0], compute)
+    assert root.tree.memo(rows, [0, 1], compute)[0] == first[0] and calls == [0, 0, 1]
+    assert engine.rows == 2  # the second call read nothing
+    root.tree.drop_oldest()
+    assert rows[0] not in root.tree.memos and len(root.tree.memo([rows[0]], [0], compute)) == 1 and calls[-1] == 0

@@ -129,3 +129,21 @@ def test_a_torn_stored_vocabulary_is_built_again(tiny, tmp_path, monkeypatch):
         stored.write_bytes(torn)
         monkeypatch.setattr(tiny, "vocab", None)
         assert vocabulary(tiny).pieces == built.pieces
+
+
+_BYTES = b" Aa\xfe\xff"  # few, so that runs share starts; a case pair; the bytes that have no successor
+_PIECES = st.binary(min_size=1, max_size=4).map(lambda b: bytes(_BYTES[c % len(_BYTES)] for c in b))
+
+
+@given(st.lists(_PIECES, min_size=1, max_size=60), _PIECES.map(lambda b: b[:3]), st.booleans(), st.booleans())
+def test_tokens_starting_with_equal_a_scan(pieces, prefix, exact, fold):
+    """The sorted index's run (bisect at both ends, the end found by the prefix's last byte grown) against a scan
+    of every piece."""
+    from autocomplete.text.heal import Vocab
+
+    vocab = Vocab.__new__(Vocab)
+    vocab.pieces, vocab._index = pieces, {}
+    keys = [p.lower() if fold else p for p in pieces]
+    wanted = prefix.lower() if fold else prefix
+    scan = [i for i, k in enumerate(keys) if (k == wanted if exact else k.startswith(wanted))]
+    assert sorted(vocab.starting_with(prefix, exact=exact, fold=fold)) == scan

@@ -171,3 +171,19 @@ def test_a_tiny_temperature_is_greedy_not_nan(tiny, temperature):
     ids = tiny.encode("new york")
     sampled = generate(tiny.engine, ids, 12, temperature=temperature, rng=np.random.default_rng(1))
     assert list(sampled) == list(generate(tiny.engine, ids, 12, temperature=0))
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.95, 0.999])
+def test_top_p_over_a_large_vocabulary_equals_the_full_sort(p, monkeypatch):
+    """Over 49k tokens only the likeliest are sorted (autocomplete.text.sample._HEAD); the tokens kept are those a
+    sort of the whole row keeps, on peaked and flat rows, with ties, and after top-k."""
+    from autocomplete.text import sample
+
+    rng = np.random.default_rng(int(p * 1000))
+    rows = [rng.standard_normal(49152).astype(np.float32) * scale for scale in (0.5, 2.0, 6.0)]
+    rows[1][:3000] = rows[1][3000]  # a tie among the likeliest
+    rows.append(sample.keep_top_k(rows[2], 50))  # what top-k leaves: 50 finite, the rest -inf
+    fast = [sample.keep_top_p(row, p) for row in rows]
+    monkeypatch.setattr(sample, "_HEAD", 10**9)  # the whole row sorted
+    for row, got in zip(rows, fast):
+        assert np.array_equal(np.isinf(got), np.isinf(sample.keep_top_p(row, p)))

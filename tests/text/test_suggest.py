@@ -112,7 +112,10 @@ def brute_force(lm, prefix, s, n, words):
 # "san fr" ends mid-word: its suggestions must spell " fr" first (token healing).
 @pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7),
                                                         ("san fr", 3, 1.0)])
-def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature):
+def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature, monkeypatch):
+    import autocomplete.text.suggest as search
+
+    monkeypatch.setattr(search, "MAX_READS", 10**6)  # the search itself, not its bound (tested below)
     s = Settings(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
     expected = brute_force(tiny, prefix, s, n=5, words=2)
     assert len(expected) == 5
@@ -181,16 +184,18 @@ def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
     assert found and all(len(s.tokens) <= 2 for s in found)
 
 
-def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys):
+@pytest.mark.parametrize("bound, value", [("MAX_EXPANSIONS", 4), ("MAX_READS", 4)])
+def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bound, value):
     import io
 
     import autocomplete.text.suggest as search
     from autocomplete.ui.render import JsonRenderer, TextRenderer
 
     settings = Settings(temperature=3.0, top_k=0, top_p=1.0, style="text")
-    assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
-    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
-    monkeypatch.setattr(search, "MAX_EXPANSIONS", 4)
+    assert suggest(tiny, "san", settings, n=3, words=3).exact  # the tiny model's odds are peaked: it finishes
+    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "3", "--json", "--style", "text", "san").stdout)["exact"]
+    tiny.prefixes = None  # nothing read before: the bound is met from scratch
+    monkeypatch.setattr(search, bound, value)
     cut = suggest(tiny, "san", settings, n=5, words=3)
     assert not cut.exact
     out = io.StringIO()
@@ -199,6 +204,27 @@ def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys):
     TextRenderer(file=io.StringIO()).suggestions("san", cut, "tiny", settings, 3, "text")
     err = capsys.readouterr().err
     assert "stopped at its bound" in err and len(err.strip().splitlines()) == 1
+
+
+def test_rows_read_before_are_free_and_a_list_not_full_reads_on(tiny, monkeypatch):
+    """MAX_READS counts the rows a list reads, not those an earlier one read: typing on, a list goes deeper than
+    the bound alone would let it; and a list with fewer than n suggestions reads past the bound."""
+    import autocomplete.text.suggest as search
+
+    settings = Settings(temperature=1.0, top_k=0, top_p=1.0, style="text")
+    monkeypatch.setattr(search, "MAX_READS", 10**6)
+    tiny.prefixes = None
+    exact = suggest(tiny, "new york", settings, n=5, words=3)
+    assert exact.exact
+    monkeypatch.setattr(search, "MAX_READS", 2)
+    tiny.prefixes = None
+    cut = suggest(tiny, "new york", settings, n=5, words=3)
+    assert len(cut) == 5 and not cut.exact  # read on past 2 rows until the list was full, then stopped
+    tiny.prefixes = None
+    for end in range(len("new"), len("new york") + 1):  # typed letter by letter: each list reads 2 rows more
+        typed = suggest(tiny, "new york"[:end], settings, n=5, words=3)
+    assert len(typed) == 5
+    assert sum(a.probability for a in typed) > sum(c.probability for c in cut)  # deeper: found likelier ones
 
 
 def test_bytes_that_are_no_character_are_never_suggested(tiny):
