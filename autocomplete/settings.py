@@ -43,7 +43,7 @@ class Settings:
     # Defaults suit a search box: a short, fairly likely continuation that ends with its sentence.
     temperature: float = 0.7
     top_k: int = 50
-    top_p: float = 0.95
+    top_p: float = 0.8
     max_tokens: int = 24
     seed: int | None = None
     stop: str = "sentence"

@@ -107,6 +107,65 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join([head, *map(markdown_row, rows)])
 
 
+UNLIKELY = 1e-3  # a word the model writes less than once in a thousand times where it stands: "odd"
+SEEDS = 3
+
+
+def odd_words(lm, settings, seeds: int = SEEDS) -> dict:
+    """Default one-shot completions (sampled, query style) of every prefix of both sets, `seeds` each: how many hold
+    a word the model itself finds unlikely (its probability where it stands, at T 1 and unwarped, the product of
+    its tokens', below UNLIKELY: "best pizza in kenslamb"), how many complete the typed word right, and how many
+    distinct completions a prefix gets (the variety sampling is for). The typed word, chosen whole
+    (autocomplete.text.word), is not counted: its letters were given."""
+    import dataclasses
+
+    import numpy as np
+
+    from autocomplete.text.complete import complete
+    from autocomplete.text.prompt import vocabulary
+
+    vocab = vocabulary(lm)
+    odd = right = n = 0
+    distinct, examples = [], []
+    for prefix, word in load_queries() + load_queries(SHORT):
+        texts = set()
+        for seed in range(seeds):
+            steps = []
+
+            def observe(logits, token, allowed):
+                shifted = logits.astype(np.float64) - float(np.max(logits))
+                steps.append((token, float(np.exp(shifted[token]) / np.exp(shifted).sum())))
+
+            done = complete(lm, prefix, dataclasses.replace(settings, style="query", seed=seed),
+                            lambda piece: None, observe=observe)
+            words: list[list] = []  # [text, probability], a token that starts with no letter or digit starts one
+            for token, p in steps:
+                piece = vocab.text([token])
+                if not words or not piece[:1].isalnum():
+                    words.append([piece, p])
+                else:
+                    words[-1][0] += piece
+                    words[-1][1] *= p
+            unlikely = [w for w, p in words if p < UNLIKELY and any(c.isalnum() for c in w)]
+            odd += bool(unlikely)
+            if unlikely and len(examples) < 5:
+                examples.append(prefix + done.completion)
+            right += completes(prefix, word, prefix + done.completion)
+            texts.add(done.completion)
+            n += 1
+        distinct.append(len(texts))
+    return {"settings": f"T {settings.temperature}, top-k {settings.top_k}, top-p {settings.top_p}",
+            "completions": n, "odd": odd / n, "right": right / n, "distinct": statistics.fmean(distinct),
+            "seeds": seeds, "examples": examples}
+
+
+def odd_markdown(rows: list[dict]) -> str:
+    head = (f"| sampler | completions | with a word the model gives < {UNLIKELY:g} | typed word completed right | "
+            "distinct of 3 a prefix | e.g. |\n|---|---|---|---|---|---|")
+    return "\n".join([head, *(f"| {r['settings']} | {r['completions']} | {r['odd']:.1%} | {r['right']:.0%} | "
+                                f"{r['distinct']:.2f} | {'; '.join(r['examples'][:3]).replace('|', '/')} |" for r in rows)])
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     import warnings

@@ -1113,14 +1113,15 @@ def bench_keystrokes(table: Table, repeat: int) -> None:
     """A search box: the first TYPED_QUERIES queries of bench/queries.txt typed letter by letter on the starter,
     one `--suggest 5` per keystroke in one warm process (the default engine, the model loaded and the frame read;
     what one keystroke read, the next may reuse: autocomplete.engine.prefix, forgotten between repetitions), the mean
-    time per keystroke vs transformers generate()'s time per token on the same model in the same run."""
+    time per keystroke vs transformers generate()'s time per token on the same model in the same run: as the REPL's
+    list refreshed per keystroke reads (at most KEYSTROKE_READS new rows a keystroke), and searched in full."""
     import torch
     from transformers import AutoModelForCausalLM
 
     import quality as query_quality
     from autocomplete.engine import models, starter
     from autocomplete.settings import Settings
-    from autocomplete.text.suggest import suggest
+    from autocomplete.text.suggest import KEYSTROKE_READS, suggest
 
     directory = starter.model_dir()
     warm_exports(directory)
@@ -1130,15 +1131,17 @@ def bench_keystrokes(table: Table, repeat: int) -> None:
     settings = Settings(style="query")
     suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary
 
-    def typing() -> list[float]:
-        lm.prefixes = None  # each repetition starts with nothing remembered
-        times = []
-        for query in lines:
-            for end in range(1, len(query) + 1):
-                start = time.perf_counter()
-                suggest(lm, query[:end], settings, n=5)
-                times.append(time.perf_counter() - start)
-        return times
+    def typing(reads: int | None) -> Callable[[], list[float]]:
+        def run() -> list[float]:
+            lm.prefixes = None  # each repetition starts with nothing remembered
+            times = []
+            for query in lines:
+                for end in range(1, len(query) + 1):
+                    start = time.perf_counter()
+                    suggest(lm, query[:end], settings, n=5, reads=reads)
+                    times.append(time.perf_counter() - start)
+            return times
+        return run
 
     hf = AutoModelForCausalLM.from_pretrained(directory).eval()
     ids = lm.encode(lines[0])
@@ -1151,12 +1154,14 @@ def bench_keystrokes(table: Table, repeat: int) -> None:
                         streamer=clock)
         return (clock.times[-1] - clock.times[1]) / (len(clock.times) - 2)
 
-    runs = in_turns({"generate": per_token, "typing": typing}, repeat)
+    runs = in_turns({"generate": per_token, "typing": typing(KEYSTROKE_READS), "full": typing(None)}, repeat)
     keystrokes = len(runs["typing"][0])
-    table.add(f"per keystroke, {TYPED_QUERIES} queries typed letter by letter ({keystrokes} keystrokes), --suggest 5 "
-              f"each, one warm process, the starter, {lm.engine.name} (mean, s)", "generate()'s time per token",
-              statistics.median(runs["generate"]), statistics.median(statistics.fmean(t) for t in runs["typing"]),
-              "s", "≤ 1.5×")
+    for name, how, target in (("typing", f"as the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke)", "≤ 1.5×"),
+                              ("full", "each searched in full", "")):
+        table.add(f"per keystroke, {TYPED_QUERIES} queries typed letter by letter ({keystrokes} keystrokes), --suggest "
+                  f"5 each {how}, one warm process, the starter, {lm.engine.name} (mean, s)",
+                  "generate()'s time per token", statistics.median(runs["generate"]),
+                  statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
     models.unload(lm)
 
 
@@ -1194,7 +1199,7 @@ def subprocess_output(args: list[str], stdin: bytes | None = None) -> tuple[str,
 
 
 PARTS = ["decode", "peers", "agreement", "start-up", "warm", "api-client", "api", "suggest", "keystrokes", "gguf",
-         "memory", "quality"]
+         "memory", "quality", "odd-words"]
 
 
 def main() -> None:
@@ -1257,6 +1262,14 @@ def main() -> None:
         print(f"  quality on the {lm.engine.name} engine", file=sys.stderr)
         return query_quality.run(lm)
 
+    def odd_part() -> list[dict]:
+        from autocomplete.settings import Settings
+
+        warm_exports(starter.model_dir())
+        lm = models.load(str(starter.model_dir()), "cpu")
+        # the defaults, and the top-p they had before issue 19 (the same T and top-k)
+        return [query_quality.odd_words(lm, settings) for settings in (Settings(), Settings(top_p=0.95))]
+
     import quality as query_quality
 
     part("decode", lambda: bench_decode(directory, table, args.repeat))
@@ -1271,6 +1284,7 @@ def main() -> None:
     part("gguf", lambda: bench_gguf(table))
     part("memory", lambda: bench_memory(directory, table))
     quality = part("quality", quality_part)
+    odd = part("odd-words", odd_part)
 
     machine = machine_line()
     print(f"Machine: {machine}\n")
@@ -1287,9 +1301,14 @@ def main() -> None:
               "style, healing on): 3+ letters success@5 ≥ 95%, greedy ≥ 90%; 1-2 letters success@5 ≥ 90%, greedy "
               "≥ 80%:\n")
         print(query_quality.markdown(quality))
+    if odd:
+        print(f"\nDefault one-shot completions on the starter, every prefix of both sets, {query_quality.SEEDS} seeds "
+              "each: how many hold a word the model itself finds unlikely where it stands (autocomplete's defaults, "
+              "then the top-p they had before):\n")
+        print(query_quality.odd_markdown(odd))
     (OUT / "results.json").write_text(json.dumps({"machine": machine, "cpu": cpu(), "threads": threads(),
                                                   "figures": table.rows, "checks": checks, "notes": notes,
-                                                  "failed": failed, "quality": quality}, indent=2, ensure_ascii=False))
+                                                  "failed": failed, "quality": quality, "odd_words": odd}, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,11 @@ def test_suggest_on_a_real_model(cli, smollm2_cache):
     assert result.returncode == 0, result.stderr
     rows = result.stdout.decode().splitlines()
     assert len(rows) == 5 and rows[0].split("  ")[0].strip() == FRANCE + " Paris"
+    # In the text style "Paris." is "Paris" followed by a word boundary, counted once (it was listed at 199.8%)
+    text = cli("-m", "smollm2-135m", "--suggest", "5", "--style", "text", "--json", FRANCE,
+               extra_env={"AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)})
+    found = json.loads(text.stdout)["suggestions"]
+    assert found[0]["completion"] == " Paris" and all(0 < s["probability"] <= 1 + 1e-6 for s in found), found
 
 
 # --- the search box: the default style on the starter model ---------------------------------------------------

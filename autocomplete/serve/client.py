@@ -306,10 +306,11 @@ def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[
 
 
 def suggest(model: str | None, prefix: str, settings: dict, n: int, words: int, device: str = "auto",
-            precision: str = "auto", engine: str = "auto") -> dict | None:
+            precision: str = "auto", engine: str = "auto", keystroke: bool = False) -> dict | None:
     """{"suggestions": [{"completion", "probability", "tokens"}], "model": name, "engine": what runs it, ...}, or
-    None if no server."""
-    request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words}
+    None if no server. keystroke: a list refreshed per keystroke (the REPL's), its reads bounded."""
+    request = {"op": "suggest", "prefix": prefix, "settings": settings, "n": n, "words": words,
+               "keystroke": keystroke}
     return _call(_found(model, device, precision, engine), request, REPLY_TIMEOUT)
 
 

@@ -106,7 +106,7 @@ def _field(request: dict, name: str, kind: type, default=None):
             raise BadRequest(f"missing field {name!r}")
         return default
     value = request[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):  # True is an int too
         raise BadRequest(f"field {name!r} must be a {kind.__name__}")
     return value
 
@@ -322,9 +322,10 @@ class Server:
 
     def suggest(self, request: dict, conn: socket.socket, send) -> dict:
         from autocomplete.text import frames
-        from autocomplete.text.suggest import suggest
+        from autocomplete.text.suggest import KEYSTROKE_READS, suggest
 
         prefix = _field(request, "prefix", str)
+        reads = KEYSTROKE_READS if _field(request, "keystroke", bool, False) else None
         settings = parse_settings(_field(request, "settings", dict, {}))
         n, words = _field(request, "n", int, 5), _field(request, "words", int, 3)
         if not prefix:
@@ -332,7 +333,7 @@ class Server:
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
         with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
-            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn))
+            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn), reads=reads)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "engine": self.lm.engine.name,
                 "style": frames.resolve(settings.style, prefix), "exact": found.exact}

@@ -15,10 +15,10 @@ tokenizations still waiting, each below that bar, are not added in). Each forwar
 waiting prefixes not read before, sharing the prompt's keys and values; a prefix an earlier list read (the
 previous keystroke's: autocomplete.engine.prefix) is expanded without one.
 
-Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_READS rows read a list
-(read on while the list has fewer than N: a list is never left empty for speed), MAX_CHILDREN tokens a prefix,
-MAX_EXPANSIONS prefixes. The read bound is what keeps a list at typing speed; since rows read before are free,
-typing on, each list searches deeper than the last, and one typed at once goes as deep as the bound allows.
+Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_CHILDREN tokens a prefix,
+MAX_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
+read (read on while the list has fewer than N: a list is never left empty for speed). Rows an earlier list read
+are free, so typing on, each list searches deeper than the one before.
 """
 
 from __future__ import annotations
@@ -35,15 +35,16 @@ from autocomplete.settings import Settings
 from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.sample import probabilities
-from autocomplete.text.suggestions import Found, Tally, normalise, repeats  # noqa: F401 (normalise: for the tests)
+from autocomplete.text.suggestions import Found, Tally, normalise, repeats
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
 MAX_CHILDREN = 64
 MAX_EXPANSIONS = 400
-# Rows read per list (see the module). Our prefixes typed at once, the right word in the top 5: 3+ letters of it
-# typed 95% at 24 as unbounded (92% at 16), 1-2 letters 95% (98% unbounded, 91% at 16); typed letter by letter,
-# 1.9x generate()'s time per token a keystroke at 24 (5.7x unbounded; the AMX Xeon, 2026-12-03).
-MAX_READS = 24
+# Rows a list refreshed per keystroke reads (see the module). Our prefixes typed at once, the right word in the top
+# 5: 3+ letters of it typed 95% at 24 as unbounded (92% at 16), 1-2 letters 95% (98% unbounded, 91% at 16); but
+# a list asked for once is searched in full: at 24, "new yo" listed "new york city" and then "new youtube …", its
+# reads spent under " you" (75% of the spelling) while "new york city airport" (16%) waited.
+KEYSTROKE_READS = 24
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
 
@@ -87,13 +88,14 @@ class Digest(NamedTuple):
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
-            batch: int = 8, check: Callable[[], None] = lambda: None) -> Found:
+            batch: int = 8, check: Callable[[], None] = lambda: None, reads: int | None = None) -> Found:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
     its tokens and then the end of the query. In the text style it ends at a word boundary.
     batch: rows read per forward. A forward of 8 rows took 47 ms against 26 ms for one and 83 ms for 16 (the
     starter, int8, the AMX Xeon); at 12 or 16 the read bound bought worse lists (the right word in 92% of top 5s
     on our prefixes against 95%) no faster, the wider batch reading prefixes that turned out not to matter.
-    check: called before every forward; what it raises ends the search (the warm server's client hung up)."""
+    check: called before every forward; what it raises ends the search (the warm server's client hung up).
+    reads: rows the list may read (KEYSTROKE_READS for a list refreshed per keystroke); None: as many as it takes."""
     read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
     # Remembered (autocomplete.engine.prefix): the next keystroke's search finds this one's rows read and digested,
     # and one past a word finds its start as a row of this one's tree.
@@ -135,12 +137,18 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     def bar() -> float:
         return found.bar(n)
 
+    def counted(tokens: tuple[int, ...], text: str) -> bool:
+        """In the text style, whether the last token only added punctuation or space to the one before ("Paris" then
+        "."): that starts a new word, so the prefix's score already holds it (a second count listed Paris at 199.8%)."""
+        return read.style != "query" and bool(tokens) and normalise(text) == normalise(read.shown(list(tokens[:-1])))
+
     def expand(tokens: tuple[int, ...], p: float, row: Digest) -> None:
         text = read.shown(list(tokens))
         spelled = read.healing is None or not read.healing.remaining(list(tokens))
         # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
         # first bytes (followed, not suggested); before the end it never goes away (not followed either).
-        if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text and not repeats(prefix, text):
+        if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text and not repeats(prefix, text) \
+                and not counted(tokens, text):
             score = p * row.end
             if score > 0:
                 found.add(text, score, list(tokens))
@@ -163,8 +171,8 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
 
     expand((), 1.0, root_read.memo(key(()), digest))
     tree = root_read.tree
-    expansions = reads = 0
-    unread = 0.0  # the likeliest prefix left unread once MAX_READS rows were read
+    expansions = read_rows = 0
+    unread = 0.0  # the likeliest prefix left unread once `reads` rows were read
     while frontier and expansions < MAX_EXPANSIONS:
         if -frontier[0][0] <= bar():
             break  # nothing waiting can beat the N-th best: the answer is exact
@@ -176,7 +184,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             if tree.read(tokens):
                 expand(tokens, -neg_p, tree.memo([tokens], [key(tokens)], digest)[0])
                 expansions += 1
-            elif reads < MAX_READS or len(found.found) < n:  # a list not yet full reads on
+            elif reads is None or read_rows < reads or len(found.found) < n:  # a list not yet full reads on
                 pending.append((-neg_p, tokens))
             else:
                 unread = max(unread, -neg_p)
@@ -186,9 +194,11 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             for (p, tokens), row in zip(pending, rows):
                 expand(tokens, p, row)
             expansions += len(pending)
-            reads += len(pending)
+            read_rows += len(pending)
     result = found.best(n)
     result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
-    result.note = (f"The search stopped at its bound ({MAX_READS} rows read, {MAX_CHILDREN} tokens a step, "
-                   f"{MAX_EXPANSIONS} prefixes): a suggestion it left out could be likelier than the last ones shown.")
+    bounds = ([f"{reads} rows read"] if reads is not None else []) + [f"{MAX_CHILDREN} tokens a step",
+                                                                      f"{MAX_EXPANSIONS} prefixes"]
+    result.note = (f"The search stopped at its bound ({', '.join(bounds)}): a suggestion it left out could be "
+                   "likelier than the last ones shown.")
     return result

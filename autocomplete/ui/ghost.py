@@ -173,17 +173,18 @@ class Ghost:
 
                 model, device, precision, engine = source.where
                 reply = client.suggest(model, text, settings.generation(), n, settings.words, device, precision,
-                                       engine)
+                                       engine, keystroke=True)
                 return [Suggestion(**s) for s in reply["suggestions"]] if reply and wanted() else []
             if isinstance(source, Remote):
                 from autocomplete.text import remote
 
                 found = remote.suggest(source.api, source.name, text, settings, n, settings.words)
                 return list(found) if wanted() else []
-            from autocomplete.text.suggest import suggest
+            from autocomplete.text.suggest import KEYSTROKE_READS, suggest
 
             with self._lock:
-                return list(suggest(source, text, settings, n, settings.words, check=check)) if wanted() else []
+                found = suggest(source, text, settings, n, settings.words, check=check, reads=KEYSTROKE_READS)
+                return list(found) if wanted() else []
         except _Enough:
             return []
         except Exception:

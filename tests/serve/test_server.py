@@ -221,6 +221,8 @@ def test_bad_requests_get_one_line_errors(warm):
     assert "missing field 'prompt'" in error_for(b'{"op": "complete"}\n')
     assert "'prefix' must be a str" in error_for(b'{"op": "suggest", "prefix": 3}\n')
     assert "n and words" in error_for(b'{"op": "suggest", "prefix": "san", "n": 0}\n')
+    assert "'keystroke' must be a bool" in error_for(b'{"op": "suggest", "prefix": "san", "keystroke": 1}\n')
+    assert "'n' must be a int" in error_for(b'{"op": "suggest", "prefix": "san", "n": true}\n')  # True is no count
     assert "unknown setting 'colour'" in error_for(b'{"op": "complete", "prompt": "san", "settings": {"colour": 1}}\n')
     with pytest.raises(UserError, match="temperature must be a finite number"):
         client.complete(warm, "san", {**GREEDY, "temperature": -1}, lambda piece: None)

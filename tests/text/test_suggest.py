@@ -89,7 +89,10 @@ def brute_force(lm, prefix, s, n, words):
         probs = next_probs(lm, read, tokens, s)
         text = text_of(tokens)
         spelled = allowed_after(lm, tail, tokens) is None
-        if spelled and any(c.isalnum() for c in text) and "\ufffd" not in text and not says_twice(prefix + text):
+        # (in the text style, punctuation after a word is in that word's boundary mass already: not counted again)
+        again = s.style != "query" and tokens and normalise(text) == normalise(text_of(tokens[:-1]))
+        if spelled and any(c.isalnum() for c in text) and "\ufffd" not in text and not says_twice(prefix + text) \
+                and not again:
             score = p * float(probs[ends].sum())
             key = normalise(text)
             total, best, tokens_shown = found.get(key, (0.0, 0.0, None))
@@ -112,10 +115,7 @@ def brute_force(lm, prefix, s, n, words):
 # "san fr" ends mid-word: its suggestions must spell " fr" first (token healing).
 @pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7),
                                                         ("san fr", 3, 1.0)])
-def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature, monkeypatch):
-    import autocomplete.text.suggest as search
-
-    monkeypatch.setattr(search, "MAX_READS", 10**6)  # the search itself, not its bound (tested below)
+def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature):
     s = Settings(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
     expected = brute_force(tiny, prefix, s, n=5, words=2)
     assert len(expected) == 5
@@ -125,7 +125,7 @@ def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temper
 
 
 def test_probabilities_are_the_models_under_default_settings(tiny):
-    s = Settings(style="text")  # temperature 0.7, top-k 50, top-p 0.95
+    s = Settings(style="text")  # temperature 0.7, top-k 50, top-p 0.8
     got = suggest(tiny, "san", s, n=4, words=3)
     assert got and all(0 < g.probability <= 1 for g in got)
     assert [g.probability for g in got] == sorted((g.probability for g in got), reverse=True)
@@ -184,19 +184,20 @@ def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
     assert found and all(len(s.tokens) <= 2 for s in found)
 
 
-@pytest.mark.parametrize("bound, value", [("MAX_EXPANSIONS", 4), ("MAX_READS", 4)])
-def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bound, value):
+@pytest.mark.parametrize("bound", ["MAX_EXPANSIONS", "reads"])
+def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bound):
     import io
 
     import autocomplete.text.suggest as search
     from autocomplete.ui.render import JsonRenderer, TextRenderer
 
     settings = Settings(temperature=3.0, top_k=0, top_p=1.0, style="text")
-    assert suggest(tiny, "san", settings, n=3, words=3).exact  # the tiny model's odds are peaked: it finishes
-    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "3", "--json", "--style", "text", "san").stdout)["exact"]
+    assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
+    assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
     tiny.prefixes = None  # nothing read before: the bound is met from scratch
-    monkeypatch.setattr(search, bound, value)
-    cut = suggest(tiny, "san", settings, n=5, words=3)
+    if bound == "MAX_EXPANSIONS":
+        monkeypatch.setattr(search, "MAX_EXPANSIONS", 4)
+    cut = suggest(tiny, "san", settings, n=5, words=3, reads=4 if bound == "reads" else None)
     assert not cut.exact
     out = io.StringIO()
     JsonRenderer(out).suggestions("san", cut, "tiny", settings, 3, "text")
@@ -204,25 +205,21 @@ def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bo
     TextRenderer(file=io.StringIO()).suggestions("san", cut, "tiny", settings, 3, "text")
     err = capsys.readouterr().err
     assert "stopped at its bound" in err and len(err.strip().splitlines()) == 1
+    assert ("4 rows read" in err) == (bound == "reads")
 
 
-def test_rows_read_before_are_free_and_a_list_not_full_reads_on(tiny, monkeypatch):
-    """MAX_READS counts the rows a list reads, not those an earlier one read: typing on, a list goes deeper than
-    the bound alone would let it; and a list with fewer than n suggestions reads past the bound."""
-    import autocomplete.text.suggest as search
-
+def test_rows_read_before_are_free_and_a_list_not_full_reads_on(tiny):
+    """`reads` counts the rows a list reads, not those an earlier one read: typing on, a list goes deeper than the
+    bound alone would let it; and a list with fewer than n suggestions reads past the bound."""
     settings = Settings(temperature=1.0, top_k=0, top_p=1.0, style="text")
-    monkeypatch.setattr(search, "MAX_READS", 10**6)
     tiny.prefixes = None
-    exact = suggest(tiny, "new york", settings, n=5, words=3)
-    assert exact.exact
-    monkeypatch.setattr(search, "MAX_READS", 2)
+    assert suggest(tiny, "new york", settings, n=5, words=3).exact
     tiny.prefixes = None
-    cut = suggest(tiny, "new york", settings, n=5, words=3)
+    cut = suggest(tiny, "new york", settings, n=5, words=3, reads=2)
     assert len(cut) == 5 and not cut.exact  # read on past 2 rows until the list was full, then stopped
     tiny.prefixes = None
     for end in range(len("new"), len("new york") + 1):  # typed letter by letter: each list reads 2 rows more
-        typed = suggest(tiny, "new york"[:end], settings, n=5, words=3)
+        typed = suggest(tiny, "new york"[:end], settings, n=5, words=3, reads=2)
     assert len(typed) == 5
     assert sum(a.probability for a in typed) > sum(c.probability for c in cut)  # deeper: found likelier ones
 
