@@ -1157,9 +1157,9 @@ def bench_keystrokes(table: Table, repeat: int) -> None:
     runs = in_turns({"generate": per_token, "typing": typing(KEYSTROKE_READS), "full": typing(None)}, repeat)
     keystrokes = len(runs["typing"][0])
     for name, how, target in (("typing", f"as the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke)", "≤ 1.5×"),
-                              ("full", "each searched in full", "")):
+                              ("full", "searched in full", "")):
         table.add(f"per keystroke, {TYPED_QUERIES} queries typed letter by letter ({keystrokes} keystrokes), --suggest "
-                  f"5 each {how}, one warm process, the starter, {lm.engine.name} (mean, s)",
+                  f"5 each, {how}, one warm process, the starter, {lm.engine.name} (mean, s)",
                   "generate()'s time per token", statistics.median(runs["generate"]),
                   statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
     models.unload(lm)

@@ -29,7 +29,7 @@ from autocomplete.text import frames
 from autocomplete.text.complete import Completion
 from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.stream import TextStream
-from autocomplete.text.suggestions import Found, Tally, repeats
+from autocomplete.text.suggestions import Found, Tally, normalise, repeats
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
@@ -163,7 +163,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
 
     ask = Asker(api, model)
     found = Tally()
-    frontier: list[tuple[float, int, str]] = [(-1.0, 0, "")]
+    frontier: list[tuple[float, int, str, int]] = [(-1.0, 0, "", 0)]  # (-p, tiebreak, text, its parent's length)
     tiebreak = itertools.count(1)
     requests = 0
 
@@ -175,9 +175,9 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
             if -frontier[0][0] <= bar():
                 break
             nodes = [heapq.heappop(frontier) for _ in range(min(PARALLEL, len(frontier)))]
-            replies = ask([kept + text for _, _, text in nodes])
+            replies = ask([kept + text for _, _, text, _ in nodes])
             requests += len(nodes)
-            for (neg_p, _, text), listed in zip(nodes, replies):
+            for (neg_p, _, text, parent), listed in zip(nodes, replies):
                 # The typed letters restrict the choice before the sampler reshapes it, as in process: what is drawn
                 # is given the letters typed.
                 p = -neg_p
@@ -188,7 +188,10 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                     total = sum(q for _, q in probs)
                     probs = [(t, q / total) for t, q in probs]
                 shown = text[len(typed):]
-                if spelled(text, typed, fold) and any(c.isalnum() for c in shown) and not repeats(prefix, shown):
+                # in the text style punctuation after a word is in that word's boundary mass: not counted again
+                again = style != "query" and text and normalise(shown) == normalise(text[len(typed):parent])
+                if spelled(text, typed, fold) and any(c.isalnum() for c in shown) and not repeats(prefix, shown) \
+                        and not again:
                     score = p * sum(q for token, q in probs if ends(token))
                     if score > 0:
                         found.add(shown, score)
@@ -201,7 +204,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
                     # one line, at most `words` words past the prompt, as in process
                     if "\n" in child or "\r" in child or len(child[len(typed):].split()) > words:
                         continue
-                    heapq.heappush(frontier, (-p * q, next(tiebreak), child))
+                    heapq.heappush(frontier, (-p * q, next(tiebreak), child, len(text)))
     finally:
         ask.pool.shutdown(wait=False, cancel_futures=True)
     result = found.best(n)
