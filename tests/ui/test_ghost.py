@@ -297,3 +297,17 @@ def test_a_server_gone_mid_session_shows_no_error_while_typing(env, replay):
         session.close()
     assert "Unhandled exception" not in session.screen and "Traceback" not in session.screen
     assert session.screen.count("autocomplete:") == 1, session.screen
+
+
+def test_the_list_under_the_prompt_reads_as_a_keystroke_list(tiny, monkeypatch):
+    """The REPL's list, refreshed per keystroke, bounds its reads (KEYSTROKE_READS); a list asked for once
+    (autocomplete.ui.actions) doesn't."""
+    import autocomplete.text.suggest as search
+
+    asked = []
+    real = search.suggest
+    monkeypatch.setattr(search, "suggest", lambda *args, **kwargs: asked.append(kwargs.get("reads")) or
+                        real(*args, **kwargs))
+    tiny.prefixes = None
+    listed = Ghost(lambda: tiny, debounce=0.0, settings=TEXT).suggestions("san", 3)
+    assert asked == [search.KEYSTROKE_READS] and listed
