@@ -84,6 +84,23 @@ def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool, typed: 
             "suggest_latency_s": statistics.median(times)}
 
 
+def keystroke_success(lm, queries: list[tuple[str, str]], reads: int | None) -> float:
+    """The REPL's list as it is used: each prefix typed letter by letter in one warm process (what a keystroke read,
+    the next reuses), one list of 5 a keystroke with this read bound; the share of prefixes whose last list has the
+    typed word completed right."""
+    from autocomplete.settings import Settings
+    from autocomplete.text.suggest import suggest
+
+    settings = Settings(style="query")
+    lm.prefixes = None  # nothing remembered from before this set
+    right = 0
+    for prefix, word in queries:
+        for end in range(1, len(prefix) + 1):
+            found = suggest(lm, prefix[:end], settings, n=5, reads=reads)
+        right += any(completes(prefix, word, prefix + s.completion) for s in found)
+    return right / len(queries)
+
+
 def run(lm) -> list[dict]:
     queries, short = load_queries(), load_queries(SHORT)
     rows = []

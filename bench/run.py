@@ -1109,12 +1109,13 @@ SUGGESTION_LISTS = 20
 TYPED_QUERIES = 6
 
 
-def bench_keystrokes(table: Table, repeat: int) -> None:
+def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
     """A search box: the first TYPED_QUERIES queries of bench/queries.txt typed letter by letter on the starter,
     one `--suggest 5` per keystroke in one warm process (the default engine, the model loaded and the frame read;
     what one keystroke read, the next may reuse: autocomplete.engine.prefix, forgotten between repetitions), the mean
     time per keystroke vs transformers generate()'s time per token on the same model in the same run: as the REPL's
-    list refreshed per keystroke reads (at most KEYSTROKE_READS new rows a keystroke), and searched in full."""
+    list refreshed per keystroke reads (at most KEYSTROKE_READS new rows a keystroke), and searched in full; and
+    how often that list, typed letter by letter, has the right word (bench/quality.py keystroke_success)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -1162,6 +1163,12 @@ def bench_keystrokes(table: Table, repeat: int) -> None:
                   f"5 each, {how}, one warm process, the starter, {lm.engine.name} (mean, s)",
                   "generate()'s time per token", statistics.median(runs["generate"]),
                   statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
+    for typed, path in (("3+ letters", query_quality.QUERIES), ("1-2 letters", query_quality.SHORT)):
+        queries = query_quality.load_queries(path)
+        notes.append(f"the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke), each of {len(queries)} prefixes "
+                     f"({typed} of the last word) typed letter by letter: the right word in the last list's 5 for "
+                     f"{query_quality.keystroke_success(lm, queries, KEYSTROKE_READS):.0%}")
+        print("  " + notes[-1], file=sys.stderr)
     models.unload(lm)
 
 
@@ -1280,7 +1287,7 @@ def main() -> None:
     part("api-client", lambda: bench_api_client(table, args.repeat))
     part("api", lambda: bench_api(table, args.repeat))
     part("suggest", suggest_part)
-    part("keystrokes", lambda: bench_keystrokes(table, args.repeat))
+    part("keystrokes", lambda: bench_keystrokes(table, notes, args.repeat))
     part("gguf", lambda: bench_gguf(table))
     part("memory", lambda: bench_memory(directory, table))
     quality = part("quality", quality_part)

@@ -40,11 +40,12 @@ from autocomplete.text.suggestions import Found, Tally, normalise, repeats
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
 MAX_CHILDREN = 64
 MAX_EXPANSIONS = 400
-# Rows a list refreshed per keystroke reads (see the module). Our prefixes typed at once, the right word in the top
-# 5: 3+ letters of it typed 95% at 24 as unbounded (92% at 16), 1-2 letters 95% (98% unbounded, 91% at 16); but
-# a list asked for once is searched in full: at 24, "new yo" listed "new york city" and then "new youtube …", its
-# reads spent under " you" (75% of the spelling) while "new york city airport" (16%) waited.
-KEYSTROKE_READS = 24
+# Rows a list refreshed per keystroke reads (see the module): one forward's. Our prefixes typed letter by letter,
+# the last keystroke's list (bench/quality.py keystroke_success): the right word in the top 5 for 3+ letters typed
+# 95% at 8 against 93% at 24, 1-2 letters 98% at both, in 0.76x the time a keystroke (most of it is filling a list
+# not yet full, which no bound cuts). A list asked for once is searched in full: typed at once with a bound, "new
+# yo" listed "new york city" and then "new youtube …", its reads spent under " you" (75% of the spelling).
+KEYSTROKE_READS = 8
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
 
