@@ -13,13 +13,15 @@ differently than the same tokens read at once, and a greedy completion, which af
 never saw changed with it, must not hang on what was asked before (the warm server's answers); a suggestion
 list's probabilities are the same to five digits, its order the same but for ties.
 
-Memory: the least recently used roots go once all of them hold more than BUDGET bytes (keys and values, logits);
-within the last one, its least recently used rows (their logits, keys and values: a child keeps its own copy of
-its parent's, and a row dropped is read again if asked for).
+Memory: the least recently used roots go once all of them hold more than BUDGET bytes (keys and values, logits,
+what memo() kept: each value's `nbytes` if it says, else sys.getsizeof); within the one left, its least recently
+used rows (their logits, keys and values: a child keeps its own copy of its parent's, and a row dropped is read
+again if asked for).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -27,6 +29,10 @@ from collections.abc import Callable, Hashable
 import numpy as np
 
 BUDGET = 256 * 2**20
+
+
+def _size(value) -> int:
+    return getattr(value, "nbytes", None) or sys.getsizeof(value)
 
 
 class Remembered:
@@ -66,14 +72,15 @@ class Remembered:
         todo = [(c, k) for c, k in dict.fromkeys(zip(continuations, keys)) if k not in self.memos.get(c, ())]
         if todo:
             for (c, k), row in zip(todo, self.next_logits([c for c, _ in todo])):
-                self.memos.setdefault(c, {})[k] = compute(row, k)
+                value = self.memos.setdefault(c, {})[k] = compute(row, k)
+                self.nbytes += _size(value)
         for c in continuations:
             self.logits.move_to_end(c)
         return [self.memos[c][k] for c, k in zip(continuations, keys)]
 
     def drop_oldest(self) -> None:
         c, row = self.logits.popitem(last=False)
-        self.memos.pop(c, None)
+        self.nbytes -= sum(_size(value) for value in self.memos.pop(c, {}).values())
         kv = getattr(self.tree, "kv", None)
         if kv is not None and c:
             kv.pop(c, None)
@@ -103,6 +110,10 @@ class Root:
         self.per_token = engine.nbytes(state) // max(1, engine.length(state))
         self._engine, self._tree, self._memos = engine, None, {}
 
+    def holds(self, continuation: tuple[int, ...]) -> bool:
+        """Whether its tree has read this row (never reads one)."""
+        return self._tree is not None and self._tree.read(continuation)
+
     @property
     def tree(self) -> Remembered:
         if self._tree is None:
@@ -116,8 +127,13 @@ class Root:
         return self._memos[key]
 
     @property
+    def holds_rows(self) -> bool:
+        return self._tree is not None and bool(self._tree.logits)
+
+    @property
     def nbytes(self) -> int:
-        return self._engine.nbytes(self.state) + self.logits.nbytes + (self._tree.nbytes if self._tree else 0)
+        return self._engine.nbytes(self.state) + self.logits.nbytes + sum(map(_size, self._memos.values())) \
+            + (self._tree.nbytes if self._tree else 0)
 
 
 class Grown:
@@ -173,7 +189,7 @@ class Prefixes:
         best = None
         for (i, a, start), root in self.roots.items():
             if (i, a) == (identity, after_key) and len(start) < len(ids) and ids[:len(start)] == start \
-                    and root._tree is not None and ids[len(start):] in root._tree.logits \
+                    and root.holds(ids[len(start):]) \
                     and (best is None or len(start) > len(best[0][2])):
                 best = ((i, a, start), ids[len(start):])
         return best
@@ -183,8 +199,8 @@ class Prefixes:
         while len(self.roots) > 1 and total > self.budget:
             _, dropped = self.roots.popitem(last=False)
             total -= dropped.nbytes
-        last = next(iter(self.roots.values()), None)
-        while total > self.budget and last is not None and last._tree is not None and last._tree.logits:
-            before = last._tree.nbytes
-            last._tree.drop_oldest()  # one root whose rows outgrew the budget: the least recent rows go
-            total -= before - last._tree.nbytes
+        left = next(iter(self.roots.values()), None)  # the one root left, whose rows outgrew the budget
+        while total > self.budget and left is not None and left.holds_rows:
+            before = left.tree.nbytes
+            left.tree.drop_oldest()  # its least recent rows go
+            total -= before - left.tree.nbytes

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -86,6 +87,11 @@ class Digest(NamedTuple):
     tokens: list[int]
     probs: list[float]
     cut: bool
+
+    @property
+    def nbytes(self) -> int:
+        """What it holds, for the prefix cache's budget: itself, its lists, an int (28 bytes) and a float (24) a token."""
+        return sys.getsizeof(self) + sys.getsizeof(self.tokens) + sys.getsizeof(self.probs) + 52 * len(self.tokens)
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,

@@ -10,8 +10,9 @@ Best-first search over the tokens that spell the typed letters, then over tokens
 that starts a new word (a space, punctuation, a line break, the end of the text). A waiting prefix can add at most
 its own probability to any word, so once the best word leads the second by more than all the probability still
 waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: MAX_CHILDREN
-tokens a prefix, MAX_TOKENS tokens a word, MAX_EXPANSIONS prefixes read (BATCH rows a forward). Over --api
-(autocomplete.text.remote) the same search runs on the server's top alternatives; what they don't list is left out.
+tokens a prefix, MAX_TOKENS tokens a word (fewer where the context window has less room), MAX_EXPANSIONS prefixes
+read (BATCH rows a forward). Over --api (autocomplete.text.remote) the same search runs on the server's top
+alternatives; what they don't list is left out.
 
 Words (the bookkeeping) is plain Python: the --api path imports no numpy for it.
 """
@@ -50,8 +51,8 @@ class Words:
     """A whole-word search's bookkeeping, whatever reads the model: prefixes waiting (a tuple of tokens each),
     words found (keyed as `key` says), the probability still waiting and left out."""
 
-    def __init__(self, key: Callable[[tuple], Hashable], text: Callable[[tuple], str]):
-        self.key, self.text = key, text
+    def __init__(self, key: Callable[[tuple], Hashable], text: Callable[[tuple], str], room: int | None = None):
+        self.key, self.text, self.room = key, text, room  # room: the most tokens a word may have (the context's)
         self.found: dict[Hashable, float] = {}
         self.best: dict[Hashable, tuple[tuple[bool, float], tuple]] = {}  # each word's likeliest tokenization
         self.frontier: list[tuple[float, int, tuple]] = []
@@ -73,8 +74,8 @@ class Words:
         """The likeliest children (token, its probability after `tokens`) wait to be read, or, where ended(child)
         (a token like `ket.` ends the word inside it), count as the end of their word, or where it is None are
         left out; so is the rest of `mass` (all the children could have had), and everything once `past` (tokens
-        after the typed letters were spelled) reaches MAX_TOKENS."""
-        if past >= MAX_TOKENS:
+        after the typed letters were spelled) reaches MAX_TOKENS, or the tokens fill the room."""
+        if past >= MAX_TOKENS or self.room is not None and len(tokens) >= self.room:
             self.left_out += p * mass
             return
         kept = 0.0
@@ -157,7 +158,7 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
         word = text[: boundary(text, typed)]
         return word.lower() if fold else word
 
-    search = Words(key=key, text=spelled_text)
+    search = Words(key=key, text=spelled_text, room=read.max_new)  # a row past the context window can't be read
 
     def expand(tokens: tuple, p: float, probs: np.ndarray) -> None:
         every = healing.every(list(tokens))

@@ -140,7 +140,8 @@ def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
     healing apply on the server exactly as in process."""
     query = Settings(temperature=0, max_tokens=8, style="query", examples=["zebra quilt", "amber kettle"])
     done = client.complete(warm, "san fr", query.generation(), lambda piece: None)
-    local = complete(tiny, "san fr", query, lambda piece: None)
+    # greedy on the engine and precision the server runs (the defaults): another's rounding can flip a near-tie
+    local = complete(models.load(warm, "cpu"), "san fr", query, lambda piece: None)
     assert done["style"] == "query" and "examples" not in done["settings"]
     assert (done["completion"], done["tokens"]) == (local.completion, local.tokens)
     reply = client.suggest(warm, "san fr", query.generation() | {"temperature": 1.0}, 3, 2)

@@ -7,6 +7,7 @@ import pytest
 from autocomplete.text.complete import complete, fit_to_context
 from autocomplete.text.sample import generate
 from autocomplete.text.prompt import prepare
+from autocomplete.text.word import start
 from autocomplete.settings import Settings
 
 GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text")
@@ -53,8 +54,10 @@ def test_prompt_longer_than_context_keeps_its_end(tiny, capsys):
     assert read.healing.text in (" san", "san")  # the tiny vocabulary has no " san": it may keep the space
     typed = next(k for k in range(1, 5) if tiny.decode(ids[-k:]) == read.healing.text)  # the word's tokens
     assert read.ids == ids[:-typed][-len(read.ids):]  # the end of the prompt, before the word being typed
-    assert done.tokens == list(generate(tiny.engine, read.ids, read.max_new, temperature=0, eos_ids=tiny.eos_ids,
-                                        allowed=read.allowed))
+    word = start(tiny, read).given  # the typed word finished as a whole, then greedy from the end of the prompt
+    assert tiny.decode(word).startswith(read.healing.text)
+    assert done.tokens == word + list(generate(tiny.engine, read.ids + word, read.max_new - len(word),
+                                               temperature=0, eos_ids=tiny.eos_ids))
     assert done.prompt_tokens == len(read.ids) + typed
     err = capsys.readouterr().err
     assert "keeping its last" in err and len(err.strip().splitlines()) == 1

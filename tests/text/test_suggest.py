@@ -121,7 +121,11 @@ def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temper
     assert len(expected) == 5
     got = suggest(tiny, prefix, s, n=5, words=2)
     assert [g.tokens for g in got] == [tokens for _, tokens in expected]
-    assert [g.probability for g in got] == pytest.approx([p for p, _ in expected], rel=1e-4)
+    # Rounding, and what a tokenization far below the 5th's score adds: the depth-first walk may reach one before
+    # its list is full and count it, the best-first search, whose bar is higher by then, never reads it (on one
+    # machine's tiny model "seoul in" had one of 3e-6 against a 5th of 8e-3).
+    bar = expected[-1][0]
+    assert [g.probability for g in got] == pytest.approx([p for p, _ in expected], rel=1e-4, abs=1e-3 * bar)
 
 
 def test_probabilities_are_the_models_under_default_settings(tiny):

@@ -178,3 +178,17 @@ def test_a_completion_starts_with_the_word_and_reads_the_prompt_once(tiny, monke
     assert done.tokens[: len(done.word.tokens)] == done.word.tokens
     # the prompt read once (the search grows from it), then the word read after it
     assert reads[0] == tiny.encode("san") and reads[1] == done.word.tokens and len(reads) == 2
+
+
+@pytest.mark.parametrize("max_new", [1, 3])
+def test_a_word_at_the_end_of_the_context_window_reads_no_row_past_it(tiny, max_new):
+    """With the window full, a word's tokens get only the room left: every row read fits (a row past it once
+    failed on the ONNX engine, "indices element out of data bounds")."""
+    from autocomplete.text.prompt import prepare
+
+    for tail in ["san", "seoul sub", "i love pi"]:
+        read = prepare(tiny, "seoul subway map " * 40 + tail, "text", None, max_new, quiet=True)
+        assert len(read.ids) + read.max_new <= tiny.context_length
+        chosen = word.choose(tiny, read)
+        assert chosen is not None and chosen.text.startswith(read.healing.text)
+        assert len(chosen.tokens) <= read.max_new
