@@ -25,9 +25,10 @@ from autocomplete.errors import UsageError, UserError
 KEY_VARIABLE = "AUTOCOMPLETE_API_KEY"  # never an option: a command line shows in every process listing
 TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or between two events
 # Sent where the engine takes them, dropped (once, with a notice if it matters) where it refuses them:
-# top_k (vLLM, llama.cpp, TGI take it; the OpenAI schema has no such field) and llama.cpp's repeat penalty,
-# which is 1.1 by default there, so temperature 0 would not be greedy.
-EXTRAS = ("top_k", "repeat_penalty")
+# top_k (vLLM, llama.cpp, TGI take it; the OpenAI schema has no such field), llama.cpp's repeat penalty,
+# which is 1.1 by default there, so temperature 0 would not be greedy, and stream_options, without which
+# OpenAI's schema sends no token count in a stream (transformers serve 5.25 follows it; 5.24 sent one anyway).
+EXTRAS = ("top_k", "repeat_penalty", "stream_options")
 MAX_TIMEOUT = 86400.0  # a day: beyond it (inf, say) the socket layer can't represent the wait
 
 
@@ -80,7 +81,7 @@ class Api:
     def stream(self, body: dict) -> Iterator[dict]:
         """POST /completions with stream on; yields each event's JSON. The connection closes when the caller stops
         iterating (a stop rule met, Ctrl-C), which ends the generation on the server."""
-        body = {**body, "stream": True}
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         with self._post_dropping_refused("/completions", body) as response:
             finished = False
             while True:
