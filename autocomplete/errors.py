@@ -14,3 +14,10 @@ class UsageError(UserError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+def first_line(said: object) -> str:
+    """What an error (or a server's message) says, in one line: its first ("" if none); a library's can run to
+    pages."""
+    text = str(said).strip()
+    return text.splitlines()[0] if text else ""

@@ -19,8 +19,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from autocomplete import ui
-from autocomplete.errors import UsageError, UserError
+from autocomplete import terminal
+from autocomplete.errors import UsageError, UserError, first_line
 
 KEY_VARIABLE = "AUTOCOMPLETE_API_KEY"  # never an option: a command line shows in every process listing
 TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or between two events
@@ -55,7 +55,7 @@ class Api:
         self.refused: set[str] = set()  # extra fields this server turned down
         self._opener = urllib.request.build_opener(_Redirects(self))
         if self.key and parts.scheme == "http" and not _local(parts.hostname):
-            ui.notice_once(f"api-key-over-http-{parts.hostname}",
+            terminal.notice_once(f"api-key-over-http-{parts.hostname}",
                            f"Warning: {KEY_VARIABLE} goes to {parts.hostname} over plain http, readable on the way; "
                            "use https (said once for this host).")
 
@@ -135,7 +135,7 @@ class Api:
                 self.refused |= named
                 if "top_k" in named and sent["top_k"] and sent.get("temperature"):  # it would have mattered
                     netloc = urllib.parse.urlsplit(self.base).netloc
-                    ui.notice_once(f"api-no-top-k-{netloc}", f"The server at {netloc} does not take top-k "
+                    terminal.notice_once(f"api-no-top-k-{netloc}", f"The server at {netloc} does not take top-k "
                                    f"({refused.status}): it samples without it (said once).")
 
     def _open(self, method: str, path: str, body: dict | None = None):
@@ -274,8 +274,7 @@ def _message(reply) -> str:
         return ""
     if isinstance(reply, list) and reply:
         return _message(reply[0]) or str(reply[0])
-    text = str(reply).strip()
-    return text.splitlines()[0] if text else ""
+    return first_line(reply)
 
 
 def _json(data: bytes, base: str):

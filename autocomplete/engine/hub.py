@@ -78,8 +78,8 @@ def download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import enable_progress_bars
 
-    from autocomplete import ui
+    from autocomplete import terminal
 
     enable_progress_bars()
-    with ui.paused():
+    with terminal.paused():
         return Path(snapshot_download(repo_id, allow_patterns=_ALLOW))

@@ -13,9 +13,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autocomplete import paths, ui
+from autocomplete import paths, terminal
 from autocomplete.engine import hub
-from autocomplete.errors import UsageError, UserError
+from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import DEFAULT_MODEL
 
 STARTER = "smollm2-135m"
@@ -106,11 +106,11 @@ def locate(name: str | None) -> tuple[Path, str]:
         try:
             snapshot = hub.download(repo_id)
         except Exception as error:
-            raise UserError(f"could not download {repo_id} from the Hugging Face Hub: {_first_line(error)}")
+            raise UserError(f"could not download {repo_id} from the Hugging Face Hub: {_said(error)}")
         return _model_dir(snapshot), repo_id
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
     if name is None:
-        ui.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
+        terminal.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
                        f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
         return starter.model_dir(), STARTER
     lacks = hub.partly_cached(repo_id)
@@ -157,7 +157,7 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
     # Named with a leading "." while written, so a prune by another process leaves it be.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with ui.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
+        with terminal.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
             transformers = _transformers()
             # The GGUF alone, in a folder of its own: tokenizer or config files lying beside it must not be read.
             alone = tmp / "gguf"
@@ -170,7 +170,7 @@ def convert_gguf(path: Path, out: Path | None = None) -> Path:
                     model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
                                                                               trust_remote_code=False)
             except Exception as error:
-                raise UserError(f"could not read GGUF file {path}: {_first_line(error)}")
+                raise UserError(f"could not read GGUF file {path}: {_said(error)}")
             # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
             # are plain float32 by now.
             model.hf_quantizer = None
@@ -236,7 +236,7 @@ def load(name: str | None = None, device: str = "auto", precision: str = "auto",
     key = (name or "", device, precision, engine)
     if key not in _loaded:
         # The spinner comes first: finding the model and importing a runtime take a while before any loading.
-        with ui.status(f"Loading {name or DEFAULT_MODEL}…") as say:
+        with terminal.status(f"Loading {name or DEFAULT_MODEL}…") as say:
             directory, shown = locate(name)
             say(f"Loading {shown}…")
             _loaded[key] = _load_dir(directory, shown, device, precision, engine)
@@ -259,7 +259,7 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
         except UserError:
             raise
         except Exception as error:
-            raise UserError(f"could not load model {shown} on ONNX Runtime: {_first_line(error)}")
+            raise UserError(f"could not load model {shown} on ONNX Runtime: {_said(error)}")
         from autocomplete.engine.tokenizer import Tokenizer
 
         tokenizer = Tokenizer(directory, config)
@@ -306,7 +306,7 @@ def _load_torch(directory: Path, shown: str, device: str, precision: str, config
         else:
             model, tokenizer, config = _load_transformers(directory)
     except Exception as error:
-        raise UserError(f"could not load model {shown}: {_first_line(error)}")
+        raise UserError(f"could not load model {shown}: {_said(error)}")
     model.to(device)
     if precision == "int8" and device != "cpu":
         raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
@@ -368,6 +368,6 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+
+def _said(error: BaseException) -> str:
+    return first_line(error) or type(error).__name__

@@ -84,11 +84,11 @@ def exported(directory: Path, precision: str, shown: str) -> Path:
     if graph.is_file():
         paths.touch(out)
         return graph
-    from autocomplete import ui
+    from autocomplete import terminal
     from autocomplete.engine import compact
 
     model = compact.module(compact.architecture(directory)).load(directory)  # weights that don't load say so first
-    with ui.status(f"Preparing {shown} for ONNX Runtime ({precision}; once, under a minute)…", plain=True):
+    with terminal.status(f"Preparing {shown} for ONNX Runtime ({precision}; once, under a minute)…", plain=True):
         from autocomplete.engine import onnx_export
 
         onnx_export.export(model, out, PRECISIONS[precision])

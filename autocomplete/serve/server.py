@@ -37,8 +37,8 @@ import time
 import warnings
 from datetime import datetime
 
-from autocomplete import ui
-from autocomplete.errors import UserError
+from autocomplete import terminal
+from autocomplete.errors import UserError, first_line
 from autocomplete.serve import client
 from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, env_flag
 
@@ -243,8 +243,7 @@ class Server:
             return
         except Exception as error:
             log.exception("request failed")
-            detail = (str(error).strip().splitlines() or [""])[0]
-            reply = {"error": f"{type(error).__name__}: {detail}"}
+            reply = {"error": f"{type(error).__name__}: {first_line(error)}"}
         with contextlib.suppress(Cancelled):
             send(reply)
         if reply is _STOPPED:
@@ -308,7 +307,7 @@ class Server:
         if not prompt:
             raise BadRequest("the prompt is empty")
 
-        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
+        with self._working(send), terminal.notices_to(lambda message: send({"notice": message})):
             done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}),
                             lambda logits, token, allowed: self._check(conn))  # every token, between pieces too
         return {"done": record(done, self.lm.name, settings, self.lm.engine.name)}
@@ -332,7 +331,7 @@ class Server:
             raise BadRequest("the prefix is empty")
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
-        with self._working(send), ui.notices_to(lambda message: send({"notice": message})):
+        with self._working(send), terminal.notices_to(lambda message: send({"notice": message})):
             found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn), reads=reads)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "engine": self.lm.engine.name,
@@ -424,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from autocomplete.engine import models
 
-            with ui.notices_to(load_notices.append):
+            with terminal.notices_to(load_notices.append):
                 lm = models.load(*where)
             for message in load_notices:
                 log.info("%s", message)
@@ -432,8 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             return fatal(str(error))
         except Exception as error:
             log.exception("loading failed")
-            detail = (str(error).strip().splitlines() or [""])[0]
-            return fatal(f"could not load {shown}: {type(error).__name__}: {detail}")
+            return fatal(f"could not load {shown}: {type(error).__name__}: {first_line(error)}")
         server = Server(lm, args.model or "", args.idle_timeout, load_notices, args.precision, args.engine)
         links = _link(path, server.answers_to(args.device))
         log.info("serving %s on %s (pid %d, device %s, %s, %s)", lm.name, path, os.getpid(), lm.device,

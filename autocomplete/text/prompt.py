@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autocomplete import paths, ui
+from autocomplete import paths, terminal
 from autocomplete.text import frames
 from autocomplete.text.heal import Healing, Vocab, back_up
 
@@ -84,7 +84,7 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
     room = lm.context_length - (len(frame.ids) if frame else 0) - (lead is not None)
     fitted, max_new = fit_to_context(kept, room, max_new + spell, None if frame else lm.tokenizer.bos_token_id)
     if len(fitted) < len(kept) and not quiet:
-        ui.notice(f"The prompt is {len(ids)} tokens; keeping its last {len(fitted) + spell} "
+        terminal.notice(f"The prompt is {len(ids)} tokens; keeping its last {len(fitted) + spell} "
                   f"({lm.name} reads at most {lm.context_length}).")
     return Prompt(style, ([lead] if lead is not None else []) + fitted, frame,
                   Healing(vocab, tail, fold=style == "query") if tail else None, max_new, len(fitted) + spell, vocab)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from autocomplete import ui
+from autocomplete import terminal
 from autocomplete.engine.api import Api
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
@@ -209,7 +209,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         ask.pool.shutdown(wait=False, cancel_futures=True)
     result = found.best(n)
     result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
-    ui.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
+    terminal.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
                    "each token, so their probabilities are approximate (said once; see the README).")
     return result
 
@@ -254,7 +254,7 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
         except UserError as error:
             if "sends no logprobs" not in str(error):
                 raise
-            ui.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
+            terminal.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
                            "word being typed is continued from its token boundary, unhealed (said once).")
             return None
         expand((), 1.0, listed)

@@ -59,7 +59,7 @@ def show_models(json_lines: bool, engine: str = "auto") -> None:
 
     defaults = config.load()
     if defaults:  # where a default that isn't the built-in one comes from
-        from autocomplete.ui import visible
+        from autocomplete.terminal import visible
 
         said = ", ".join(f"{key} {value}" for key, value in defaults.items())
         console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False, soft_wrap=True)

@@ -12,7 +12,8 @@ import typer
 
 from autocomplete import __version__, config, settings as checks
 from autocomplete.settings import DEFAULT_MODEL, Settings
-from autocomplete.ui.dispatch import execute, from_options, guarded, report
+from autocomplete.terminal import report
+from autocomplete.ui.dispatch import execute, from_options, guarded
 
 DEFAULTS = Settings()
 

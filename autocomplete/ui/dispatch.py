@@ -11,8 +11,9 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from autocomplete.errors import UsageError, UserError
+from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import Settings, env_flag
+from autocomplete.terminal import report
 from autocomplete.ui import actions, inputs
 
 
@@ -67,9 +68,9 @@ def _valid_text(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        from autocomplete import ui
+        from autocomplete import terminal
 
-        ui.notice("PROMPT is not valid UTF-8: bytes that aren't were replaced with \ufffd")
+        terminal.notice("PROMPT is not valid UTF-8: bytes that aren't were replaced with \ufffd")
         try:
             raw = text.encode("utf-8", "surrogateescape")  # the argument's own bytes back
         except UnicodeEncodeError:  # a surrogate that stands for no byte
@@ -161,29 +162,15 @@ def _run_all(prompts, settings: Settings) -> int:
         if interrupted:
             return 130
     if loading > TIP_AFTER:
-        from autocomplete import ui
+        from autocomplete import terminal
 
-        if ui.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
-            ui.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
+        if terminal.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
+            terminal.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
                            "keeps it loaded, so later calls answer in about 0.1 s.")
     return 0
 
 
 TIP_AFTER = 0.5  # seconds: a warm server answers in ~0.1 s
-
-
-def report(message: str) -> None:
-    from autocomplete import ui
-
-    ui.stderr().print(f"autocomplete: {ui.visible(_without_key(message))}", style="red", markup=False,
-                      highlight=False)
-
-
-def _without_key(message: str) -> str:
-    """Belt and braces: an error that quotes the --api key (a library's message about a header, say) shows it as
-    ***. The key is checked before any request (autocomplete.engine.api), so this should never have work to do."""
-    key = os.environ.get("AUTOCOMPLETE_API_KEY", "").strip()
-    return message.replace(key, "***") if len(key) >= 4 else message
 
 
 def guarded(work: Callable[[], int]) -> int:
@@ -205,6 +192,5 @@ def guarded(work: Callable[[], int]) -> int:
     except Exception as error:
         if debug:
             raise
-        detail = (str(error).strip().splitlines() or [""])[0]
-        report(f"unexpected {type(error).__name__}: {detail} (AUTOCOMPLETE_DEBUG=1 shows the traceback)")
+        report(f"unexpected {type(error).__name__}: {first_line(error)} (AUTOCOMPLETE_DEBUG=1 shows the traceback)")
         return 1

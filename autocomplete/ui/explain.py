@@ -162,7 +162,7 @@ class StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        from autocomplete.ui import visible
+        from autocomplete.terminal import visible
 
         title = f"step {number}: …{visible(self.text[-50:])}"
         if step.allowed is not None:
@@ -194,7 +194,7 @@ class StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        from autocomplete.ui import visible
+        from autocomplete.terminal import visible
 
         title = f"the typed word, finished: …{visible(self.text[-50:])}"
         if not word.exact:
@@ -214,7 +214,7 @@ class StepPrinter:
     def finish(self, done: Completion) -> None:
         from rich.text import Text
 
-        from autocomplete.ui import visible
+        from autocomplete.terminal import visible
 
         shown = Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan")
         self.console.print(shown)

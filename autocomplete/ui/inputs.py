@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from autocomplete import ui
+from autocomplete import terminal
 
 # 1 MiB of text is far more than any supported model's context window.
 MAX_BYTES = 1 << 20
@@ -25,7 +25,7 @@ def decode(data: bytes, cut: bool = False) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         if not _warned:
-            ui.notice("stdin is not valid UTF-8: bytes that aren't were replaced with \ufffd")
+            terminal.notice("stdin is not valid UTF-8: bytes that aren't were replaced with \ufffd")
             _warned = True
         return data.decode("utf-8", errors="replace")
 
@@ -42,7 +42,7 @@ def read_all(stream: BinaryIO, limit: int = MAX_BYTES) -> str:
         del buffer[: len(buffer) - limit]
         cut = True
     if cut:
-        ui.notice(f"stdin is over {limit >> 20} MiB: reading its last part only")
+        terminal.notice(f"stdin is over {limit >> 20} MiB: reading its last part only")
     return decode(bytes(buffer), cut).removesuffix("\n").removesuffix("\r")
 
 

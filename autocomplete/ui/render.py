@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from autocomplete.settings import Settings
-from autocomplete.ui import visible
+from autocomplete.terminal import visible
 from autocomplete.text.complete import Completion
 
 
@@ -61,9 +61,9 @@ class TextRenderer:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
         if not getattr(found, "exact", True) and found.note:
-            from autocomplete import ui
+            from autocomplete import terminal
 
-            ui.notice(found.note)
+            terminal.notice(found.note)
 
     def _write(self, text: str, style: str | None) -> None:
         if self.console is not None:

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from autocomplete import paths, settings as checks, ui
+from autocomplete import paths, settings as checks, terminal
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.ui import actions
@@ -62,7 +62,7 @@ class Repl:
         prompt = _session(ghost, lambda: self.settings)
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
             self.settings.api if self.settings.api else "the running server")
-        ui.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
+        terminal.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
                   "Ctrl-D to leave.")
         while True:
             try:
@@ -96,7 +96,7 @@ class Repl:
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
         except UserError as error:  # an --api engine down, say: said, and the session goes on
-            from autocomplete.ui.dispatch import report
+            from autocomplete.terminal import report
 
             report(str(error))
         return None
@@ -108,23 +108,23 @@ class Repl:
             if name in ("/quit", "/exit", "/q"):
                 return "quit"
             if name in ("/help", "/?"):
-                ui.stderr().print(HELP, markup=False)
+                terminal.stderr().print(HELP, markup=False)
             elif name == "/settings":
-                ui.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.shown().items()))
+                terminal.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.shown().items()))
             elif name == "/suggest":
                 count = 0 if arg == "off" else _number(name, arg or "5", int)
                 if count < 1 and arg != "off":
                     raise ValueError(f"/suggest takes a number of suggestions, 1 or more (or off), not {arg}")
                 self.settings.suggest = count
                 self.settings.explain = False
-                ui.notice(f"suggestions: {count} per line" if count else "suggestions off: lines are completed")
+                terminal.notice(f"suggestions: {count} per line" if count else "suggestions off: lines are completed")
             elif name == "/explain":
                 self.settings.explain = arg != "off"
                 self.settings.suggest = 0
-                ui.notice("explain on: every step is shown" if self.settings.explain else "explain off")
+                terminal.notice("explain on: every step is shown" if self.settings.explain else "explain off")
             elif name == "/seed":
                 self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
-                ui.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
+                terminal.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
             elif name == "/model":
                 if arg:
                     previous, self.settings.model = self.settings.model, arg
@@ -133,19 +133,19 @@ class Repl:
                     except (UserError, KeyboardInterrupt):
                         self.settings.model = previous
                         raise
-                ui.notice(f"model {self._name()}")
+                terminal.notice(f"model {self._name()}")
             elif name in _SETTERS:
                 field, check, parse = _SETTERS[name]
                 setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
-                ui.notice(f"{field.replace('_', '-')} {getattr(self.settings, field)}")
+                terminal.notice(f"{field.replace('_', '-')} {getattr(self.settings, field)}")
             else:
-                ui.notice(f"unknown command {name}; /help lists them")
+                terminal.notice(f"unknown command {name}; /help lists them")
         except ValueError as error:
-            ui.notice(str(error))
+            terminal.notice(str(error))
         except UserError as error:
-            ui.notice(str(error).replace("--model ", "/model "))  # the advice in the REPL's own terms
+            terminal.notice(str(error).replace("--model ", "/model "))  # the advice in the REPL's own terms
         except KeyboardInterrupt:
-            ui.notice("cancelled")
+            terminal.notice("cancelled")
         return None
 
     def _load(self) -> None:
@@ -212,7 +212,7 @@ def _session(ghost, settings):
         def get_completions(self, document, complete_event):
             if not typed(document):
                 return
-            from autocomplete.ui import visible
+            from autocomplete.terminal import visible
 
             for s in ghost.suggestions(document.text, settings().suggest or 5):
                 yield Completion(s.completion, start_position=0, display=visible(document.text + s.completion),

@@ -149,11 +149,11 @@ def test_only_loopback_and_localhost_count_as_local():
 
 
 def test_marker_file_names_never_come_from_a_url_as_they_are(tmp_path, monkeypatch):
-    from autocomplete import ui
+    from autocomplete import terminal
 
     monkeypatch.setenv("AUTOCOMPLETE_DATA_DIR", str(tmp_path))
-    ui.notice_once("api-no-top-k-../../x:1", "said")
-    ui.notice_once("api-no-top-k-../../x:1", "said")
+    terminal.notice_once("api-no-top-k-../../x:1", "said")
+    terminal.notice_once("api-no-top-k-../../x:1", "said")
     (made,) = (tmp_path / "notices").iterdir()
     assert made.parent == tmp_path / "notices" and "/" not in made.name and not made.name.startswith(".")
 
