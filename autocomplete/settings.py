@@ -18,6 +18,11 @@ ENGINES = ("auto", "onnx", "torch")  # auto: onnx on the CPU for the models it e
 DEFAULT_MODEL = "gpt2"
 
 
+def runs_on(device: str, precision: str) -> str:
+    """The device asked for, with auto made the CPU for int8, which runs there only (even on a machine with a GPU)."""
+    return "cpu" if precision == "int8" and device == "auto" else device
+
+
 def env_flag(name: str) -> bool:
     """An on/off environment variable: 1, true, yes, on (any case) mean on; unset, empty, 0, false, no, off mean
     off; anything else is a usage error, so a typo doesn't silently do the opposite."""
@@ -89,9 +94,8 @@ class Settings:
 
     def where(self) -> tuple[str | None, str, str, str]:
         """What a server must have loaded to serve this: (model, device, precision, engine), as
-        autocomplete.serve.client takes them. int8 with device auto runs on the CPU, as models.load decides."""
-        device = "cpu" if self.precision == "int8" and self.device == "auto" else self.device
-        return self.server_key(), device, self.precision, self.engine
+        autocomplete.serve.client takes them."""
+        return self.server_key(), runs_on(self.device, self.precision), self.precision, self.engine
 
     def servable(self) -> bool:
         # The server runs completions and suggestions; --explain runs here.

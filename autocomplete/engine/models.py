@@ -16,7 +16,7 @@ from pathlib import Path
 from autocomplete import paths, terminal
 from autocomplete.engine import hub
 from autocomplete.errors import UsageError, UserError, first_line
-from autocomplete.settings import DEFAULT_MODEL
+from autocomplete.settings import DEFAULT_MODEL, runs_on
 
 STARTER = "smollm2-135m"
 ALIASES = {
@@ -231,8 +231,7 @@ def load(name: str | None = None, device: str = "auto", precision: str = "auto",
     faithful it stays). "auto": resolved_precision. engine: "onnx" (ONNX Runtime, the CPU), "torch", or "auto":
     ONNX Runtime for the models it runs on the CPU, torch for the rest (autocomplete.engine.engine).
     """
-    if precision == "int8" and device == "auto":
-        device = "cpu"  # int8 runs on the CPU only: auto means the CPU, even on a machine with a GPU
+    device = runs_on(device, precision)
     key = (name or "", device, precision, engine)
     if key not in _loaded:
         # The spinner comes first: finding the model and importing a runtime take a while before any loading.
