@@ -1,7 +1,7 @@
 """The config file: defaults a user sets once (their model, temperature, style, --api server…), in TOML at
 <the user config dir>/autocomplete/config.toml (~/.config/autocomplete/config.toml on Linux; XDG_CONFIG_HOME
 honoured) or wherever AUTOCOMPLETE_CONFIG points. An option beats its environment variable, which beats the file,
-which beats the built-in default (autocomplete.ui.dispatch.from_options applies it).
+which beats the built-in default (autocomplete.ui.options.from_options applies it).
 
     model = "smollm2-135m"
     temperature = 0.5
@@ -19,21 +19,8 @@ from pathlib import Path
 from autocomplete import settings as checks
 from autocomplete.errors import UsageError
 
-# key -> (the TOML types it takes, the check on its value); keys are the options' own names, dashes or underscores.
-KEYS = {
-    "model": ((str,), None),
-    "temperature": ((int, float), checks.check_temperature),
-    "top_k": ((int,), checks.check_top_k),
-    "top_p": ((int, float), checks.check_top_p),
-    "max_tokens": ((int,), checks.check_max_tokens),
-    "stop": ((str,), checks.check_stop),
-    "style": ((str,), checks.check_style),
-    "device": ((str,), checks.check_device),
-    "precision": ((str,), checks.check_precision),
-    "engine": ((str,), checks.check_engine),
-    "api": ((str,), None),
-    "idle_timeout": ((int, float), lambda v: v if v >= 0 else _fail(f"must be 0 or more, not {v}")),
-}
+# The options the file may set (autocomplete.settings: in_config), by their own names, dashes or underscores.
+KEYS = tuple(spec.dest for spec in checks.OPTIONS if spec.in_config)
 _SECRETS = ("api_key", "key", "token", "password")
 
 
@@ -77,21 +64,16 @@ def _read(file: Path) -> dict:
             close = difflib.get_close_matches(name, KEYS, n=1)
             hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(KEYS)}"
             raise UsageError(f"config {file}: unknown key {key!r} ({hint})")
-        types, check = KEYS[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise UsageError(f"config {file}: {key}: must be a {_kind(types)}, not {value!r}")
-        if float in types:
+        kind = checks.OPTION[name].kind
+        if not checks.accepts(name, value):
+            raise UsageError(f"config {file}: {key}: must be a {_KIND.get(kind, 'string')}, not {value!r}")
+        if kind is float:
             value = float(value)  # `temperature = 0` is 0.0, as the option's is
         try:
-            values[name] = check(value) if check else value
+            values[name] = checks.OPTION[name].checked(value)
         except ValueError as error:
             raise UsageError(f"config {file}: {key}: {error}") from None
     return values
 
 
-def _kind(types: tuple) -> str:
-    return "number" if float in types else "whole number" if int in types else "string"
-
-
-def _fail(message: str):
-    raise ValueError(message)
+_KIND = {float: "number", int: "whole number"}

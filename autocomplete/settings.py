@@ -1,14 +1,19 @@
 """Settings: the one object a command line becomes (shared by the CLI, the REPL, the servers and the JSON output),
-and the checks on its values."""
+and the one table of options: each field that a command-line option sets declares it there (its flags, help,
+environment variable, check, whether the config file may set it), and the argument reader (autocomplete.ui.args),
+the Typer command (autocomplete.ui.cli), the config file (autocomplete.config) and the warm server's request schema
+(settings_from_request) are all made from it."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-STOP_RULES = ("line", "sentence", "none")
+STOP_RULES = ("sentence", "line", "none")
 STYLES = ("auto", "query", "text")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # auto: int8 on ONNX Runtime (as faithful as llama.cpp's Q8_0, and faster), fp32 on torch (exact; its int8 is less
@@ -16,6 +21,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "int8")
 ENGINES = ("auto", "onnx", "torch")  # auto: onnx on the CPU for the models it exports, torch otherwise
 DEFAULT_MODEL = "gpt2"
+# The most text read as one prompt (stdin, a request): 1 MiB is far more than any supported model's context window.
+MAX_PROMPT_BYTES = 1 << 20
 
 
 def runs_on(device: str, precision: str) -> str:
@@ -34,85 +41,6 @@ def env_flag(name: str) -> bool:
     from autocomplete.errors import UsageError
 
     raise UsageError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {os.environ[name]!r}")
-
-
-GENERATION = ("temperature", "top_k", "top_p", "max_tokens", "seed", "stop", "style", "examples")
-
-
-@dataclass
-class Settings:
-    """Everything a command line (or the REPL, or a server request) asks for: the one settings object. The first
-    eight fields shape a generation (GENERATION: what a warm server receives and --json shows); the rest say what
-    to do with the prompt and where the model runs."""
-
-    # Defaults suit a search box: a short, fairly likely continuation that ends with its sentence.
-    temperature: float = 0.7
-    top_k: int = 50
-    top_p: float = 0.8
-    max_tokens: int = 24
-    seed: int | None = None
-    stop: str = "sentence"
-    style: str = "auto"  # query, text, or auto: query for a short one-line prompt (autocomplete.text.frames)
-    examples: list[str] | None = None  # the user's example queries for the query style (--examples)
-    # what to do with each prompt
-    suggest: int = 0  # > 0: list this many suggestions instead of completing
-    words: int = 3  # longest suggestion, in words
-    explain: bool = False
-    temperatures: list[float] = field(default_factory=list)  # shown side by side by --explain
-    # the model, and where it runs
-    model: str | None = None  # None: the default model (which may fall back to the starter)
-    device: str = "auto"
-    precision: str = "auto"
-    engine: str = "auto"  # onnx (ONNX Runtime, the CPU), torch, or auto (autocomplete.engine.onnx_engine.chosen)
-    api: str | None = None  # --api: an OpenAI-compatible server's base URL; the model runs there
-    use_server: bool = True  # use a warm server for this model when one is running (--no-server: False)
-    idle_timeout: float = 300  # for a server started from here
-    # output
-    json_lines: bool = False
-    only_new: bool = False
-    # the command line's own
-    prompt: str | None = None
-    examples_file: str | None = None  # --examples FILE, read by the command itself (a server has another directory)
-    each_line: bool = False
-    interactive: bool = False
-    list_models: bool = False
-    server_action: str | None = None  # --server start|stop|status
-
-    def generation(self) -> dict:
-        """The fields that shape a generation, as a warm server takes them."""
-        return {name: getattr(self, name) for name in GENERATION}
-
-    def shown(self) -> dict:
-        """The settings as --json shows them: the example queries are the user's own file, not repeated."""
-        return {k: v for k, v in self.generation().items() if k != "examples"}
-
-    def server_key(self) -> str | None:
-        """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
-        if self.model and Path(self.model).expanduser().exists():
-            return str(Path(self.model).expanduser().resolve())
-        return self.model
-
-    def where(self) -> tuple[str | None, str, str, str]:
-        """What a server must have loaded to serve this: (model, device, precision, engine), as
-        autocomplete.serve.client takes them."""
-        return self.server_key(), runs_on(self.device, self.precision), self.precision, self.engine
-
-    def servable(self) -> bool:
-        # The server runs completions and suggestions; --explain runs here.
-        return self.use_server and not self.explain
-
-    def read_examples(self) -> None:
-        """Put the --examples file's queries into the settings; a bad file is a usage error."""
-        if self.examples_file is not None and self.examples is None:
-            from autocomplete.text.frames import read_examples
-
-            self.examples = read_examples(self.examples_file)
-
-    def load(self):
-        """The model these settings name, loaded (once per process) in this process."""
-        from autocomplete.engine import models
-
-        return models.load(self.model, self.device, self.precision, self.engine)
 
 
 # Each check returns the value or raises ValueError with the sentence the user sees.
@@ -140,29 +68,15 @@ def check_max_tokens(value: int) -> int:
     return value
 
 
-def check_stop(value: str) -> str:
-    return _one_of("stop", value, STOP_RULES)
+def check_at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be 1 or more, not {value}")
+    return value
 
 
-def check_style(value: str) -> str:
-    return _one_of("style", value, STYLES)
-
-
-def check_device(value: str) -> str:
-    return _one_of("device", value, DEVICES)
-
-
-def check_precision(value: str) -> str:
-    return _one_of("precision", value, PRECISIONS)
-
-
-def check_engine(value: str) -> str:
-    return _one_of("engine", value, ENGINES)
-
-
-def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+def check_idle_timeout(value: float) -> float:
+    if not value >= 0:  # NaN too
+        raise ValueError(f"must be 0 or more, not {value}")
     return value
 
 
@@ -170,3 +84,213 @@ def check_examples(value: list | None) -> list | None:
     if value is not None and (not value or not all(isinstance(line, str) and line for line in value)):
         raise ValueError("examples must be a non-empty list of example queries")
     return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """How the command line spells a setting: made by option() beside the field, completed (dest, kind) by OPTIONS."""
+
+    flags: tuple[str, ...]
+    help: str
+    metavar: str = ""
+    envvar: str | None = None
+    check: Callable | None = None  # the value, or ValueError with the sentence the user sees (choices: checked too)
+    multiple: bool = False  # given several times (the temperatures --explain compares)
+    in_config: bool = False  # a default the config file may set
+    show_default: bool | str = False  # help ends with [default: …]: the field's default, or this text
+    dest: str = ""  # the field's name, which is also the Typer parameter's
+    kind: object = None  # "flag", int, float, str, or a tuple of choices: from the field's type
+
+    def checked(self, value):
+        """The value if it is one this option takes; ValueError with the sentence the user sees otherwise."""
+        if isinstance(self.kind, tuple) and value not in self.kind:
+            raise ValueError(f"{self.dest.replace('_', '-')} must be one of {', '.join(self.kind)}, not {value!r}")
+        return self.check(value) if self.check else value
+
+
+def option(default, *flags: str, help: str, generation: bool = False, **spelling):
+    """A Settings field that a command-line option sets. generation: it shapes a generation (GENERATION)."""
+    return _field(default, {"option": Option(flags, help, **spelling), "generation": generation})
+
+
+def setting(default, generation: bool = False, check: Callable | None = None):
+    """A Settings field no option sets (the REPL or the command fills it in)."""
+    return _field(default, {"generation": generation, "check": check})
+
+
+def _field(default, metadata: dict):
+    return field(default_factory=list, metadata=metadata) if default == [] else field(default=default, metadata=metadata)
+
+
+@dataclass
+class Settings:
+    """Everything a command line (or the REPL, or a server request) asks for: the one settings object, in the
+    order --help lists the options. The fields marked generation shape a generation (GENERATION: what a warm
+    server receives and --json shows); the rest say what to do with the prompt and where the model runs."""
+
+    model: str | None = option(
+        None, "-m", "--model", metavar="MODEL", envvar="AUTOCOMPLETE_MODEL", in_config=True,
+        show_default=DEFAULT_MODEL, help="Alias, Hub id, saved model directory or .gguf file")
+    # Defaults suit a search box: a short, fairly likely continuation that ends with its sentence.
+    temperature: float = option(
+        0.7, "-t", "--temperature", metavar="T", check=check_temperature, multiple=True, in_config=True,
+        show_default=True, generation=True,
+        help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. Give "
+             "several with --explain to compare them")
+    top_k: int = option(
+        50, "-k", "--top-k", metavar="K", check=check_top_k, in_config=True, show_default=True, generation=True,
+        help="Sample only from the K likeliest tokens (0 = off)")
+    top_p: float = option(
+        0.8, "-p", "--top-p", metavar="P", check=check_top_p, in_config=True, show_default=True, generation=True,
+        help="Sample only from the likeliest tokens holding this much probability (1 = off)")
+    max_tokens: int = option(
+        24, "-n", "--max-tokens", metavar="N", check=check_max_tokens, in_config=True, show_default=True,
+        generation=True, help="Generate at most this many tokens")
+    seed: int | None = option(
+        None, "--seed", metavar="N", generation=True,
+        help="Random seed: the same seed and settings give the same completion")
+    stop: str = option(
+        "sentence", "--stop", in_config=True, show_default=True, generation=True,
+        help="End the completion at the first sentence end, line break, or only at max-tokens / end of text")
+    style: str = option(
+        "auto", "--style", envvar="AUTOCOMPLETE_STYLE", in_config=True, show_default=True, generation=True,
+        help="query: complete a search query (ends at the line's end); text: continue plain text; auto: query for "
+             "a short one-line prompt, text otherwise")
+    # the user's example queries for the query style, read from --examples FILE by the command itself (a server,
+    # which receives them, has another working directory)
+    examples: list[str] | None = setting(None, generation=True, check=check_examples)
+    examples_file: str | None = option(
+        None, "--examples", metavar="FILE",
+        help="Your own example queries, one per line (say, a sample of your site's searches), in place of the "
+             "built-in ones for the query style")
+    # what to do with each prompt
+    suggest: int = option(
+        0, "--suggest", metavar="N", check=check_at_least_one,
+        help="List the N likeliest distinct continuations with their probabilities, like a search box")
+    words: int = option(
+        3, "--words", metavar="W", check=check_at_least_one, show_default=True,
+        help="Longest suggestion, in words (with --suggest)")
+    explain: bool = option(
+        False, "--explain",
+        help="Show each step: the likeliest next tokens, their probabilities per temperature, the pick and the "
+             "entropy")
+    only_new: bool = option(False, "--only-new", help="Print only the generated text")
+    json_lines: bool = option(
+        False, "--json", help="One JSON object per completion (JSON Lines) with tokens, settings and stats")
+    each_line: bool = option(False, "--each-line", help="Complete every stdin line on its own, one output line each")
+    interactive: bool = option(
+        False, "-i", "--interactive", help="Start the REPL (what a bare `autocomplete` does on a terminal)")
+    # the model, and where it runs
+    device: str = option("auto", "--device", in_config=True, show_default=True, help="Where to run the model")
+    precision: str = option(
+        "auto", "--precision", envvar="AUTOCOMPLETE_PRECISION", in_config=True, show_default=True,
+        help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see README). auto: int8 "
+             "on onnx, fp32 on torch")
+    engine: str = option(
+        "auto", "--engine", envvar="AUTOCOMPLETE_ENGINE", in_config=True, show_default=True,
+        help="Where the model runs: onnx (ONNX Runtime on the CPU), torch, or auto: onnx on the CPU for the models "
+             "it exports (GPT-2, Llama), torch otherwise")
+    server: str | None = option(
+        None, "--server",
+        help="Keep the model loaded in a background process (start), or stop it, or show it (status). Completions "
+             "use it automatically while it runs")
+    api: str | None = option(
+        None, "--api", metavar="URL", envvar="AUTOCOMPLETE_API_BASE", in_config=True,
+        help="Run the model on an OpenAI-compatible server (vLLM, llama.cpp, TGI, ollama, transformers serve), e.g. "
+             "http://localhost:8000/v1; -m names its model. Key: AUTOCOMPLETE_API_KEY")
+    no_server: bool = option(
+        False, "--no-server", help="Load the model in this process even if a server is running")
+    idle_timeout: float = option(
+        300.0, "--idle-timeout", metavar="SECONDS", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", check=check_idle_timeout,
+        in_config=True, show_default=True,
+        help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused (0 = never)")
+    list_models: bool = option(
+        False, "--list-models", help="List the model aliases and which are available offline")
+    # the command line's own
+    prompt: str | None = setting(None)
+    temperatures: list[float] = setting([])  # every --temperature given, shown side by side by --explain
+
+    def generation(self) -> dict:
+        """The fields that shape a generation, as a warm server takes them."""
+        return {name: getattr(self, name) for name in GENERATION}
+
+    def shown(self) -> dict:
+        """The settings as --json shows them: the example queries are the user's own file, not repeated."""
+        return {k: v for k, v in self.generation().items() if k != "examples"}
+
+    def server_key(self) -> str | None:
+        """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
+        if self.model and Path(self.model).expanduser().exists():
+            return str(Path(self.model).expanduser().resolve())
+        return self.model
+
+    def placement(self) -> Placement:
+        """What a server must have loaded to serve this, as autocomplete.serve.client takes it."""
+        return Placement(self.server_key(), runs_on(self.device, self.precision), self.precision, self.engine)
+
+    def servable(self) -> bool:
+        # The server runs completions and suggestions; --explain runs here.
+        return not self.no_server and not self.explain
+
+
+class Placement(typing.NamedTuple):
+    """A model and where it runs: what a warm server loaded, and what a client asks one for."""
+
+    model: str | None
+    device: str
+    precision: str
+    engine: str
+
+
+def _kind(name: str, hint, choices: tuple | None = None):
+    """An option's kind from its field's type: bool a flag; the choices for the fields that have them."""
+    if choices:
+        return choices
+    if hint is bool:
+        return "flag"
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+CHOICES = {"stop": STOP_RULES, "style": STYLES, "device": DEVICES, "precision": PRECISIONS, "engine": ENGINES,
+           "server": ("start", "stop", "status")}
+_HINTS = typing.get_type_hints(Settings)
+OPTIONS = tuple(
+    Option(**{**vars(f.metadata["option"]), "dest": f.name, "kind": _kind(f.name, _HINTS[f.name], CHOICES.get(f.name))})
+    for f in fields(Settings) if "option" in f.metadata)
+OPTION = {spec.dest: spec for spec in OPTIONS}
+GENERATION = tuple(f.name for f in fields(Settings) if f.metadata.get("generation"))
+
+
+def accepts(name: str, value) -> bool:
+    """Whether a value read from JSON or TOML has the type of the field `name` (an int is a number; a boolean is
+    never a number)."""
+    hint = _HINTS[name]
+    types = tuple(typing.get_origin(a) or a for a in (typing.get_args(hint) or (hint,)))
+    if float in types:
+        types += (int,)
+    return not (isinstance(value, bool) and bool not in types) and isinstance(value, types)
+
+
+def check(name: str, value):
+    """A field's value, checked as the command line checks it (ValueError otherwise)."""
+    spec = OPTION.get(name)
+    if spec is not None:
+        return spec.checked(value)
+    said = next(f for f in fields(Settings) if f.name == name).metadata.get("check")
+    return said(value) if said else value
+
+
+def settings_from_request(raw) -> Settings:
+    """A warm server's request settings (the GENERATION fields, any left out take their defaults) -> Settings,
+    checked as the command line checks them: ValueError says what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("settings must be a JSON object")
+    values = {}
+    for name, value in raw.items():
+        if name not in GENERATION:
+            raise ValueError(f"unknown setting {name!r}")
+        if not accepts(name, value):
+            raise ValueError(f"setting {name} has the wrong type: {value!r}")
+        values[name] = check(name, float(value) if isinstance(value, int) and _HINTS[name] is float else value)
+    return Settings(**values)

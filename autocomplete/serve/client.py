@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from autocomplete.errors import UserError
+from autocomplete.settings import MAX_PROMPT_BYTES
 from autocomplete.text.frames import MAX_EXAMPLES_BYTES
-from autocomplete.ui.inputs import MAX_BYTES
 
 if TYPE_CHECKING:
     import subprocess
@@ -39,7 +39,7 @@ MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 # file, each byte JSON-escaped at worst (a control character is 6 bytes, \u0001; text goes as UTF-8, so most of it
 # is 1 byte a byte), and room for the rest (settings, a prompt on the command line). A longer request (a huge
 # command-line prompt) is not sent: the caller works in-process, as with no server.
-MAX_REQUEST = 6 * (MAX_BYTES + MAX_EXAMPLES_BYTES) + (64 << 10)
+MAX_REQUEST = 6 * (MAX_PROMPT_BYTES + MAX_EXAMPLES_BYTES) + (64 << 10)
 
 
 def runtime_dir(create: bool = True) -> Path:
@@ -244,8 +244,8 @@ def stop(model: str | None, device: str = "auto", precision: str = "auto", engin
     return True
 
 
-def start(model: str | None, device: str = "auto", idle_timeout: float = 300, wait: float = 120,
-          precision: str = "auto", engine: str = "auto") -> dict:
+def start(model: str | None, device: str = "auto", precision: str = "auto", engine: str = "auto", *,
+          idle_timeout: float, wait: float = 120) -> dict:
     """Start a detached server for `model` and wait until it answers (loading the model may take a while).
     Returns its status. A server already up for `model` (under any of its names, or one that wins a race to
     start) is used as it is."""
@@ -299,7 +299,7 @@ def _spawn(model: str | None, device: str, precision: str, engine: str, idle_tim
 def complete(model: str | None, prompt: str, settings: dict, on_piece: Callable[[str], None],
              device: str = "auto", precision: str = "auto", engine: str = "auto") -> dict | None:
     """Complete `prompt` on the server, streaming pieces to on_piece; returns the done record (as
-    render.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
+    autocomplete.text.records.record gives it), or None if no server for `model` is running (so the caller can work in-process)."""
     reply = _call(_found(model, device, precision, engine),
                   {"op": "complete", "prompt": prompt, "settings": settings}, REPLY_TIMEOUT, on_piece)
     return None if reply is None else reply["done"]

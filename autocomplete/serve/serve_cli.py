@@ -11,14 +11,14 @@ from autocomplete.settings import Settings
 
 
 def manage(action: str, settings: Settings) -> int:
-    where, idle_timeout = settings.where(), settings.idle_timeout
+    where, idle_timeout = settings.placement(), settings.idle_timeout
     shown = _shown(settings)
     if action == "start":
         if client.running(*where):
             terminal.notice(f"A server for {shown} is already running.")
             return 0
         with terminal.status(f"Starting a server for {shown}…"):
-            found = client.start(where[0], where[1], idle_timeout, precision=where[2], engine=where[3])
+            found = client.start(*where, idle_timeout=idle_timeout)
         terminal.notice(f"Server ready: {found['model']} (pid {found['pid']}), "
                   + (f"exits after {idle_timeout:g} s unused." if idle_timeout else "runs until --server stop."))
         return 0
@@ -43,11 +43,11 @@ def manage(action: str, settings: Settings) -> int:
 
 def ensure_running(settings: Settings) -> None:
     """AUTOCOMPLETE_AUTOSTART=1: start a server on first use, so every later call is warm."""
-    where = settings.where()
+    where = settings.placement()
     if not client.running(*where):
         started = time.perf_counter()
         with terminal.status("Starting a background server (AUTOCOMPLETE_AUTOSTART=1)…"):
-            client.start(where[0], where[1], settings.idle_timeout, precision=where[2], engine=where[3])
+            client.start(*where, idle_timeout=settings.idle_timeout)
         terminal.notice(f"Started a background server in {time.perf_counter() - started:.1f} s; later calls are warm.")
 
 

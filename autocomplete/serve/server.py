@@ -2,7 +2,7 @@
 keep-alive). Started detached by autocomplete.serve.client.start(); run by hand as
 
     python -m autocomplete.serve.server [--model NAME] [--device auto] [--precision auto] [--engine auto]
-                                        [--idle-timeout 300]
+                                        [--idle-timeout SECONDS]
 
 It listens on <runtime dir>/<hash of model, device, precision, engine>.sock from before the model loads (so a racing
 start waits for it), and once ready links <hash>.ready to that socket for every way a user may ask for what it
@@ -40,7 +40,7 @@ from datetime import datetime
 from autocomplete import terminal
 from autocomplete.errors import UserError, first_line
 from autocomplete.serve import client
-from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, env_flag
+from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, Settings, env_flag, settings_from_request
 
 MAX_CONNECTIONS = 16  # requests queue for the one model anyway; each may buffer a request of client.MAX_REQUEST
 READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
@@ -66,38 +66,12 @@ class Declined(Exception):
     """Queued behind the last request before a stop: hang up without a word, so the client works in-process."""
 
 
-# name -> (accepted JSON types, check); ints are fine where a float is expected, booleans never are.
-_SETTINGS = {
-    "temperature": ((int, float), "check_temperature"),
-    "top_k": (int, "check_top_k"),
-    "top_p": ((int, float), "check_top_p"),
-    "max_tokens": (int, "check_max_tokens"),
-    "seed": ((int, type(None)), None),
-    "stop": (str, "check_stop"),
-    "style": (str, "check_style"),
-    "examples": ((list, type(None)), "check_examples"),
-}
-
-
-def parse_settings(raw) -> object:
+def parse_settings(raw) -> Settings:
     """A request's settings dict -> Settings, checked exactly as the CLI checks them. Missing keys take defaults."""
-    from autocomplete import settings as checks
-
-    if not isinstance(raw, dict):
-        raise BadRequest("settings must be a JSON object")
-    for name, value in raw.items():
-        if name not in _SETTINGS:
-            raise BadRequest(f"unknown setting {name!r}")
-        types, check = _SETTINGS[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise BadRequest(f"setting {name} has the wrong type: {value!r}")
-        if check:
-            try:
-                getattr(checks, check)(value)
-            except ValueError as error:
-                raise BadRequest(str(error)) from None
-    floats = {name: float(raw[name]) for name in ("temperature", "top_p") if name in raw}
-    return checks.Settings(**{**raw, **floats})
+    try:
+        return settings_from_request(raw)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
 
 
 def _field(request: dict, name: str, kind: type, default=None):
@@ -300,7 +274,7 @@ class Server:
 
     def complete(self, request: dict, conn: socket.socket, send) -> dict:
         from autocomplete.text.complete import complete
-        from autocomplete.ui.render import record
+        from autocomplete.text.records import record
 
         prompt = _field(request, "prompt", str)
         settings = parse_settings(_field(request, "settings", dict, {}))
@@ -345,7 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--engine", default="auto", choices=ENGINES)
-    parser.add_argument("--idle-timeout", type=float, default=300.0, metavar="SECONDS",
+    parser.add_argument("--idle-timeout", type=float, default=Settings().idle_timeout, metavar="SECONDS",
                         help="exit after this long without a request (0 = never)")
     return parser
 

@@ -5,49 +5,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autocomplete.settings import Settings
+from autocomplete.text.records import Completion
 from autocomplete.text.stream import TextStream
 
-if TYPE_CHECKING:  # render imports this module for Completion, on the warm-server path too
+if TYPE_CHECKING:  # the module stays light: a cold call imports numpy only once it completes
     from autocomplete.engine.models import LoadedModel
     from autocomplete.text.prompt import Prompt
-
-
-@dataclass
-class Completion:
-    prompt: str
-    completion: str  # generated text only, exactly the streamed pieces joined
-    tokens: list[int] | None  # generated token ids; None over --api
-    finish_reason: str  # "stop" (the stop rule), "eos", "length" or "interrupted"
-    prompt_tokens: int
-    seed: int
-    time_to_first_token: float | None
-    tokens_per_second: float | None
-    style: str = "text"  # the style that ran: "query" or "text"
-    completion_tokens: int | None = None  # over --api (tokens None: ids don't travel), the server's count if sent
-    word: object | None = None  # the whole word the typed letters were healed to (autocomplete.text.word.Word)
-
-    @property
-    def token_count(self) -> int | None:
-        return len(self.tokens) if self.tokens is not None else self.completion_tokens
-
-    @property
-    def interrupted(self) -> bool:
-        return self.finish_reason == "interrupted"
-
-
-def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) -> tuple[list[int], int]:
-    """Keep the prompt's last part so prompt + completion fit the context window; returns (ids, max_new)."""
-    max_new = min(max_new, context - 1)
-    keep = context - max_new
-    if len(ids) <= keep:
-        return ids, max_new
-    if bos is not None and ids and ids[0] == bos:  # a model trained with a BOS token keeps it
-        return [bos] + ids[len(ids) - keep + 1:], max_new
-    return ids[len(ids) - keep:], max_new
 
 
 def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],

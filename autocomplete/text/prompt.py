@@ -79,8 +79,6 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
         lead = lm.tokenizer.bos_token_id if lm.tokenizer.bos_token_id is not None else lm.tokenizer.eos_token_id
         if lead is None:
             kept, tail, spell = ids, b"", 0  # nothing to start from: no healing
-    from autocomplete.text.complete import fit_to_context
-
     room = lm.context_length - (len(frame.ids) if frame else 0) - (lead is not None)
     fitted, max_new = fit_to_context(kept, room, max_new + spell, None if frame else lm.tokenizer.bos_token_id)
     if len(fitted) < len(kept) and not quiet:
@@ -88,6 +86,17 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
                   f"({lm.name} reads at most {lm.context_length}).")
     return Prompt(style, ([lead] if lead is not None else []) + fitted, frame,
                   Healing(vocab, tail, fold=style == "query") if tail else None, max_new, len(fitted) + spell, vocab)
+
+
+def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) -> tuple[list[int], int]:
+    """Keep the prompt's last part so prompt + completion fit the context window; returns (ids, max_new)."""
+    max_new = min(max_new, context - 1)
+    keep = context - max_new
+    if len(ids) <= keep:
+        return ids, max_new
+    if bos is not None and ids and ids[0] == bos:  # a model trained with a BOS token keeps it
+        return [bos] + ids[len(ids) - keep + 1:], max_new
+    return ids[len(ids) - keep:], max_new
 
 
 def vocabulary(lm: LoadedModel) -> Vocab:

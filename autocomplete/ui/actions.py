@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Placement, Settings
 
 if TYPE_CHECKING:  # the warm-server path never loads a model here
     from autocomplete.engine.models import LoadedModel
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the warm-server path never loads a model here
 class Served:
     """A warm server serving what the options ask for: where the client finds it, and the model it loaded."""
 
-    where: tuple[str | None, str, str, str]
+    where: Placement
     name: str
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
@@ -48,23 +48,30 @@ class Remote:
         return True
 
 
+def load(settings: Settings) -> LoadedModel:
+    """The model the settings name, loaded in this process (once: models.load keeps it)."""
+    from autocomplete.engine import models
+
+    return models.load(settings.model, settings.device, settings.precision, settings.engine)
+
+
 def served(settings: Settings) -> Served | None:
     """The warm server for these settings, or None (none runs, or --no-server)."""
-    if not settings.use_server:
+    if settings.no_server:
         return None
     from autocomplete.serve import client
 
-    found = client.status(*settings.where())
-    return None if found is None else Served(settings.where(), found["model"])
+    found = client.status(*settings.placement())
+    return None if found is None else Served(settings.placement(), found["model"])
 
 
 def run_on_server(text: str, settings: Settings, out) -> bool | None:
     """Like run(), on the warm server for this model. None when no server answered (nothing was written);
     otherwise whether Ctrl-C cut it short."""
     from autocomplete.serve import client
-    from autocomplete.ui.render import from_record
+    from autocomplete.text.records import from_record
 
-    where = settings.where()
+    where = settings.placement()
     if settings.suggest:
         reply = client.suggest(where[0], text, settings.generation(), settings.suggest, settings.words, *where[1:])
         if reply is None:

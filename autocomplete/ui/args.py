@@ -1,59 +1,24 @@
 """The command line, read without Typer: a shell call must not spend more time parsing than completing.
 
 Typer (0.29, with pydantic) costs ~0.15 s of a call whose whole budget, on a warm server, is ~0.12 s. So the
-command reads its arguments here first: the options below, the forms click accepts (`--opt value`, `--opt=value`,
-`-t0`, `-t 0`, repeated options, `--`), the same environment variables and the same checks. Anything else (`--help`,
-`--version`, a usage error, a short-option cluster, anything unknown) gives None, and Typer parses it (autocomplete.ui.cli),
-so every message a user reads is Typer's. Typer stays the reference: tests/ui/test_args.py checks that this table is
-Typer's options and that both give the same Settings over generated command lines.
+command reads its arguments here first: the options of autocomplete.settings.OPTIONS, in the forms click accepts
+(`--opt value`, `--opt=value`, `-t0`, `-t 0`, repeated options, `--`), the same environment variables and the same
+checks. Anything else (`--help`, `--version`, a usage error, a short-option cluster, anything unknown) gives None,
+and Typer parses it (autocomplete.ui.cli), so every message a user reads is Typer's. Typer stays the reference:
+tests/ui/test_args.py checks that both read the same options and give the same Settings over generated command
+lines.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from autocomplete import settings as checks
 from autocomplete.errors import UserError
+from autocomplete.settings import OPTIONS, Option
+from autocomplete.ui.options import from_options
 
-
-@dataclass(frozen=True)
-class Spec:
-    dest: str  # the parameter's name in cli.main
-    flags: tuple[str, ...]
-    kind: object  # "flag", int, float, str, or a tuple of choices
-    multiple: bool = False
-    envvar: str | None = None
-
-
-SPECS = (
-    Spec("model", ("-m", "--model"), str, envvar="AUTOCOMPLETE_MODEL"),
-    Spec("temperature", ("-t", "--temperature"), float, multiple=True),
-    Spec("top_k", ("-k", "--top-k"), int),
-    Spec("top_p", ("-p", "--top-p"), float),
-    Spec("max_tokens", ("-n", "--max-tokens"), int),
-    Spec("seed", ("--seed",), int),
-    Spec("stop", ("--stop",), checks.STOP_RULES),
-    Spec("style", ("--style",), checks.STYLES, envvar="AUTOCOMPLETE_STYLE"),
-    Spec("examples", ("--examples",), str),
-    Spec("suggest", ("--suggest",), int),
-    Spec("words", ("--words",), int),
-    Spec("explain", ("--explain",), "flag"),
-    Spec("only_new", ("--only-new",), "flag"),
-    Spec("json_lines", ("--json",), "flag"),
-    Spec("each_line", ("--each-line",), "flag"),
-    Spec("interactive", ("-i", "--interactive"), "flag"),
-    Spec("device", ("--device",), checks.DEVICES),
-    Spec("precision", ("--precision",), checks.PRECISIONS, envvar="AUTOCOMPLETE_PRECISION"),
-    Spec("engine", ("--engine",), checks.ENGINES, envvar="AUTOCOMPLETE_ENGINE"),
-    Spec("server", ("--server",), ("start", "stop", "status")),
-    Spec("api", ("--api",), str, envvar="AUTOCOMPLETE_API_BASE"),
-    Spec("no_server", ("--no-server",), "flag"),
-    Spec("idle_timeout", ("--idle-timeout",), float, envvar="AUTOCOMPLETE_IDLE_TIMEOUT"),
-    Spec("list_models", ("--list-models",), "flag"),
-)
-_BY_FLAG = {flag: spec for spec in SPECS for flag in spec.flags}
+_BY_FLAG = {flag: spec for spec in OPTIONS for flag in spec.flags}
 
 
 class _Unsure(Exception):
@@ -64,9 +29,7 @@ def parse(argv: list[str], environ: Mapping[str, str] = os.environ):
     """The Settings this command line asks for, or None when Typer should parse it."""
     try:
         given, prompt = _read(argv)
-        values = {spec.dest: _value(spec, given.get(spec.dest), environ) for spec in SPECS}
-        from autocomplete.ui.dispatch import from_options
-
+        values = {spec.dest: _value(spec, given.get(spec.dest), environ) for spec in OPTIONS}
         return from_options(prompt=prompt, **values)
     except (_Unsure, ValueError, UserError):  # a check failed, or options that don't go together: Typer says it
         return None
@@ -117,18 +80,18 @@ def _read(argv: list[str]) -> tuple[dict[str, list[str] | bool], str | None]:
     return given, positional[0] if positional else None
 
 
-def _value(spec: Spec, given, environ: Mapping[str, str]):
+def _value(spec: Option, given, environ: Mapping[str, str]):
     if spec.kind == "flag":
         return bool(given)
     if given is None and spec.envvar and environ.get(spec.envvar):
         given = [environ[spec.envvar]]
     if given is None:
-        return None  # the default, which dispatch.from_options fills in
+        return None  # the default, which options.from_options fills in
     values = [_convert(spec, text) for text in given]
     return values if spec.multiple else values[-1]
 
 
-def _convert(spec: Spec, text: str):
+def _convert(spec: Option, text: str):
     if isinstance(spec.kind, tuple):
         if text not in spec.kind:
             raise _Unsure

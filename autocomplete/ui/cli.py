@@ -5,45 +5,59 @@ Imports no torch at module level: --help, --version, usage errors and --list-mod
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Annotated, Literal, Optional
 
 import typer
 
-from autocomplete import __version__, config, settings as checks
-from autocomplete.settings import DEFAULT_MODEL, Settings
+from autocomplete import __version__, config
+from autocomplete.settings import OPTIONS, Option, Settings
 from autocomplete.terminal import report
-from autocomplete.ui.dispatch import execute, from_options, guarded
+from autocomplete.ui.dispatch import execute, guarded
+from autocomplete.ui.options import from_options
 
 DEFAULTS = Settings()
 
 app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def _checked(check):
-    """Turn a settings check into a Typer callback, so the CLI and the REPL reject the same values."""
+def _checked(spec: Option):
+    """A Typer callback from the option's check, so the CLI and the REPL reject the same values. Not given (None):
+    the config file or the default applies."""
 
     def callback(value):
+        if value is None:
+            return value
         try:
-            return check(value)
+            return [spec.checked(v) for v in value] if spec.multiple else spec.checked(value)
         except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
+            said = str(error)
+            raise typer.BadParameter(f"{spec.flags[-1]} {said}" if said.startswith("must") else said) from None
 
     return callback
 
 
-def _unless_none(check):
-    """A check for an option whose default is None: not given, so the config file or the built-in default applies."""
-    return lambda value: value if value is None else check(value)
+def _help(spec: Option) -> str:
+    if spec.show_default is False:
+        return spec.help
+    shown = spec.show_default if isinstance(spec.show_default, str) else getattr(DEFAULTS, spec.dest)
+    return f"{spec.help} \\[default: {shown:g}]" if isinstance(shown, float) else f"{spec.help} \\[default: {shown}]"
 
 
-def _at_least_one(option: str):
-    def check(value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError(f"{option} must be 1 or more, not {value}")
-        return value
-
-    return check
+def _parameter(spec: Option) -> inspect.Parameter:
+    """The Typer parameter of an option in the table: None (or False, or []) when not given."""
+    if spec.kind == "flag":
+        kind, default = bool, False
+    elif isinstance(spec.kind, tuple):
+        kind, default = Optional[Literal[spec.kind]], None
+    else:
+        kind, default = (list[spec.kind], []) if spec.multiple else (Optional[spec.kind], None)
+    metavar = spec.metavar or (f"[{'|'.join(spec.kind)}]" if isinstance(spec.kind, tuple) else "")
+    option = typer.Option(*spec.flags, envvar=spec.envvar, metavar=metavar, show_default=False, help=_help(spec),
+                          callback=None if spec.kind == "flag" or isinstance(spec.kind, tuple) else _checked(spec))
+    return inspect.Parameter(spec.dest, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, option])
 
 
 def _plain(message: str) -> str:
@@ -61,103 +75,27 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command(
+def main(prompt: str | None = None, version: bool = False, **options) -> Settings:
+    return from_options(prompt, **options)
+
+
+# Typer reads the command's options from main's signature: made from the table, so each is spelled once.
+main.__signature__ = inspect.Signature([
+    inspect.Parameter("prompt", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[
+        Optional[str], typer.Argument(metavar="PROMPT", show_default=False, help="Text to complete. With piped "
+                                      "stdin, stdin comes first, then a space, then PROMPT.")]),
+    *(_parameter(spec) for spec in OPTIONS),
+    inspect.Parameter("version", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+        bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
+                           help="Show the version and exit")]),
+])
+main.__annotations__ = {name: param.annotation for name, param in main.__signature__.parameters.items()}
+app.command(
     help="Complete what you type with a language model, like a search box: whole likely queries, even mid-word.",
     epilog="Examples:  autocomplete \"san fra\"  ·  autocomplete --suggest 5 \"stock mar\"  ·  "
            "cat notes.txt | autocomplete  ·  autocomplete -i  ·  autocomplete --server start.  "
            f"Defaults you set once: {config.path()} (see the README); options and environment variables win "
-           "over it.")
-def main(
-    prompt: Annotated[Optional[str], typer.Argument(
-        metavar="PROMPT", help="Text to complete. With piped stdin, stdin comes first, then a space, then PROMPT.",
-        show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(
-        "-m", "--model", envvar="AUTOCOMPLETE_MODEL", show_default=False, metavar="MODEL",
-        help=f"Alias, Hub id, saved model directory or .gguf file \\[default: {DEFAULT_MODEL}]")] = None,
-    temperature: Annotated[list[float], typer.Option(
-        "-t", "--temperature", metavar="T", callback=_checked(lambda ts: [checks.check_temperature(t) for t in ts]),
-        help="softmax(logits / T): 0 = always the likeliest token, 1 = the model's own odds, >1 = wilder. "
-             f"Give several with --explain to compare them \\[default: {DEFAULTS.temperature}]", show_default=False)
-    ] = [],
-    top_k: Annotated[Optional[int], typer.Option(
-        "-k", "--top-k", callback=_checked(_unless_none(checks.check_top_k)), metavar="K",
-        show_default=False, help=f"Sample only from the K likeliest tokens (0 = off) \\[default: {DEFAULTS.top_k}]")
-    ] = None,
-    top_p: Annotated[Optional[float], typer.Option(
-        "-p", "--top-p", callback=_checked(_unless_none(checks.check_top_p)), metavar="P",
-        show_default=False, help="Sample only from the likeliest tokens holding this much probability (1 = off) "
-                                 f"\\[default: {DEFAULTS.top_p}]")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(
-        "-n", "--max-tokens", callback=_checked(_unless_none(checks.check_max_tokens)), metavar="N",
-        show_default=False, help=f"Generate at most this many tokens \\[default: {DEFAULTS.max_tokens}]")] = None,
-    seed: Annotated[Optional[int], typer.Option(
-        metavar="N", help="Random seed: the same seed and settings give the same completion",
-        show_default=False)] = None,
-    stop: Annotated[Optional[Literal["sentence", "line", "none"]], typer.Option(
-        metavar="[sentence|line|none]", show_default=False,
-        help="End the completion at the first sentence end, line break, or only at max-tokens / end of text "
-             f"\\[default: {DEFAULTS.stop}]")
-    ] = None,
-    style: Annotated[Optional[Literal["auto", "query", "text"]], typer.Option(
-        envvar="AUTOCOMPLETE_STYLE", metavar="[auto|query|text]", show_default=False,
-        help="query: complete a search query (ends at the line's end); text: continue plain text; "
-             f"auto: query for a short one-line prompt, text otherwise \\[default: {DEFAULTS.style}]")] = None,
-    examples: Annotated[Optional[str], typer.Option(
-        "--examples", metavar="FILE", show_default=False,
-        help="Your own example queries, one per line (say, a sample of your site's searches), "
-             "in place of the built-in ones for the query style")] = None,
-    suggest: Annotated[Optional[int], typer.Option(
-        "--suggest", show_default=False, metavar="N", callback=_checked(_at_least_one("--suggest")),
-        help="List the N likeliest distinct continuations with their probabilities, like a search box")] = None,
-    words: Annotated[Optional[int], typer.Option(
-        "--words", metavar="W", show_default=False, callback=_checked(_at_least_one("--words")),
-        help="Longest suggestion, in words (with --suggest) \\[default: 3]")] = None,
-    explain: Annotated[bool, typer.Option(
-        "--explain", metavar="", help="Show each step: the likeliest next tokens, their probabilities per temperature, "
-                          "the pick and the entropy")] = False,
-    only_new: Annotated[bool, typer.Option("--only-new", metavar="", help="Print only the generated text")] = False,
-    json_lines: Annotated[bool, typer.Option(
-        "--json", metavar="",
-        help="One JSON object per completion (JSON Lines) with tokens, settings and stats")] = False,
-    each_line: Annotated[bool, typer.Option(
-        "--each-line", metavar="", help="Complete every stdin line on its own, one output line each")] = False,
-    interactive: Annotated[bool, typer.Option(
-        "-i", "--interactive", metavar="",
-        help="Start the REPL (what a bare `autocomplete` does on a terminal)")] = False,
-    device: Annotated[Optional[Literal["auto", "cpu", "cuda", "mps"]], typer.Option(
-        metavar="[auto|cpu|cuda|mps]", show_default=False, help=f"Where to run the model \\[default: {DEFAULTS.device}]")
-    ] = None,
-    precision: Annotated[Optional[Literal["auto", "fp32", "int8"]], typer.Option(
-        envvar="AUTOCOMPLETE_PRECISION", metavar="[auto|fp32|int8]", show_default=False,
-        help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see README). auto: int8 "
-             "on onnx, fp32 on torch "
-             f"\\[default: {DEFAULTS.precision}]")] = None,
-    engine: Annotated[Optional[Literal["auto", "onnx", "torch"]], typer.Option(
-        envvar="AUTOCOMPLETE_ENGINE", metavar="[auto|onnx|torch]", show_default=False,
-        help="Where the model runs: onnx (ONNX Runtime on the CPU), torch, or auto: onnx on the CPU for the models "
-             f"it exports (GPT-2, Llama), torch otherwise \\[default: {DEFAULTS.engine}]")] = None,
-    server: Annotated[Optional[Literal["start", "stop", "status"]], typer.Option(
-        "--server", show_default=False, metavar="[start|stop|status]",
-        help="Keep the model loaded in a background process (start), or stop it, or show it (status). "
-             "Completions use it automatically while it runs")] = None,
-    api: Annotated[Optional[str], typer.Option(
-        "--api", envvar="AUTOCOMPLETE_API_BASE", metavar="URL", show_default=False,
-        help="Run the model on an OpenAI-compatible server (vLLM, llama.cpp, TGI, ollama, transformers serve), "
-             "e.g. http://localhost:8000/v1; -m names its model. Key: AUTOCOMPLETE_API_KEY")] = None,
-    no_server: Annotated[bool, typer.Option(
-        "--no-server", metavar="", help="Load the model in this process even if a server is running")] = False,
-    idle_timeout: Annotated[Optional[float], typer.Option(
-        "--idle-timeout", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", min=0, metavar="SECONDS",
-        show_default=False, help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused "
-                                 f"(0 = never) \\[default: {DEFAULTS.idle_timeout:g}]")] = None,
-    list_models: Annotated[bool, typer.Option(
-        "--list-models", metavar="", help="List the model aliases and which are available offline")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", metavar="", callback=_version, is_eager=True, help="Show the version and exit")] = False,
-) -> Settings:
-    return from_options(prompt, model, temperature, top_k, top_p, max_tokens, seed, stop, style, examples, suggest, words,
-                           explain, only_new, json_lines, each_line, interactive, device, precision, engine, server,
-                           api, no_server, idle_timeout, list_models)
+           "over it.")(main)
 
 
 def _command():

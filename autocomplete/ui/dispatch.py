@@ -1,5 +1,5 @@
-"""What one command line asks for (its Settings, built by from_options from the options that autocomplete.ui.args
-or Typer read) and doing it: a completion, one per stdin line, the REPL, the model list or a server command.
+"""Doing what one command line asks for (its Settings, autocomplete.ui.options): a completion, one per stdin line,
+the REPL, the model list or a server command; and guarded(), which makes every failure one line on stderr.
 
 No Typer here: a shell call whose arguments autocomplete.ui.args reads never imports it.
 """
@@ -14,76 +14,16 @@ from collections.abc import Callable
 from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import Settings, env_flag
 from autocomplete.terminal import report
+from autocomplete.text import frames
 from autocomplete.ui import actions, inputs
-
-
-def from_options(prompt: str | None = None, model: str | None = None, temperature: list[float] | None = None,
-                 top_k: int | None = None, top_p: float | None = None, max_tokens: int | None = None,
-                 seed: int | None = None, stop: str | None = None, style: str | None = None,
-                 examples: str | None = None, suggest: int | None = None, words: int | None = None,
-                 explain: bool = False, only_new: bool = False, json_lines: bool = False, each_line: bool = False,
-                 interactive: bool = False, device: str | None = None, precision: str | None = None,
-                 engine: str | None = None, server: str | None = None, api: str | None = None,
-                 no_server: bool = False, idle_timeout: float | None = None, list_models: bool = False) -> Settings:
-    """The Settings a command line asks for, from its options (None: not given, the default), checked: a bad value
-    is a ValueError, options that don't go together a UsageError. Both parsers end here (autocomplete.ui.args, and Typer
-    in autocomplete.ui.cli), so they can't build it two ways."""
-    from autocomplete import config, settings as checks
-
-    d, file = Settings(), config.load()  # the config file fills in what neither an option nor the environment gave
-    temperature = [checks.check_temperature(t) for t in temperature or [file.get("temperature", d.temperature)]]
-    for option, value in (("--suggest", suggest), ("--words", words)):
-        if value is not None and value < 1:
-            raise ValueError(f"{option} must be 1 or more, not {value}")
-    idle_timeout = file.get("idle_timeout", d.idle_timeout) if idle_timeout is None else idle_timeout
-    if not idle_timeout >= 0:  # NaN too
-        raise ValueError(f"--idle-timeout must be 0 or more, not {idle_timeout}")
-    if len(temperature) > 1 and not explain:
-        raise UsageError("give one --temperature (several only with --explain, to compare them)")
-    if suggest and explain:
-        raise UsageError("--suggest and --explain don't go together")
-    if words is not None and not suggest:
-        raise UsageError("--words sets the length of suggestions: use it with --suggest N")
-    if prompt is not None:
-        prompt = _valid_text(prompt)
-
-    def given(value, name: str):
-        return value if value is not None else file.get(name, getattr(d, name))
-
-    return Settings(
-        temperature[0], checks.check_top_k(given(top_k, "top_k")), checks.check_top_p(given(top_p, "top_p")),
-        checks.check_max_tokens(given(max_tokens, "max_tokens")), seed, checks.check_stop(given(stop, "stop")),
-        checks.check_style(given(style, "style")), suggest=suggest or 0, words=words or 3, explain=explain,
-        temperatures=temperature, model=given(model, "model"), device=given(device, "device"),
-        precision=given(precision, "precision"), engine=given(engine, "engine"), api=given(api, "api"),
-        use_server=not no_server, idle_timeout=idle_timeout, json_lines=json_lines, only_new=only_new, prompt=prompt,
-        examples_file=examples, each_line=each_line, interactive=interactive, list_models=list_models,
-        server_action=server)
-
-
-def _valid_text(text: str) -> str:
-    """A command-line argument as text: bytes that are not UTF-8 reach Python as lone surrogates, which no tokenizer,
-    JSON writer or terminal takes; they become U+FFFD, said once (as for stdin)."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        from autocomplete import terminal
-
-        terminal.notice("PROMPT is not valid UTF-8: bytes that aren't were replaced with \ufffd")
-        try:
-            raw = text.encode("utf-8", "surrogateescape")  # the argument's own bytes back
-        except UnicodeEncodeError:  # a surrogate that stands for no byte
-            raw = text.encode("utf-8", "surrogatepass")
-        return raw.decode("utf-8", errors="replace")
 
 
 def execute(settings: Settings) -> int:
     try:
-        if settings.server_action:
+        if settings.server:
             from autocomplete.serve.serve_cli import manage
 
-            return manage(settings.server_action, settings)
+            return manage(settings.server, settings)
         return _dispatch(settings)
     except BrokenPipeError:
         # The reader went away (| head): nothing more to say. Point stdout at /dev/null so the final flush
@@ -94,7 +34,8 @@ def execute(settings: Settings) -> int:
 
 def _dispatch(settings: Settings) -> int:
     prompt = settings.prompt
-    settings.read_examples()
+    if settings.examples_file is not None and settings.examples is None:
+        settings.examples = frames.read_examples(settings.examples_file)  # here: a server has another directory
     if settings.list_models:
         from autocomplete.ui.catalog import show_models
 
@@ -156,7 +97,7 @@ def _run_all(prompts, settings: Settings) -> int:
         if interrupted is None:
             if lm is None:
                 started = time.perf_counter()
-                lm = settings.load()
+                lm = actions.load(settings)
                 loading = time.perf_counter() - started
             interrupted = actions.run(lm, text, settings, out)
         if interrupted:

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from autocomplete import terminal
+from autocomplete.settings import MAX_PROMPT_BYTES
 
-# 1 MiB of text is far more than any supported model's context window.
-MAX_BYTES = 1 << 20
 
 _warned = False
 
@@ -30,7 +29,7 @@ def decode(data: bytes, cut: bool = False) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def read_all(stream: BinaryIO, limit: int = MAX_BYTES) -> str:
+def read_all(stream: BinaryIO, limit: int = MAX_PROMPT_BYTES) -> str:
     """All of stdin, or its last `limit` bytes when there is more; the trailing newline dropped."""
     buffer, cut = bytearray(), False
     while chunk := stream.read(1 << 16):
@@ -46,7 +45,7 @@ def read_all(stream: BinaryIO, limit: int = MAX_BYTES) -> str:
     return decode(bytes(buffer), cut).removesuffix("\n").removesuffix("\r")
 
 
-def iter_lines(stream: BinaryIO, limit: int = MAX_BYTES) -> Iterator[str]:
+def iter_lines(stream: BinaryIO, limit: int = MAX_PROMPT_BYTES) -> Iterator[str]:
     """Lines of stdin as they arrive, without their line endings; an overlong line keeps its last `limit` bytes."""
     while line := stream.readline(limit):
         cut = False

@@ -8,7 +8,7 @@ from typing import TextIO
 
 from autocomplete.settings import Settings
 from autocomplete.terminal import visible
-from autocomplete.text.complete import Completion
+from autocomplete.text.records import Completion, record
 
 
 class TextRenderer:
@@ -110,41 +110,6 @@ class JsonRenderer:
     def _line(self, obj: dict) -> None:
         self.file.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.file.flush()
-
-
-def record(c: Completion, model: str, settings: Settings, engine: str | None = None) -> dict:
-    """A completion as --json shows it. engine: what ran the model here or on the warm server ("onnx" or "torch"),
-    None over --api (the server there doesn't say)."""
-    return {
-        "prompt": c.prompt,
-        "completion": c.completion,
-        "model": model,
-        "engine": engine,
-        "tokens": c.tokens,
-        "finish_reason": c.finish_reason,
-        "style": c.style,
-        "settings": {**settings.shown(), "seed": c.seed},
-        "stats": {
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.token_count,
-            "time_to_first_token_s": _round(c.time_to_first_token),
-            "tokens_per_second": _round(c.tokens_per_second),
-        },
-    }
-
-
-def from_record(r: dict) -> Completion:
-    """The Completion a record describes: a completion served by the warm server renders like a local one."""
-    return Completion(
-        prompt=r["prompt"], completion=r["completion"], tokens=r["tokens"], finish_reason=r["finish_reason"],
-        prompt_tokens=r["stats"]["prompt_tokens"], seed=r["settings"]["seed"],
-        completion_tokens=r["stats"]["completion_tokens"] if r["tokens"] is None else None,
-        time_to_first_token=r["stats"]["time_to_first_token_s"], tokens_per_second=r["stats"]["tokens_per_second"],
-        style=r["style"])
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def renderer(json_lines: bool, only_new: bool):

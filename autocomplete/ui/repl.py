@@ -27,16 +27,9 @@ With /suggest N on, the N likeliest suggestions list under the prompt as you typ
 ↑/↓ pick one, Enter lists them for the line.
 Ctrl-C stops a completion and keeps what was written."""
 
-# command -> (settings field, check, parse)
-_SETTERS = {
-    "/temp": ("temperature", checks.check_temperature, float),
-    "/temperature": ("temperature", checks.check_temperature, float),
-    "/top-k": ("top_k", checks.check_top_k, int),
-    "/top-p": ("top_p", checks.check_top_p, float),
-    "/max": ("max_tokens", checks.check_max_tokens, int),
-    "/stop": ("stop", checks.check_stop, str),
-    "/style": ("style", checks.check_style, str),
-}
+# command -> the setting it sets, read and checked as its option is (autocomplete.settings.OPTION)
+_SETTERS = {"/temp": "temperature", "/temperature": "temperature", "/top-k": "top_k", "/top-p": "top_p",
+            "/max": "max_tokens", "/stop": "stop", "/style": "style"}
 
 
 class Repl:
@@ -135,8 +128,10 @@ class Repl:
                         raise
                 terminal.notice(f"model {self._name()}")
             elif name in _SETTERS:
-                field, check, parse = _SETTERS[name]
-                setattr(self.settings, field, check(parse(arg) if parse is str else _number(name, arg, parse)))
+                field = _SETTERS[name]
+                spec = checks.OPTION[field]
+                setattr(self.settings, field, spec.checked(arg if spec.kind not in (int, float) else
+                                                           _number(name, arg, spec.kind)))
                 terminal.notice(f"{field.replace('_', '-')} {getattr(self.settings, field)}")
             else:
                 terminal.notice(f"unknown command {name}; /help lists them")
@@ -161,7 +156,7 @@ class Repl:
     def _local(self):
         """The model in this process (no server, or /explain, which runs here), loaded on first need; models.load
         keeps it, so asking again costs a lookup."""
-        loaded = self.settings.load()
+        loaded = actions.load(self.settings)
         if self.lm is not loaded:
             self._unload()
             self.lm = loaded

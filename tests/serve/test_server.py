@@ -309,7 +309,7 @@ def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
                                 timeout=60)
         assert second.returncode != 0 and second.stdout == ""
         assert len(second.stderr.strip().splitlines()) == 1 and "already running" in second.stderr
-        assert client.start(model, device="cpu", wait=60)["pid"] == info["pid"]  # starting again finds it
+        assert client.start(model, device="cpu", idle_timeout=600, wait=60)["pid"] == info["pid"]  # starting again finds it
 
         assert client.stop(model) is True
         assert gone(info["pid"], 15)
@@ -324,7 +324,7 @@ def test_start_refuse_duplicate_stop(tiny_dir, own_dir, env):
 def test_start_reports_a_failed_load(own_dir):
     missing = os.path.join(own_dir, "no-such-model-dir/")
     with pytest.raises(UserError, match="did not start: no such model file or directory"):
-        client.start(missing, device="cpu", wait=60)
+        client.start(missing, device="cpu", idle_timeout=60, wait=60)
     assert not client.socket_path(missing, "cpu").exists()
 
 
@@ -626,13 +626,13 @@ def test_an_oversize_request_gets_one_error_and_the_server_goes_on(warm):
 
 def test_requests_go_as_utf8_and_the_longest_the_cli_makes_fits(warm, tiny):
     from autocomplete.text.frames import MAX_EXAMPLES_BYTES
-    from autocomplete.ui.inputs import MAX_BYTES
+    from autocomplete.settings import MAX_PROMPT_BYTES
 
     assert client.encode({"prompt": "서울 café"}) == '{"prompt": "서울 café"}\n'.encode()
     odd = {"prompt": "a\udcff\x01\"\\"}  # a lone surrogate: undecodable bytes in a command-line argument
     assert json.loads(client.encode(odd)) == odd
     # All the stdin the CLI reads and the largest examples file, in the characters JSON makes longest.
-    worst = {"op": "suggest", "prefix": "\x01" * MAX_BYTES, "n": 5, "words": 3,
+    worst = {"op": "suggest", "prefix": "\x01" * MAX_PROMPT_BYTES, "n": 5, "words": 3,
              "settings": {**GREEDY, "examples": ["\x01"] * (MAX_EXAMPLES_BYTES // 2)}}  # "\x01\n" lines
     assert len(client.encode(worst)) <= client.MAX_REQUEST
     # (a phrase the tiny model memorised: after text it never saw, its near-ties hang on float rounding, which

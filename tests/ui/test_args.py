@@ -1,6 +1,6 @@
-"""autocomplete.ui.args reads the command line without Typer; Typer stays the reference. Its options are Typer's, and
-over hand-picked and generated command lines (with and without environment variables) it gives exactly Typer's
-Settings, or declines (None) and lets Typer answer."""
+"""autocomplete.ui.args reads the command line without Typer; Typer stays the reference. Both read the options of
+autocomplete.settings.OPTIONS, and over hand-picked and generated command lines (with and without environment
+variables) it gives exactly Typer's Settings, or declines (None) and lets Typer answer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import typer
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
+from autocomplete.settings import OPTION, OPTIONS, Option
 from autocomplete.ui import args, cli
 
 COMMAND = typer.main.get_command(cli.app)
@@ -45,8 +46,8 @@ def same_as_typer(argv: list[str], environ: dict[str, str] | None = None) -> boo
 
 def test_the_options_are_typers():
     params = {p.name: p for p in COMMAND.params if p.name not in ("prompt", "version")}
-    assert set(params) == {spec.dest for spec in args.SPECS}
-    for spec in args.SPECS:
+    assert set(params) == {spec.dest for spec in OPTIONS}
+    for spec in OPTIONS:
         param = params[spec.dest]
         assert tuple(param.opts) == spec.flags and param.envvar == spec.envvar, spec
         assert bool(param.multiple) == spec.multiple and (spec.kind == "flag") == bool(param.is_flag), spec
@@ -84,7 +85,7 @@ def test_the_engine_comes_from_the_option_then_the_environment_then_the_default(
     assert args.parse(["x"], {"AUTOCOMPLETE_ENGINE": "onnx"}).engine == "onnx"
     assert args.parse(["--engine=torch", "x"], {"AUTOCOMPLETE_ENGINE": "onnx"}).engine == "torch"
     # What a warm server must have loaded names the engine: a torch server is not asked for onnx.
-    where = args.parse(["-m", "m", "--engine", "onnx", "--device", "cpu", "x"], {}).where()
+    where = args.parse(["-m", "m", "--engine", "onnx", "--device", "cpu", "x"], {}).placement()
     assert where == ("m", "cpu", "auto", "onnx")
 
 
@@ -107,19 +108,19 @@ def test_a_bad_environment_value_is_left_to_typer():
 
 _VALUES = st.sampled_from(["0", "1", "0.5", "-1", "7", "x", "nan", "1e-3", "auto", "cpu", "int8", "line", "query",
                            "status", "", "--json", "-t", "http://h/v1", "onnx", "torch"])
-_FLAGS = st.sampled_from([flag for spec in args.SPECS for flag in spec.flags] + ["--", "-h", "-x", "--nope"])
+_FLAGS = st.sampled_from([flag for spec in OPTIONS for flag in spec.flags] + ["--", "-h", "-x", "--nope"])
 _WORDS = st.lists(st.one_of(_FLAGS, _VALUES, _FLAGS.flatmap(lambda f: _VALUES.map(lambda v: f"{f}={v}")),
                             _FLAGS.filter(lambda f: len(f) == 2).flatmap(lambda f: _VALUES.map(lambda v: f + v))),
                   max_size=7)
 
 
 @hypothesis_settings(max_examples=400, deadline=None)
-@given(_WORDS, st.dictionaries(st.sampled_from([s.envvar for s in args.SPECS if s.envvar]), _VALUES, max_size=2))
+@given(_WORDS, st.dictionaries(st.sampled_from([s.envvar for s in OPTIONS if s.envvar]), _VALUES, max_size=2))
 def test_generated_command_lines_read_as_typer_reads_them(argv, environ):
     same_as_typer(argv, environ)
 
 
-def _valid_value(spec: args.Spec):
+def _valid_value(spec: Option):
     if isinstance(spec.kind, tuple):
         return st.sampled_from(spec.kind)
     if spec.kind is int:
@@ -129,7 +130,7 @@ def _valid_value(spec: args.Spec):
     return st.sampled_from(["a", "x y", "-", "서울", "http://h:8/v1"])
 
 
-def _option(spec: args.Spec):
+def _option(spec: Option):
     if spec.kind == "flag":
         return st.sampled_from(spec.flags).map(lambda flag: [flag])
     return st.tuples(st.sampled_from(spec.flags), _valid_value(spec), st.booleans()).map(
@@ -138,8 +139,8 @@ def _option(spec: args.Spec):
 
 
 @hypothesis_settings(max_examples=400, deadline=None)
-@given(st.lists(st.one_of(*[_option(spec) for spec in args.SPECS if spec.dest != "temperature"]), max_size=5),
-       st.lists(_option(args.SPECS[1]), max_size=2), st.one_of(st.none(), st.sampled_from(["san", "stock mar"])))
+@given(st.lists(st.one_of(*[_option(spec) for spec in OPTIONS if spec.dest != "temperature"]), max_size=5),
+       st.lists(_option(OPTION["temperature"]), max_size=2), st.one_of(st.none(), st.sampled_from(["san", "stock mar"])))
 def test_every_well_formed_command_line_is_read_here_unless_typer_refuses_it(options, temperatures, prompt):
     """Well-formed: known options, their values, one prompt. Then this module declines exactly what Typer refuses."""
     argv = [word for option in options + temperatures for word in option] + ([prompt] if prompt else [])
