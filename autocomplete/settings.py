@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from autocomplete.errors import UsageError
+
 STOP_RULES = ("sentence", "line", "none")
 STYLES = ("auto", "query", "text")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -38,7 +40,6 @@ def env_flag(name: str) -> bool:
         return False
     if value in ("1", "true", "yes", "on"):
         return True
-    from autocomplete.errors import UsageError
 
     raise UsageError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {os.environ[name]!r}")
 

@@ -12,6 +12,8 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
+from autocomplete import paths
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -60,8 +62,6 @@ def notices_to(collect):
 
 def notice_once(key: str, message: str) -> None:
     """A notice shown once per user (a marker in the data directory): advice that every call would repeat."""
-    from autocomplete import paths
-
     marker = paths.data_dir() / "notices" / _file_name(key)
     if marker.exists():
         return

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
+from autocomplete import terminal
 from autocomplete.errors import UserError
 from autocomplete.settings import MAX_PROMPT_BYTES
 from autocomplete.text.frames import MAX_EXAMPLES_BYTES
@@ -178,8 +179,6 @@ def _call(path: Path | None, request: dict, timeout: float,
                 return None
             answered = True
             if "notice" in reply:  # something the server would have said on its own stderr
-                from autocomplete import terminal
-
                 terminal.notice(reply["notice"])
                 continue
             if "piece" not in reply:

@@ -38,9 +38,14 @@ import warnings
 from datetime import datetime
 
 from autocomplete import terminal
+from autocomplete.engine import models
+from autocomplete.engine.models import ALIASES
 from autocomplete.errors import UserError, first_line
 from autocomplete.serve import client
-from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, Settings, env_flag, settings_from_request
+from autocomplete.settings import DEFAULT_MODEL, DEVICES, ENGINES, PRECISIONS, Settings, env_flag, settings_from_request
+from autocomplete.text import frames
+from autocomplete.text.complete import complete
+from autocomplete.text.records import record
 
 MAX_CONNECTIONS = 16  # requests queue for the one model anyway; each may buffer a request of client.MAX_REQUEST
 READ_TIMEOUT = 30.0  # a client that connects but never sends its request line
@@ -102,9 +107,6 @@ def _hung_up(conn: socket.socket) -> bool:
 class Server:
     def __init__(self, lm, key: str, idle_timeout: float, load_notices: list[str] | None = None,
                  precision: str = "auto", engine: str = "auto"):
-        from autocomplete.text.complete import complete
-        from autocomplete.settings import Settings
-
         self.lm, self.key, self.idle_timeout, self.precision = lm, key, idle_timeout, precision
         self.engine = engine  # what it was started for: "auto", or the engine asked for
         self.load_notices = list(load_notices or [])
@@ -129,9 +131,6 @@ class Server:
         model), on its device or "auto", by the engine that runs it (and "auto" only when it was started for auto:
         a server started for --engine torch does not answer for what auto would choose), at the precision it runs (and
         "auto" likewise)."""
-        from autocomplete.engine.models import ALIASES
-        from autocomplete.settings import DEFAULT_MODEL
-
         names = {self.key, self.lm.name, *(alias for alias, repo in ALIASES.items() if repo == self.lm.name)}
         if self.lm.name == ALIASES[DEFAULT_MODEL]:
             names.add("")
@@ -273,9 +272,6 @@ class Server:
                 self.last_used = time.monotonic()
 
     def complete(self, request: dict, conn: socket.socket, send) -> dict:
-        from autocomplete.text.complete import complete
-        from autocomplete.text.records import record
-
         prompt = _field(request, "prompt", str)
         settings = parse_settings(_field(request, "settings", dict, {}))
         if not prompt:
@@ -294,8 +290,7 @@ class Server:
             raise Cancelled("the client went away")
 
     def suggest(self, request: dict, conn: socket.socket, send) -> dict:
-        from autocomplete.text import frames
-        from autocomplete.text.suggest import KEYSTROKE_READS, suggest
+        from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
 
         prefix = _field(request, "prefix", str)
         reads = KEYSTROKE_READS if _field(request, "keystroke", bool, False) else None
@@ -395,8 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     server, load_notices, links = None, [], []
     try:
         try:
-            from autocomplete.engine import models
-
             with terminal.notices_to(load_notices.append):
                 lm = models.load(*where)
             for message in load_notices:

@@ -49,7 +49,7 @@ class Prompt:
         start (the next keystroke's) finds it read, and its search's rows too. grown: a row of an earlier read's
         tree holding these tokens will do (the suggestion search's, which rounding does not change)."""
         if lm.prefixes is None:
-            from autocomplete.engine.prefix import Prefixes
+            from autocomplete.engine.prefix import Prefixes  # loads numpy
 
             lm.prefixes = Prefixes()
         return lm.prefixes.root(lm.engine, self.ids, self.after(), tuple(self.frame.ids) if self.frame else None,

@@ -131,8 +131,8 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
     grows from the prompt's remembered read (Prompt.root): the next keystroke's search reads none of its rows."""
     import numpy as np
 
-    from autocomplete.text.sample import softmax
-    from autocomplete.text.suggest import word_starts
+    from autocomplete.text.sample import softmax  # loads numpy
+    from autocomplete.text.suggest import word_starts  # loads numpy
 
     healing = read.healing
     if healing is None:
@@ -200,8 +200,8 @@ def carries_on(lm: LoadedModel, size: int) -> np.ndarray:
     those that start a new one or end it, nor special tokens (they spell nothing)."""
     import numpy as np
 
-    from autocomplete.text.prompt import vocabulary
-    from autocomplete.text.suggest import word_starts
+    from autocomplete.text.prompt import vocabulary  # loads numpy
+    from autocomplete.text.suggest import word_starts  # loads numpy
 
     if getattr(lm, "_carries_on", None) is None or lm._carries_on.size != size:
         spells = np.zeros(size, dtype=bool)

@@ -6,7 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from autocomplete.errors import UserError
 from autocomplete.settings import Placement, Settings
+from autocomplete.text import frames
+from autocomplete.text.records import from_record
+from autocomplete.text.suggestions import Found, Suggestion
 
 if TYPE_CHECKING:  # the warm-server path never loads a model here
     from autocomplete.engine.models import LoadedModel
@@ -21,7 +25,7 @@ class Served:
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
         """Complete `text` there, streaming pieces to on_piece; False if the server has gone."""
-        from autocomplete.serve import client
+        from autocomplete.serve import client  # start-up time
 
         model, device, precision, engine = self.where
         return client.complete(model, text, settings.generation(), on_piece, device, precision, engine) is not None
@@ -36,13 +40,13 @@ class Remote:
 
     @classmethod
     def of(cls, settings: Settings) -> Remote:
-        from autocomplete.engine.api import Api
+        from autocomplete.engine.api import Api  # start-up time
 
         api = Api(settings.api)
         return cls(api, api.model(settings.model))
 
     def stream(self, text: str, settings: Settings, on_piece) -> bool:
-        from autocomplete.text import remote
+        from autocomplete.text import remote  # loads numpy
 
         remote.complete(self.api, self.name, text, settings, on_piece)
         return True
@@ -50,7 +54,7 @@ class Remote:
 
 def load(settings: Settings) -> LoadedModel:
     """The model the settings name, loaded in this process (once: models.load keeps it)."""
-    from autocomplete.engine import models
+    from autocomplete.engine import models  # start-up time
 
     return models.load(settings.model, settings.device, settings.precision, settings.engine)
 
@@ -59,7 +63,7 @@ def served(settings: Settings) -> Served | None:
     """The warm server for these settings, or None (none runs, or --no-server)."""
     if settings.no_server:
         return None
-    from autocomplete.serve import client
+    from autocomplete.serve import client  # start-up time
 
     found = client.status(*settings.placement())
     return None if found is None else Served(settings.placement(), found["model"])
@@ -68,15 +72,13 @@ def served(settings: Settings) -> Served | None:
 def run_on_server(text: str, settings: Settings, out) -> bool | None:
     """Like run(), on the warm server for this model. None when no server answered (nothing was written);
     otherwise whether Ctrl-C cut it short."""
-    from autocomplete.serve import client
-    from autocomplete.text.records import from_record
+    from autocomplete.serve import client  # start-up time
 
     where = settings.placement()
     if settings.suggest:
         reply = client.suggest(where[0], text, settings.generation(), settings.suggest, settings.words, *where[1:])
         if reply is None:
             return None
-        from autocomplete.text.suggestions import Found, Suggestion
 
         found = Found(Suggestion(**s) for s in reply["suggestions"])
         found.exact = reply["exact"]
@@ -106,17 +108,14 @@ def run_on_server(text: str, settings: Settings, out) -> bool | None:
 
 def run_over_api(remote: Remote, text: str, settings: Settings, out) -> bool:
     """Like run(), on an OpenAI-compatible server (autocomplete.engine.api). Returns whether Ctrl-C cut it short."""
-    from autocomplete.errors import UserError
-    from autocomplete.text import remote as over_api
+    from autocomplete.text import remote as over_api  # loads numpy
 
     if settings.explain:
-        from autocomplete.ui import api_explain
+        from autocomplete.ui import api_explain  # loads numpy
 
         return api_explain.explain(remote, text, settings, settings.temperatures or [settings.temperature],
                                    out.json).interrupted
     if settings.suggest:
-        from autocomplete.text import frames
-
         found = over_api.suggest(remote.api, remote.name, text, settings, settings.suggest, settings.words)
         out.suggestions(text, found, remote.name, settings, settings.words, frames.resolve(settings.style, text))
         return False
@@ -145,18 +144,17 @@ def run(lm: LoadedModel, text: str, settings: Settings, out) -> bool:
     """Complete, suggest or explain `text` as the settings say, writing to the renderer `out`. Returns whether
     Ctrl-C cut it short."""
     if settings.suggest:
-        from autocomplete.text import frames
-        from autocomplete.text.suggest import suggest
+        from autocomplete.text.suggest import suggest  # loads numpy
 
         found = suggest(lm, text, settings, settings.suggest, settings.words)
         out.suggestions(text, found, lm.name, settings, settings.words, frames.resolve(settings.style, text),
                         lm.engine.name)
         return False
     if settings.explain:
-        from autocomplete.ui.explain import explain
+        from autocomplete.ui.explain import explain  # start-up time
 
         return explain(lm, text, settings, settings.temperatures or [settings.temperature], out.json).interrupted
-    from autocomplete.text.complete import complete
+    from autocomplete.text.complete import complete  # start-up time
 
     out.start(text)
     done = complete(lm, text, settings, out.piece)

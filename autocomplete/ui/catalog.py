@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from autocomplete import paths
+from autocomplete import config, paths
 from autocomplete.engine import hub
 from autocomplete.engine.models import ALIASES, DEFAULT_MODEL, STARTER
+from autocomplete.terminal import visible
 
 
 def available() -> list[dict]:
@@ -55,12 +56,9 @@ def show_models(json_lines: bool, engine: str = "auto") -> None:
         table.add_row(name, row["source"], "yes" if row["local"] else f"no: {row['if_missing']}")
     console = Console(highlight=False)
     console.print(table)
-    from autocomplete import config
 
     defaults = config.load()
     if defaults:  # where a default that isn't the built-in one comes from
-        from autocomplete.terminal import visible
-
         said = ", ".join(f"{key} {value}" for key, value in defaults.items())
         console.print(visible(f"Defaults from {config.path()}: {said}"), markup=False, soft_wrap=True)
     console.print(f"Engine {engine}: {ENGINE_SAYS[engine]}", markup=False, soft_wrap=True)

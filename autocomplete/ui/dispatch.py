@@ -11,17 +11,19 @@ import sys
 import warnings
 from collections.abc import Callable
 
+from autocomplete import terminal
 from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import Settings, env_flag
 from autocomplete.terminal import report
 from autocomplete.text import frames
 from autocomplete.ui import actions, inputs
+from autocomplete.ui.render import renderer
 
 
 def execute(settings: Settings) -> int:
     try:
         if settings.server:
-            from autocomplete.serve.serve_cli import manage
+            from autocomplete.serve.serve_cli import manage  # start-up time
 
             return manage(settings.server, settings)
         return _dispatch(settings)
@@ -37,7 +39,7 @@ def _dispatch(settings: Settings) -> int:
     if settings.examples_file is not None and settings.examples is None:
         settings.examples = frames.read_examples(settings.examples_file)  # here: a server has another directory
     if settings.list_models:
-        from autocomplete.ui.catalog import show_models
+        from autocomplete.ui.catalog import show_models  # start-up time
 
         show_models(settings.json_lines, settings.engine)
         return 0
@@ -45,8 +47,7 @@ def _dispatch(settings: Settings) -> int:
     no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
 
     if settings.interactive or (prompt is None and stdin_is_terminal and not settings.each_line):
-        from autocomplete.ui.repl import Repl
-
+        from autocomplete.ui.repl import Repl  # start-up time
 
         if prompt is not None:
             raise UsageError("--interactive takes no PROMPT; type it at the > prompt")
@@ -76,8 +77,6 @@ def _run_all(prompts, settings: Settings) -> int:
     """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
     import time
 
-    from autocomplete.ui.render import renderer
-
     lm, loading, remote = None, 0.0, None
     out = renderer(settings.json_lines, settings.only_new)
     for text in prompts:
@@ -90,7 +89,7 @@ def _run_all(prompts, settings: Settings) -> int:
             interrupted = actions.run_over_api(remote, text, settings, out)
         elif lm is None and settings.servable():
             if env_flag("AUTOCOMPLETE_AUTOSTART"):
-                from autocomplete.serve.serve_cli import ensure_running
+                from autocomplete.serve.serve_cli import ensure_running  # start-up time
 
                 ensure_running(settings)
             interrupted = actions.run_on_server(text, settings, out)  # None: no server answered
@@ -103,8 +102,6 @@ def _run_all(prompts, settings: Settings) -> int:
         if interrupted:
             return 130
     if loading > TIP_AFTER:
-        from autocomplete import terminal
-
         if terminal.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
             terminal.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
                            "keeps it loaded, so later calls answer in about 0.1 s.")

@@ -16,7 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from autocomplete.serve import client
 from autocomplete.settings import Settings, env_flag
+from autocomplete.text.suggestions import Suggestion
+from autocomplete.text.word import start
 from autocomplete.ui.actions import Remote, Served
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
@@ -32,9 +35,8 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = M
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
     longer wanted). A word being typed is finished to the likeliest whole word (autocomplete.text.word), as in
     every mode."""
-    from autocomplete.text.prompt import prepare
-    from autocomplete.text.sample import generate
-    from autocomplete.text.word import start
+    from autocomplete.text.prompt import prepare  # loads numpy
+    from autocomplete.text.sample import generate  # loads numpy
 
     if not text.strip() or text.endswith("\n"):
         return ""
@@ -168,19 +170,16 @@ class Ghost:
             if source is None:
                 return []
             if isinstance(source, Served):
-                from autocomplete.serve import client
-                from autocomplete.text.suggestions import Suggestion
-
                 model, device, precision, engine = source.where
                 reply = client.suggest(model, text, settings.generation(), n, settings.words, device, precision,
                                        engine, keystroke=True)
                 return [Suggestion(**s) for s in reply["suggestions"]] if reply and wanted() else []
             if isinstance(source, Remote):
-                from autocomplete.text import remote
+                from autocomplete.text import remote  # loads numpy
 
                 found = remote.suggest(source.api, source.name, text, settings, n, settings.words)
                 return list(found) if wanted() else []
-            from autocomplete.text.suggest import KEYSTROKE_READS, suggest
+            from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
 
             with self._lock:
                 found = suggest(source, text, settings, n, settings.words, check=check, reads=KEYSTROKE_READS)

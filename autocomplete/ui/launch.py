@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import sys
 
+from autocomplete.ui import args
+from autocomplete.ui.dispatch import execute, guarded
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -15,13 +18,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from autocomplete.ui import args
-
     settings = args.parse(argv)
     if settings is not None:
-        from autocomplete.ui.dispatch import execute, guarded
-
         return guarded(lambda: execute(settings))
-    from autocomplete.ui.cli import run
+    from autocomplete.ui.cli import run  # loads typer
 
     return run(argv)

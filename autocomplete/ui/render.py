@@ -6,6 +6,7 @@ import json
 import sys
 from typing import TextIO
 
+from autocomplete import terminal
 from autocomplete.settings import Settings
 from autocomplete.terminal import visible
 from autocomplete.text.records import Completion, record
@@ -61,8 +62,6 @@ class TextRenderer:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
         if not getattr(found, "exact", True) and found.note:
-            from autocomplete import terminal
-
             terminal.notice(found.note)
 
     def _write(self, text: str, style: str | None) -> None:

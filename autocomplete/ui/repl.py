@@ -8,9 +8,13 @@ import re
 from collections.abc import Iterable
 
 from autocomplete import paths, settings as checks, terminal
+from autocomplete.engine import models
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
+from autocomplete.terminal import report, visible
 from autocomplete.ui import actions
+from autocomplete.ui.ghost import Ghost
+from autocomplete.ui.render import renderer
 
 HELP = """\
 Type text and press Enter to complete it. Commands:
@@ -34,8 +38,6 @@ _SETTERS = {"/temp": "temperature", "/temperature": "temperature", "/top-k": "to
 
 class Repl:
     def __init__(self, settings: Settings):
-        from autocomplete.ui.render import renderer
-
         self.settings = settings  # changed in place by the /commands
         self.out = renderer(settings.json_lines, settings.only_new)
         self.lm = None  # the model loaded here, when no server serves it (or for /explain)
@@ -49,7 +51,6 @@ class Repl:
                 if self.handle(line) == "quit":
                     break
             return 0
-        from autocomplete.ui.ghost import Ghost
 
         ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
         prompt = _session(ghost, lambda: self.settings)
@@ -89,8 +90,6 @@ class Repl:
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
         except UserError as error:  # an --api engine down, say: said, and the session goes on
-            from autocomplete.terminal import report
-
             report(str(error))
         return None
 
@@ -164,8 +163,6 @@ class Repl:
 
     def _unload(self) -> None:
         if self.lm is not None:
-            from autocomplete.engine import models
-
             models.unload(self.lm)  # so its memory can go
             self.lm = None
 
@@ -207,7 +204,6 @@ def _session(ghost, settings):
         def get_completions(self, document, complete_event):
             if not typed(document):
                 return
-            from autocomplete.terminal import visible
 
             for s in ghost.suggestions(document.text, settings().suggest or 5):
                 yield Completion(s.completion, start_position=0, display=visible(document.text + s.completion),
