@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from autocomplete import terminal
 from autocomplete.engine.api import Api
 from autocomplete.errors import UserError
@@ -27,6 +29,7 @@ from autocomplete.settings import Settings
 from autocomplete.text import frames
 from autocomplete.text.complete import Completion
 from autocomplete.text.heal import odds_while_spelling
+from autocomplete.text.sample import probabilities
 from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found
@@ -83,27 +86,16 @@ def alternatives(choice: dict) -> list[tuple[str, float]] | None:
 
 
 def reshape(listed: list[tuple[str, float]], settings: Settings) -> list[tuple[str, float]]:
-    """The sampler's probabilities for the listed tokens: temperature, then top-k, then top-p, on the list alone
-    (at temperature 1 without top-k/top-p, the model's own probabilities, tail left out)."""
+    """The sampler's probabilities for the listed tokens (best first), those it can draw: autocomplete.text.sample's
+    temperature, then top-k, then top-p, on the list alone (at temperature 1 without top-k/top-p, the model's own
+    probabilities, tail left out)."""
     if not listed:
         return []
-    if settings.temperature == 0:
-        return [(listed[0][0], 1.0)]
-    kept = listed[: settings.top_k] if settings.top_k else listed
     if settings.temperature == 1 and not settings.top_k and settings.top_p >= 1:
-        return [(text, math.exp(lp)) for text, lp in kept]
-    top = kept[0][1]
-    weights = [math.exp((lp - top) / settings.temperature) for _, lp in kept]
-    total = sum(weights)
-    probs = [w / total for w in weights]
-    cut, mass = len(probs), 0.0
-    for i, p in enumerate(probs):
-        mass += p
-        if mass >= settings.top_p:
-            cut = i + 1
-            break
-    total = sum(probs[:cut])
-    return [(text, p / total) for (text, _), p in zip(kept[:cut], probs[:cut])]
+        return [(text, math.exp(lp)) for text, lp in listed]
+    probs = probabilities(np.array([lp for _, lp in listed], dtype=np.float32), settings.temperature, settings.top_k,
+                          settings.top_p)
+    return [(text, float(p)) for (text, _), p in zip(listed, probs) if p > 0]
 
 
 class Asker:

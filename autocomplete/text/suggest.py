@@ -46,12 +46,6 @@ KEYSTROKE_READS = 8
 CACHE_BUDGET = 8192
 
 
-def next_token_probs(logits: np.ndarray, settings: Settings) -> np.ndarray:
-    """The distribution the sampler draws from: softmax of the warped logits (one-hot at temperature 0).
-    logits: [batch, vocab]."""
-    return probabilities(logits, settings.temperature, settings.top_k, settings.top_p)
-
-
 def word_starts(lm: LoadedModel, size: int) -> np.ndarray:
     """A mask over the vocabulary: tokens that begin a new word (space, punctuation) or end the text."""
     if getattr(lm, "_word_starts", None) is None or lm._word_starts.size != size:
