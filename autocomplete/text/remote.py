@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from autocomplete.settings import Settings
 from autocomplete.text import frames
 from autocomplete.text.complete import Completion
 from autocomplete.text.heal import odds_while_spelling
-from autocomplete.text.sample import probabilities
+from autocomplete.text.sample import new_seed, probabilities
 from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found
@@ -261,7 +260,7 @@ def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Cal
     """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
     the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
     style, sent = prompt_for(prompt, settings)
-    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    seed = settings.seed if settings.seed is not None else new_seed()
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
     finish, usage, first_at, started = "length", {}, None, time.perf_counter()
