@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,11 +25,11 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     import numpy as np
 
     from autocomplete.text.prompt import prepare
-    from autocomplete.text.sample import generate
+    from autocomplete.text.sample import generate, new_seed
     from autocomplete.text.word import start
 
     read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
-    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little")
+    seed = settings.seed if settings.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
     stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
 

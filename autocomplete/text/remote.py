@@ -1,6 +1,6 @@
 """Text over --api (an OpenAI-compatible engine, autocomplete.engine.api): the prompt it reads, completions streamed
 with the stop rules, and, from the text of the server's top alternatives for the next token (OpenAI `logprobs`),
-token healing and autocomplete.text.suggest's best-first search.
+token healing and autocomplete.text.search's best-first search.
 
 What the API can't give is approximated, and said (README, a notice, `"exact": false`):
 - only the top ALTERNATIVES tokens of each step are seen, so the search can't be exact;
@@ -12,14 +12,14 @@ What the API can't give is approximated, and said (README, a notice, `"exact": f
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-import os
 import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from autocomplete import terminal
 from autocomplete.engine.api import Api
@@ -28,8 +28,10 @@ from autocomplete.settings import Settings
 from autocomplete.text import frames
 from autocomplete.text.complete import Completion
 from autocomplete.text.heal import odds_while_spelling
+from autocomplete.text.sample import new_seed, probabilities
+from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.stream import TextStream
-from autocomplete.text.suggestions import Found, Tally, normalise, repeats
+from autocomplete.text.suggestions import Found
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
@@ -83,27 +85,16 @@ def alternatives(choice: dict) -> list[tuple[str, float]] | None:
 
 
 def reshape(listed: list[tuple[str, float]], settings: Settings) -> list[tuple[str, float]]:
-    """The sampler's probabilities for the listed tokens: temperature, then top-k, then top-p, on the list alone
-    (at temperature 1 without top-k/top-p, the model's own probabilities, tail left out)."""
+    """The sampler's probabilities for the listed tokens (best first), those it can draw: autocomplete.text.sample's
+    temperature, then top-k, then top-p, on the list alone (at temperature 1 without top-k/top-p, the model's own
+    probabilities, tail left out)."""
     if not listed:
         return []
-    if settings.temperature == 0:
-        return [(listed[0][0], 1.0)]
-    kept = listed[: settings.top_k] if settings.top_k else listed
     if settings.temperature == 1 and not settings.top_k and settings.top_p >= 1:
-        return [(text, math.exp(lp)) for text, lp in kept]
-    top = kept[0][1]
-    weights = [math.exp((lp - top) / settings.temperature) for _, lp in kept]
-    total = sum(weights)
-    probs = [w / total for w in weights]
-    cut, mass = len(probs), 0.0
-    for i, p in enumerate(probs):
-        mass += p
-        if mass >= settings.top_p:
-            cut = i + 1
-            break
-    total = sum(probs[:cut])
-    return [(text, p / total) for (text, _), p in zip(kept[:cut], probs[:cut])]
+        return [(text, math.exp(lp)) for text, lp in listed]
+    probs = probabilities(np.array([lp for _, lp in listed], dtype=np.float32), settings.temperature, settings.top_k,
+                          settings.top_p)
+    return [(text, float(p)) for (text, _), p in zip(listed, probs) if p > 0]
 
 
 class Asker:
@@ -162,52 +153,35 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         return token == "" or not token[0].isalnum()
 
     ask = Asker(api, model)
-    found = Tally()
-    frontier: list[tuple[float, int, str, int]] = [(-1.0, 0, "", 0)]  # (-p, tiebreak, text, its parent's length)
-    tiebreak = itertools.count(1)
-    requests = 0
 
-    def bar() -> float:
-        return found.bar(n)
+    def read(nodes: list[tuple[str, ...]]) -> list[Row]:
+        texts = ["".join(tokens) for tokens in nodes]
+        return [row(text, listed) for text, listed in zip(texts, ask([kept + text for text in texts]))]
+
+    def row(text: str, listed: list[tuple[str, float]]) -> Row:
+        # The typed letters restrict the choice before the sampler reshapes it, as in process: what is drawn is
+        # given the letters typed.
+        done = spelled(text, typed, fold)
+        probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)],
+                        settings if done else odds_while_spelling(typed[len(text):], settings))
+        if not done:  # over the tokens that fit, as in process
+            total = sum(q for _, q in probs)
+            probs = [(t, q / total) for t, q in probs]
+        # the server lists its top alternatives only: any unlisted are cut
+        return Row(sum(q for token, q in probs if ends(token)), [t for t, _ in probs], [q for _, q in probs],
+                   bool(probs))
 
     try:
-        while frontier and requests < MAX_REQUESTS:
-            if -frontier[0][0] <= bar():
-                break
-            nodes = [heapq.heappop(frontier) for _ in range(min(PARALLEL, len(frontier)))]
-            replies = ask([kept + text for _, _, text, _ in nodes])
-            requests += len(nodes)
-            for (neg_p, _, text, parent), listed in zip(nodes, replies):
-                # The typed letters restrict the choice before the sampler reshapes it, as in process: what is drawn
-                # is given the letters typed.
-                p = -neg_p
-                probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)],
-                                settings if spelled(text, typed, fold) else
-                                odds_while_spelling(typed[len(text):], settings))
-                if not spelled(text, typed, fold):  # over the tokens that fit, as in process
-                    total = sum(q for _, q in probs)
-                    probs = [(t, q / total) for t, q in probs]
-                shown = text[len(typed):]
-                # in the text style punctuation after a word is in that word's boundary mass: not counted again
-                again = style != "query" and text and normalise(shown) == normalise(text[len(typed):parent])
-                if spelled(text, typed, fold) and any(c.isalnum() for c in shown) and not repeats(prefix, shown) \
-                        and not again:
-                    score = p * sum(q for token, q in probs if ends(token))
-                    if score > 0:
-                        found.add(shown, score)
-                if repeats(prefix, shown, growing=True):
-                    continue  # a word said twice: whatever follows says it too
-                for token, q in probs:
-                    if p * q <= bar() or token == "":
-                        continue  # the end of the text was counted as an end above
-                    child = text + token
-                    # one line, at most `words` words past the prompt, as in process
-                    if "\n" in child or "\r" in child or len(child[len(typed):].split()) > words:
-                        continue
-                    heapq.heappush(frontier, (-p * q, next(tiebreak), child, len(text)))
+        (listed,) = ask([kept])
+        # the root's request is the first of MAX_REQUESTS
+        result = best_first(Tree(read=read, shown=lambda tokens: "".join(tokens)[len(typed):],
+                                 spelled=lambda tokens: spelled("".join(tokens), typed, fold), ends_text={""},
+                                 bound=MAX_REQUESTS - 1, batch=PARALLEL),
+                            row("", listed), prefix, style, n, words)
     finally:
         ask.pool.shutdown(wait=False, cancel_futures=True)
-    result = found.best(n)
+    for suggestion in result:
+        suggestion.tokens = None  # texts, not ids: ids don't travel
     result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
     terminal.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
                    "each token, so their probabilities are approximate (said once; see the README).")
@@ -286,7 +260,7 @@ def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Cal
     """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
     the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
     style, sent = prompt_for(prompt, settings)
-    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    seed = settings.seed if settings.seed is not None else new_seed()
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
     finish, usage, first_at, started = "length", {}, None, time.perf_counter()

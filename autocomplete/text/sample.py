@@ -6,6 +6,7 @@ transformers' TopKLogitsWarper and TopPLogitsWarper, and the loop against transf
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -91,6 +92,11 @@ def probabilities(logits: np.ndarray, temperature: float, top_k: int = 0, top_p:
         np.put_along_axis(hot, logits.argmax(axis=-1)[..., None], 1.0, axis=-1)
         return hot
     return softmax(warp(logits, temperature, top_k, top_p))
+
+
+def new_seed() -> int:
+    """A random seed for a run not given one, 31-bit: servers over --api take a signed 32-bit int."""
+    return int.from_bytes(os.urandom(4), "little") >> 1
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:

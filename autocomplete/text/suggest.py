@@ -9,11 +9,9 @@ letters become is the model's to say); the tokenizations found of one suggestion
 variants) are summed. A suggestion that says a word twice back to back is never listed, nor followed
 (autocomplete.text.suggestions.repeats).
 
-Best-first search over the token tree. A continuation is never likelier than its prefix, so once the N-th best
-suggestion found beats every prefix still waiting, no tokenization left can overtake it (a suggestion's other
-tokenizations still waiting, each below that bar, are not added in). Each forward reads a batch of the likeliest
-waiting prefixes not read before, sharing the prompt's keys and values; a prefix an earlier list read (the
-previous keystroke's: autocomplete.engine.prefix) is expanded without one.
+The search is autocomplete.text.search's best-first one, over the model's rows: each forward reads a batch of the
+likeliest waiting prefixes not read before, sharing the prompt's keys and values; a prefix an earlier list read
+(the previous keystroke's: autocomplete.engine.prefix) is expanded without one.
 
 Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_CHILDREN tokens a prefix,
 MAX_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
@@ -23,11 +21,7 @@ are free, so typing on, each list searches deeper than the one before.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import sys
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 
@@ -36,7 +30,8 @@ from autocomplete.settings import Settings
 from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.sample import probabilities
-from autocomplete.text.suggestions import Found, Tally, normalise, repeats
+from autocomplete.text.search import Row, Tree, best_first
+from autocomplete.text.suggestions import Found
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
 MAX_CHILDREN = 64
@@ -49,12 +44,6 @@ MAX_EXPANSIONS = 400
 KEYSTROKE_READS = 8
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
-
-
-def next_token_probs(logits: np.ndarray, settings: Settings) -> np.ndarray:
-    """The distribution the sampler draws from: softmax of the warped logits (one-hot at temperature 0).
-    logits: [batch, vocab]."""
-    return probabilities(logits, settings.temperature, settings.top_k, settings.top_p)
 
 
 def word_starts(lm: LoadedModel, size: int) -> np.ndarray:
@@ -77,21 +66,6 @@ def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> np.ndarray:
     mask[: len(flags)] = flags
     mask[[eos for eos in lm.eos_ids if eos < size]] = True  # the end of the text ends a word and a query too
     return mask
-
-
-class Digest(NamedTuple):
-    """What the search takes from a row: the chance the query (or word) ends there, the likeliest next tokens (at
-    most MAX_CHILDREN, best first) and their probabilities, and whether more had any (cut)."""
-
-    end: float
-    tokens: list[int]
-    probs: list[float]
-    cut: bool
-
-    @property
-    def nbytes(self) -> int:
-        """What it holds, for the prefix cache's budget: itself, its lists, an int (28 bytes) and a float (24) a token."""
-        return sys.getsizeof(self) + sys.getsizeof(self.tokens) + sys.getsizeof(self.probs) + 52 * len(self.tokens)
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
@@ -121,7 +95,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         odds = odds_while_spelling(rest, settings)
         return ("suggest", read.style, rest, rest and read.healing.fold, odds.temperature, odds.top_k, odds.top_p)
 
-    def digest(logits: np.ndarray, key: tuple) -> Digest:
+    def digest(logits: np.ndarray, key: tuple) -> Row:
         _, _, rest, _, temperature, top_k, top_p = key
         # Only the tokens that can get a probability are warped (a row's whole vocabulary took 2 ms): those that
         # spell what is left of the letters, else the top k and any tied with the k-th. The rest get 0 either way.
@@ -134,76 +108,24 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
         top = top[np.argsort(-probs[top], kind="stable")]
         end = float(probs[ends if ids is None else ends[ids]].sum())
-        return Digest(end, (top if ids is None else ids[top]).tolist(), probs[top].tolist(), k < candidates.size)
+        return Row(end, (top if ids is None else ids[top]).tolist(), probs[top].tolist(), k < candidates.size)
 
-    found = Tally()
-    left_out = 0.0  # the most a token beyond MAX_CHILDREN could have had
-    frontier: list[tuple[float, int, tuple[int, ...]]] = []  # (-probability, tiebreak, tokens)
-    tiebreak = itertools.count()
-
-    def bar() -> float:
-        return found.bar(n)
-
-    def counted(tokens: tuple[int, ...], text: str) -> bool:
-        """In the text style, whether the last token only added punctuation or space to the one before ("Paris" then
-        "."): that starts a new word, so the prefix's score already holds it (a second count listed Paris at 199.8%)."""
-        return read.style != "query" and bool(tokens) and normalise(text) == normalise(read.shown(list(tokens[:-1])))
-
-    def expand(tokens: tuple[int, ...], p: float, row: Digest) -> None:
-        text = read.shown(list(tokens))
-        spelled = read.healing is None or not read.healing.remaining(list(tokens))
-        # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
-        # first bytes (followed, not suggested); before the end it never goes away (not followed either).
-        if spelled and any(ch.isalnum() for ch in text) and "\ufffd" not in text and not repeats(prefix, text) \
-                and not counted(tokens, text):
-            score = p * row.end
-            if score > 0:
-                found.add(text, score, list(tokens))
-        if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True):
-            return  # bytes that are no character, or a word said twice: whatever follows stays so
-        nonlocal left_out
-        threshold = bar()
-        if row.cut:
-            left_out = max(left_out, p * row.probs[-1])  # what a token past the 64th could still have
-        for q, token in zip(row.probs, row.tokens):
-            if p * q <= threshold:
-                break  # sorted: the rest are smaller still
-            if token in lm.eos_ids:
-                continue  # the end of the text was counted as a word boundary above
-            child = tokens + (token,)
-            text = read.shown(list(child))
-            # one line, at most `words` words, and within the context window (a long word can be many tokens)
-            if "\n" not in text and len(text.split()) <= words and len(child) <= read.max_new:
-                heapq.heappush(frontier, (-p * q, next(tiebreak), child))
-
-    expand((), 1.0, root_read.memo(key(()), digest))
+    root = root_read.memo(key(()), digest)
     tree = root_read.tree
-    expansions = read_rows = 0
-    unread = 0.0  # the likeliest prefix left unread once `reads` rows were read
-    while frontier and expansions < MAX_EXPANSIONS:
-        if -frontier[0][0] <= bar():
-            break  # nothing waiting can beat the N-th best: the answer is exact
-        # Best first: a row read before (an earlier keystroke's) is expanded at once, for nothing; the next `batch`
-        # rows not read yet are read in one forward, full however many of the rows around them are known.
-        pending = []
-        while frontier and len(pending) < batch and -frontier[0][0] > bar() and expansions < MAX_EXPANSIONS:
-            neg_p, _, tokens = heapq.heappop(frontier)
-            if tree.read(tokens):
-                expand(tokens, -neg_p, tree.memo([tokens], [key(tokens)], digest)[0])
-                expansions += 1
-            elif reads is None or read_rows < reads or len(found.found) < n:  # a list not yet full reads on
-                pending.append((-neg_p, tokens))
-            else:
-                unread = max(unread, -neg_p)
-        if pending:
-            check()
-            rows = tree.memo([t for _, t in pending], [key(t) for _, t in pending], digest)
-            for (p, tokens), row in zip(pending, rows):
-                expand(tokens, p, row)
-            expansions += len(pending)
-            read_rows += len(pending)
-    result = found.best(n)
-    result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
+
+    def forward(nodes: list[tuple[int, ...]]) -> list[Row]:
+        check()
+        return tree.memo(nodes, [key(tokens) for tokens in nodes], digest)
+
+    def known(tokens: tuple[int, ...]) -> Row | None:
+        """A row an earlier list read (the previous keystroke's): expanded for nothing."""
+        return tree.memo([tokens], [key(tokens)], digest)[0] if tree.read(tokens) else None
+
+    result = best_first(
+        Tree(read=forward, shown=lambda tokens: read.shown(list(tokens)),
+             spelled=lambda tokens: read.healing is None or not read.healing.remaining(list(tokens)),
+             ends_text=lm.eos_ids, bound=MAX_EXPANSIONS, batch=batch, room=read.max_new, known=known),
+        root, prefix, read.style, n, words, reads)
     bounds = ([f"{reads} rows read"] if reads is not None else []) + [f"{MAX_CHILDREN} tokens a step",
                                                                       f"{MAX_EXPANSIONS} prefixes"]
     result.note = (f"The search stopped at its bound ({', '.join(bounds)}): a suggestion it left out could be "

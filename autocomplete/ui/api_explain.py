@@ -9,13 +9,13 @@ are renormalised over the listed ones alone.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 
 from autocomplete.settings import Settings
 from autocomplete.text.complete import Completion
 from autocomplete.text.remote import Asker, allowed, heal, past_typed, reshape, spelled, typed_word
+from autocomplete.text.sample import new_seed
 from autocomplete.text.stream import TextStream
 from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
 
@@ -26,7 +26,7 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
     style, sent = prompt_for(prompt, settings)
     kept, typed = typed_word(sent)
     fold, shown_ts = style == "query", temperatures_shown(temperatures)
-    seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
+    seed = settings.seed if settings.seed is not None else new_seed()
     draw, ask = random.Random(seed), Asker(remote.api, remote.name)
     printer = None if json_lines else StepPrinter(
         prompt, shown_ts, style, typed, score="logprob",

@@ -11,7 +11,7 @@ import torch
 
 from autocomplete.text.remote import allowed, alternatives, reshape, spelled, typed_word
 from autocomplete.settings import Settings
-from autocomplete.text.suggest import next_token_probs
+from autocomplete.text.sample import probabilities
 
 
 def test_the_word_being_typed():
@@ -53,7 +53,7 @@ def test_reshape_agrees_with_the_sampler_when_every_token_is_listed(temperature,
     torch.manual_seed(3)
     logits = torch.randn(1, 40) * 2
     settings = Settings(temperature=temperature, top_k=top_k, top_p=top_p)
-    expected = next_token_probs(logits.numpy(), settings)[0]
+    expected = probabilities(logits.numpy(), temperature, top_k, top_p)[0]
     logprobs = torch.log_softmax(logits[0], -1)
     listed = sorted(((str(i), float(lp)) for i, lp in enumerate(logprobs)), key=lambda pair: -pair[1])
     got = dict(reshape(listed, settings))

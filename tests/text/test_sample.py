@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from autocomplete.text.sample import generate, probabilities, warp
+from autocomplete.text.sample import generate, new_seed, probabilities, warp
 
 PROMPTS = ["san", "seoul", "the best way to learn python is", "서울", "new york", "xyz q"]
 
@@ -187,3 +187,9 @@ def test_top_p_over_a_large_vocabulary_equals_the_full_sort(p, monkeypatch):
     monkeypatch.setattr(sample, "_HEAD", 10**9)  # the whole row sorted
     for row, got in zip(rows, fast):
         assert np.array_equal(np.isinf(got), np.isinf(sample.keep_top_p(row, p)))
+
+
+def test_a_new_seed_fits_a_signed_32_bit_int():
+    """Servers over --api take a signed 32-bit seed; in process and over --api the seed is made one way."""
+    seeds = {new_seed() for _ in range(64)}
+    assert all(0 <= seed < 2**31 for seed in seeds) and len(seeds) > 1

@@ -1,0 +1,130 @@
+"""The best-first search for suggestions over a token tree, whoever reads the tree: the model in process
+(autocomplete.text.suggest, token ids) or an OpenAI-compatible server's top alternatives (autocomplete.text.remote,
+token texts). A caller gives a Tree: how to read a batch of nodes into rows, how a node shows as text, its bounds.
+
+A suggestion's score is P(its tokens) x P(it ends there) (Row.end). A continuation is never likelier than its
+prefix, so once the n-th best suggestion found beats every prefix still waiting, no tokenization left can overtake
+it (a suggestion's other tokenizations still waiting, each below that bar, are not added in). Each read takes a
+batch of the likeliest waiting prefixes; one the tree already holds (Tree.known) is expanded without a read.
+
+Never listed: text without a letter or digit, bytes that are no character, a word said twice back to back
+(autocomplete.text.suggestions.repeats: not followed either), and in the text style a token that only adds
+punctuation or space to the word before (counted in that word's ending already). Never followed: the end of the
+text, a second line, more than `words` words, more than Tree.room tokens.
+
+What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Tree.bound
+expansions, and prefixes past `reads` rows read (read on while the list has fewer than n: a list is never left
+empty for speed; rows the tree already holds are free).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import sys
+from collections.abc import Callable, Container, Hashable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from autocomplete.text.suggestions import Found, Tally, normalise, repeats
+
+Node = tuple[Hashable, ...]  # the tokens after the prompt: ids in process, texts over the API
+
+
+class Row(NamedTuple):
+    """What the search takes from a node's next-token distribution: the chance the suggestion ends there, the
+    likeliest next tokens (best first) and their probabilities, and whether more had any (cut)."""
+
+    end: float
+    tokens: list
+    probs: list[float]
+    cut: bool
+
+    @property
+    def nbytes(self) -> int:
+        """What it holds, for the prefix cache's budget: itself, its lists, an int (28 bytes) and a float (24) each."""
+        return sys.getsizeof(self) + sys.getsizeof(self.tokens) + sys.getsizeof(self.probs) + 52 * len(self.tokens)
+
+
+@dataclass
+class Tree:
+    """How one caller's token tree is read (the adapter)."""
+
+    read: Callable[[list[Node]], list[Row]]  # a batch of nodes' rows, read at once (one forward, or requests)
+    shown: Callable[[Node], str]  # what a node's tokens add to the prefix (the typed letters they spell again not)
+    spelled: Callable[[Node], bool]  # whether its tokens have spelled the typed letters again
+    ends_text: Container  # the child tokens that are the end of the text (counted in Row.end, never followed)
+    bound: int  # nodes expanded at most, the root not counted
+    batch: int  # nodes read at once
+    room: int | None = None  # tokens a node may hold at most (the context window's room); None: no bound
+    known: Callable[[Node], Row | None] = lambda node: None  # a row already read, free (an earlier search's)
+
+
+def best_first(tree: Tree, root: Row, prefix: str, style: str, n: int, words: int,
+               reads: int | None = None) -> Found:
+    """The n likeliest suggestions under the root's row; `exact` False if a bound cut one that could have made it.
+    reads: rows the search may read (known ones not counted); None: as many as it takes."""
+    found = Tally()
+    left_out = 0.0  # the most a child past a row's cut could have had
+    frontier: list[tuple[float, int, Node]] = []  # (-probability, tiebreak, tokens)
+    tiebreak = itertools.count()
+
+    def bar() -> float:
+        return found.bar(n)
+
+    def counted(tokens: Node, text: str) -> bool:
+        """In the text style, whether the last token only added punctuation or space to the one before ("Paris" then
+        "."): that starts a new word, so the prefix's score already holds it (a second count listed Paris at 199.8%)."""
+        return style != "query" and bool(tokens) and normalise(text) == normalise(tree.shown(tokens[:-1]))
+
+    def expand(tokens: Node, p: float, row: Row) -> None:
+        text = tree.shown(tokens)
+        # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
+        # first bytes (followed, not suggested); before the end it never goes away (not followed either).
+        if tree.spelled(tokens) and any(ch.isalnum() for ch in text) and "\ufffd" not in text \
+                and not repeats(prefix, text) and not counted(tokens, text):
+            score = p * row.end
+            if score > 0:
+                found.add(text, score, list(tokens))
+        if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True):
+            return  # bytes that are no character, or a word said twice: whatever follows stays so
+        nonlocal left_out
+        threshold = bar()
+        if row.cut:
+            left_out = max(left_out, p * row.probs[-1])  # what a child past the cut could still have
+        for q, token in zip(row.probs, row.tokens):
+            if p * q <= threshold:
+                break  # best first: the rest are smaller still
+            if token in tree.ends_text:
+                continue  # the end of the text is in row.end
+            child = tokens + (token,)
+            text = tree.shown(child)
+            if "\n" not in text and len(text.split()) <= words and (tree.room is None or len(child) <= tree.room):
+                heapq.heappush(frontier, (-p * q, next(tiebreak), child))
+
+    expand((), 1.0, root)
+    expansions = read_rows = 0
+    unread = 0.0  # the likeliest prefix left unread once `reads` rows were read
+    while frontier and expansions < tree.bound:
+        if -frontier[0][0] <= bar():
+            break  # nothing waiting can beat the n-th best: the answer is exact
+        # Best first: a row the tree holds is expanded at once, for nothing; the next `batch` rows not read yet
+        # are read at once, full however many of the rows around them are known.
+        pending: list[tuple[float, Node]] = []
+        while frontier and len(pending) < tree.batch and -frontier[0][0] > bar() and expansions < tree.bound:
+            neg_p, _, tokens = heapq.heappop(frontier)
+            if (row := tree.known(tokens)) is not None:
+                expand(tokens, -neg_p, row)
+                expansions += 1
+            elif reads is None or read_rows < reads or len(found.found) < n:  # a list not yet full reads on
+                pending.append((-neg_p, tokens))
+            else:
+                unread = max(unread, -neg_p)
+        if pending:
+            for (p, tokens), row in zip(pending, tree.read([tokens for _, tokens in pending])):
+                expand(tokens, p, row)
+            expansions += len(pending)
+            read_rows += len(pending)
+    result = found.best(n)
+    result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
+    return result
