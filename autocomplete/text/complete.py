@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from autocomplete.settings import Settings
 from autocomplete.text.records import Completion
 from autocomplete.text.stream import TextStream
+from autocomplete.text.word import start
 
 if TYPE_CHECKING:  # the module stays light: a cold call imports numpy only once it completes
     from autocomplete.engine.models import LoadedModel
@@ -24,9 +25,8 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     on_word(word): sees the whole word the typed letters were healed to (autocomplete.text.word), before the rest."""
     import numpy as np
 
-    from autocomplete.text.prompt import prepare
-    from autocomplete.text.sample import generate, new_seed
-    from autocomplete.text.word import start
+    from autocomplete.text.prompt import prepare  # loads numpy
+    from autocomplete.text.sample import generate, new_seed  # loads numpy
 
     read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
     seed = settings.seed if settings.seed is not None else new_seed()

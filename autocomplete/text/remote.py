@@ -26,12 +26,13 @@ from autocomplete.engine.api import Api
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text import frames
-from autocomplete.text.complete import Completion
 from autocomplete.text.heal import odds_while_spelling
+from autocomplete.text.records import Completion
 from autocomplete.text.sample import new_seed, probabilities
 from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found
+from autocomplete.text.word import Words, boundary
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
 MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
@@ -194,8 +195,6 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
     drawn with the seed): an autocomplete.text.word.Word whose tokens are texts. None when the server sends no
     logprobs or nothing listed spells on: the caller completes unhealed."""
     import random
-
-    from autocomplete.text.word import Words, boundary
 
     ask = Asker(api, model)
 

@@ -13,16 +13,14 @@ import random
 import time
 
 from autocomplete.settings import Settings
-from autocomplete.text.complete import Completion
-from autocomplete.text.remote import Asker, allowed, heal, past_typed, reshape, spelled, typed_word
+from autocomplete.text.records import Completion
+from autocomplete.text.remote import Asker, allowed, heal, past_typed, prompt_for, reshape, spelled, typed_word
 from autocomplete.text.sample import new_seed
 from autocomplete.text.stream import TextStream
 from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
 
 
 def explain(remote, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
-    from autocomplete.text.remote import prompt_for
-
     style, sent = prompt_for(prompt, settings)
     kept, typed = typed_word(sent)
     fold, shown_ts = style == "query", temperatures_shown(temperatures)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autocomplete.settings import Settings
-from autocomplete.text.complete import Completion, complete
+from autocomplete.terminal import visible
+from autocomplete.text.complete import complete
+from autocomplete.text.records import Completion, record as completion_record
 
 if TYPE_CHECKING:  # the --api path uses the display, not the model
     import numpy as np
@@ -43,7 +45,7 @@ class Step:
 
 def distribution(logits: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T) over the full vocabulary; T = 0 puts everything on the argmax."""
-    from autocomplete.text.sample import probabilities
+    from autocomplete.text.sample import probabilities  # loads numpy
 
     return probabilities(logits, temperature)
 
@@ -80,7 +82,7 @@ def view(lm: LoadedModel, logits: np.ndarray, picked: int, temperatures: list[fl
 
 def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
     """Generate as usual (at the first temperature), showing every step as it happens."""
-    from autocomplete.text.prompt import prepare
+    from autocomplete.text.prompt import prepare  # loads numpy
 
     steps: list[Step] = []
     read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
@@ -113,8 +115,6 @@ def finish(done: Completion, model: str, settings: Settings, temperatures: list[
 
 def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
            engine: str | None = None) -> dict:
-    from autocomplete.ui.render import record as completion_record
-
     word = done.word
     return {
         **completion_record(done, model, settings, engine),
@@ -162,8 +162,6 @@ class StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        from autocomplete.terminal import visible
-
         title = f"step {number}: …{visible(self.text[-50:])}"
         if step.allowed is not None:
             title += f"   (only the {step.allowed} tokens that fit the typed letters)"
@@ -194,8 +192,6 @@ class StepPrinter:
         from rich.table import Table
         from rich.text import Text
 
-        from autocomplete.terminal import visible
-
         title = f"the typed word, finished: …{visible(self.text[-50:])}"
         if not word.exact:
             title += f"   (the search stopped at its bound, {word.expansions} prefixes: the list may be incomplete)"
@@ -213,8 +209,6 @@ class StepPrinter:
 
     def finish(self, done: Completion) -> None:
         from rich.text import Text
-
-        from autocomplete.terminal import visible
 
         shown = Text(visible(done.prompt), style="dim") + Text(visible(done.completion), style="bold cyan")
         self.console.print(shown)

@@ -511,10 +511,9 @@ def test_suggestions_from_a_warm_server_import_no_torch(warm, env, run_dir):
 HOOKED = """
 import sys, time
 from autocomplete.serve import server
-from autocomplete.ui import render
 
 running, go = sys.argv[1:3]
-check, record = server.Server._check, render.record
+check, record = server.Server._check, server.record
 
 def held(self, conn):
     server.Server._check = check
@@ -526,7 +525,7 @@ def late(*args, **kwargs):
     time.sleep(0.5)
     return record(*args, **kwargs)
 
-server.Server._check, render.record = held, late
+server.Server._check, server.record = held, late
 sys.exit(server.main(sys.argv[3:]))
 """
 

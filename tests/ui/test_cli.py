@@ -94,7 +94,7 @@ def test_json_over_the_api_names_no_engine(monkeypatch, capsys):
     """Over --api the server runs the model and doesn't say how: the record's engine is null."""
     from autocomplete.settings import Settings
     from autocomplete.text import remote
-    from autocomplete.text.complete import Completion
+    from autocomplete.text.records import Completion
     from autocomplete.ui import actions
     from autocomplete.ui.render import JsonRenderer
 
