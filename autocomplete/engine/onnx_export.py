@@ -23,7 +23,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from autocomplete.engine.onnx_run import OUTPUTS, inputs
+from autocomplete.engine.onnx_run import OUTPUTS, inputs, session_options
 
 PRECISIONS = ("fp32", "int8", "int4")
 # Weights quantized in blocks along the input, each its own scale: 8-bit in blocks of 16 (half llama.cpp's Q8_0
@@ -373,7 +373,6 @@ def quantize(proto: onnx.ModelProto, bits: int) -> onnx.ModelProto:
 def optimise(source: Path, target: Path) -> None:
     """ONNX Runtime's own graph optimisation (all levels: fusions, constant folding, its CPU layouts), saved, with
     the weights in DATA beside the graph."""
-    from autocomplete.engine.onnx_run import session_options
     import onnxruntime as ort
 
     options = session_options(1)
