@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from autocomplete.errors import UsageError
+
 
 class Tree(Protocol):
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
@@ -56,8 +58,6 @@ def idle_cores() -> int:
     """Threads to run on. Decoding one token at a time is memory-bound: threads help only on idle cores. With a
     core busy elsewhere, threads waiting for each other make two threads ~10x slower than one, so count only idle
     cores. AUTOCOMPLETE_THREADS, when set, decides."""
-    from autocomplete.errors import UsageError
-
     wanted = os.environ.get("AUTOCOMPLETE_THREADS", "").strip()
     if wanted:
         # ASCII digits only: isdigit() passes "²", which int() refuses, and isdecimal() "٣", which it reads as 3.

@@ -8,125 +8,14 @@ returns .logits and .cache; the cache can be copied and repeated per batch row.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass
-class Output:
-    logits: torch.Tensor
-    cache: "KVCache"
-
-
-class KVCache:
-    """Keys and values of every layer in one tensor, grown by doubling: appending a token is a copy into place,
-    and a copy of the cache (one per suggestion being explored) holds only what is filled.
-    shared ([layers, 2, 1, heads, n, head_dim]), when set: keys and values before the cache's own that every row
-    reads, kept once rather than copied per row (the suggestion search's prompt)."""
-
-    shared: torch.Tensor | None = None
-
-    def __init__(self, n_layer: int, batch: int, n_head: int, capacity: int, head_dim: int, dtype, device):
-        self.kv = torch.empty((n_layer, 2, batch, n_head, capacity, head_dim), dtype=dtype, device=device)
-        self.length = 0
-
-    def reserve(self, needed: int, limit: int) -> None:
-        if needed > self.kv.shape[4]:
-            grown = self.kv.new_empty((*self.kv.shape[:4], min(limit, max(needed, 2 * self.kv.shape[4])),
-                                       self.kv.shape[5]))
-            grown[:, :, :, :, :self.length] = self.kv[:, :, :, :, :self.length]
-            self.kv = grown
-
-    def batch_repeat_interleave(self, repeats: int, room: int = 16) -> None:
-        """Each row `repeats` times, with `room` free positions after what is filled: the tokens about to come
-        then need no second copy to grow into."""
-        L, two, B, H, _, D = self.kv.shape
-        grown = self.kv.new_empty((L, two, B * repeats, H, self.length + room, D))
-        grown.view(L, two, B, repeats, H, self.length + room, D)[..., :self.length, :] = \
-            self.kv[:, :, :, None, :, :self.length]
-        self.kv = grown
-
-    def with_room(self, room: int) -> "KVCache":
-        """A copy with `room` free positions after what is filled: a completion that knows how many tokens it adds
-        (the prompt's and the most it generates) copies the frame's keys and values once, not again to grow."""
-        copy = KVCache.__new__(KVCache)
-        copy.kv = self.kv.new_empty((*self.kv.shape[:4], self.length + room, self.kv.shape[5]))
-        copy.kv[:, :, :, :, :self.length] = self.kv[:, :, :, :, :self.length]
-        copy.length = self.length
-        return copy
-
-    def __deepcopy__(self, memo) -> "KVCache":
-        return self.with_room(0)
-
-
-def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-           shared: torch.Tensor | None = None, scale: float | None = None, mask_covers_shared: bool = False
-           ) -> torch.Tensor:
-    """Scaled dot-product attention of q [B, heads, T, D] over keys and values [B, kv_heads, S, D]; each key/value
-    head serves heads / kv_heads query heads (grouped-query attention). shared [2, 1, kv_heads, n, D]: keys and
-    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs,
-    unless mask_covers_shared). scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the weights made
-    q that much smaller). mask_covers_shared: mask [B, 1, T, n + S] says which of the shared keys too each new token
-    sees (any T; the ONNX export's form, autocomplete.engine.onnx_export); otherwise it covers the row's own only."""
-    if shared is None and not mask_covers_shared:
-        causal = mask is None and q.shape[2] > 1
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True,
-                                              scale=scale)
-    B, heads, T, D = q.shape
-    kv_heads = keys.shape[1]
-    groups = heads // kv_heads
-    assert T == 1 or mask_covers_shared, "shared keys and values are read one new token at a time"
-    g = q.reshape(B, kv_heads, groups * T, D)  # query heads grouped by their key/value head (then by position)
-    if scale != 1.0:
-        g = g * (D ** -0.5 if scale is None else scale)
-    own = g @ keys.transpose(-1, -2)
-    if mask is not None and not mask_covers_shared:
-        own = own.masked_fill(~mask, float("-inf"))
-    scores = own if shared is None else torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1)
-    if mask is not None and mask_covers_shared:
-        # [B, 1, T, keys] -> [B, 1, groups * T, keys]: the same for each query head of a group
-        grouped = mask.unsqueeze(2).expand(B, 1, groups, T, mask.shape[-1]).reshape(B, 1, groups * T, -1)
-        scores = scores.masked_fill(~grouped, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    if shared is None:
-        return (weights @ values).reshape(B, heads, T, D)
-    n = shared.shape[3]
-    y = weights[..., :n] @ shared[1] + weights[..., n:] @ values
-    return y.reshape(B, heads, T, D)
-
-
-def causal_mask(start: int, T: int, device) -> torch.Tensor | None:
-    """New tokens after `start` cached ones: each sees the cache and the new ones before it. None where the
-    attention needs no mask (one new token) or only its own causal one (nothing cached)."""
-    if start == 0 or T == 1:
-        return None
-    return torch.ones(T, start + T, dtype=torch.bool, device=device).tril(diagonal=start)
-
-
-def kept(x: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
-    """The positions whose logits are wanted: the last n (0: all), or those a tensor lists."""
-    if isinstance(logits_to_keep, torch.Tensor):
-        return x[:, logits_to_keep]
-    return x[:, -logits_to_keep:] if logits_to_keep else x
-
-
-def _linear(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
-    """An nn.Linear (that exact type, so int8 quantization recognises it) left uninitialised: the checkpoint
-    provides its weights, and random initialisation costs most of a second at GPT-2 sizes."""
-    layer = nn.Linear.__new__(nn.Linear)
-    nn.Module.__init__(layer)
-    layer.in_features, layer.out_features = n_in, n_out
-    layer.weight = nn.Parameter(torch.empty(n_out, n_in), requires_grad=False)
-    layer.register_parameter("bias", nn.Parameter(torch.empty(n_out), requires_grad=False) if bias else None)
-    return layer
-
-
-def _embedding(n: int, dim: int) -> nn.Embedding:
-    return nn.Embedding(n, dim, _weight=torch.empty(n, dim), _freeze=True)  # given a weight: no initialisation
+from autocomplete.engine.kv_cache import KVCache
+from autocomplete.engine.layers import Output, attend, causal_mask, embedding, linear, positions_to_keep
 
 
 class Block(nn.Module):
@@ -134,11 +23,11 @@ class Block(nn.Module):
         super().__init__()
         self.n_head = n_head
         self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
-        self.c_attn = _linear(n_embd, 3 * n_embd)  # q, k, v in one matmul
-        self.attn_proj = _linear(n_embd, n_embd)
+        self.c_attn = linear(n_embd, 3 * n_embd)  # q, k, v in one matmul
+        self.attn_proj = linear(n_embd, n_embd)
         self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
-        self.c_fc = _linear(n_embd, 4 * n_embd)
-        self.mlp_proj = _linear(4 * n_embd, n_embd)
+        self.c_fc = linear(n_embd, 4 * n_embd)
+        self.mlp_proj = linear(4 * n_embd, n_embd)
 
     scale = None  # q·k / sqrt(head_dim), as attend() does by default
 
@@ -170,11 +59,11 @@ class GPT2(nn.Module):
         n_embd, eps = config["n_embd"], config.get("layer_norm_epsilon", 1e-5)
         self.n_head = config["n_head"]
         self.context_length = config.get("n_positions") or config.get("n_ctx") or 1024
-        self.wte = _embedding(config["vocab_size"], n_embd)
-        self.wpe = _embedding(self.context_length, n_embd)
+        self.wte = embedding(config["vocab_size"], n_embd)
+        self.wpe = embedding(self.context_length, n_embd)
         self.h = nn.ModuleList(Block(n_embd, self.n_head, eps) for _ in range(config["n_layer"]))
         self.ln_f = nn.LayerNorm(n_embd, eps=eps)
-        self.lm_head = _linear(n_embd, config["vocab_size"], bias=False)
+        self.lm_head = linear(n_embd, config["vocab_size"], bias=False)
 
     @property
     def device(self) -> torch.device:
@@ -217,7 +106,7 @@ class GPT2(nn.Module):
         for layer, block in enumerate(self.h):
             x = block(x, cache.kv[layer], start, mask, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        return Output(self.head(kept(x, logits_to_keep)), cache)
+        return Output(self.head(positions_to_keep(x, logits_to_keep)), cache)
 
 
 def load(directory: Path) -> GPT2:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from autocomplete import terminal
+
 # Only what loading needs; weights as safetensors only (never pickled .bin files).
 _ALLOW = ["*.json", "*.safetensors", "merges.txt", "vocab.txt", "*.model", "*.tiktoken"]
 
@@ -77,8 +79,6 @@ def download(repo_id: str) -> Path:
     """Download repo_id into the HF cache with the Hub's own progress bars (on stderr; the spinner steps aside)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import enable_progress_bars
-
-    from autocomplete import terminal
 
     enable_progress_bars()
     with terminal.paused():

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autocomplete.engine.gpt2 import KVCache, Output, _embedding, _linear, attend, causal_mask, kept
+from autocomplete.engine.kv_cache import KVCache
+from autocomplete.engine.layers import Output, attend, causal_mask, embedding, linear, positions_to_keep
 
 
 class RMSNorm(nn.Module):
@@ -38,11 +39,11 @@ class Block(nn.Module):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
         self.input_layernorm = RMSNorm(dim, eps)
-        self.qkv = _linear(dim, (n_head + 2 * n_kv_head) * head_dim, bias=False)
-        self.o_proj = _linear(n_head * head_dim, dim, bias=False)
+        self.qkv = linear(dim, (n_head + 2 * n_kv_head) * head_dim, bias=False)
+        self.o_proj = linear(n_head * head_dim, dim, bias=False)
         self.post_attention_layernorm = RMSNorm(dim, eps)
-        self.gate_up = _linear(dim, 2 * hidden, bias=False)
-        self.down_proj = _linear(hidden, dim, bias=False)
+        self.gate_up = linear(dim, 2 * hidden, bias=False)
+        self.down_proj = linear(hidden, dim, bias=False)
 
     scale = 1.0  # the query rows come prescaled by 1/sqrt(head_dim)
 
@@ -98,12 +99,12 @@ class Llama(nn.Module):
         eps = config.get("rms_norm_eps", 1e-6)
         rope = config.get("rope_parameters") or {}
         theta = rope.get("rope_theta") or config.get("rope_theta") or 10000.0
-        self.embed_tokens = _embedding(config["vocab_size"], dim)
+        self.embed_tokens = embedding(config["vocab_size"], dim)
         self.layers = nn.ModuleList(
             Block(dim, self.n_head, self.n_kv_head, self.head_dim, config["intermediate_size"], eps)
             for _ in range(config["num_hidden_layers"]))
         self.norm = RMSNorm(dim, eps)
-        self.lm_head = _linear(dim, config["vocab_size"], bias=False)
+        self.lm_head = linear(dim, config["vocab_size"], bias=False)
         # The rotations of every position, computed once (as transformers does: angles in fp32, then cos and sin)
         inv_freq = 1.0 / theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim)
         angles = torch.arange(self.context_length, dtype=torch.float)[:, None] * inv_freq
@@ -156,7 +157,7 @@ class Llama(nn.Module):
         for layer, block in enumerate(self.layers):
             x = block(x, cache.kv[layer], start, mask, turn, None if cache.shared is None else cache.shared[layer])
         cache.length = start + T
-        return Output(self.head(kept(x, logits_to_keep)), cache)
+        return Output(self.head(positions_to_keep(x, logits_to_keep)), cache)
 
 
 def load(directory: Path) -> Llama:

@@ -3,18 +3,13 @@ safetensors directory, and load it once per process."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 import re
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autocomplete import paths, terminal
-from autocomplete.engine import hub
+from autocomplete import terminal
+from autocomplete.engine import compact, gguf, hub, starter
+from autocomplete.engine.tokenizer import Tokenizer
 from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import DEFAULT_MODEL, runs_on
 
@@ -88,13 +83,11 @@ def resolve(name: str) -> Source:
 def locate(name: str | None) -> tuple[Path, str]:
     """A local directory holding the model, and the name to show for it. `name` None means the default model,
     which (unlike a model the user named) may fall back to the pip-shipped starter when it can't be had."""
-    from autocomplete.engine import starter
-
     source = resolve(name or DEFAULT_MODEL)
     if source.kind == "starter":
         return starter.model_dir(), STARTER
     if source.kind == "gguf":
-        return convert_gguf(Path(source.ref)), source.ref
+        return gguf.convert(Path(source.ref)), source.ref
     if source.kind == "dir":
         return _model_dir(Path(source.ref)), source.ref
 
@@ -124,101 +117,11 @@ def _model_dir(path: Path) -> Path:
     if not (path / "config.json").is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
-            return convert_gguf(ggufs[0])
+            return gguf.convert(ggufs[0])
         raise UserError(f"{path} is not a model directory (no config.json); save one with save_pretrained()")
     if not any(path.glob("*.safetensors")):
         raise UserError(f"{path} has no .safetensors weights; autocomplete loads safetensors only")
     return path
-
-
-_GGUF_SOURCE = "gguf-source"  # in a conversion: the GGUF file's path, which a newer conversion of it replaces
-
-
-def convert_gguf(path: Path, out: Path | None = None) -> Path:
-    """Dequantize a GGUF file once into a safetensors directory in the cache, so later loads take ~1 s, not ~25 s.
-
-    The cache keeps one conversion per GGUF path (a new one, of the file changed, replaces the older) and none
-    unused for paths.UNUSED_DAYS: each is hundreds of MB. Pruned only after a conversion, never on a load."""
-    path = path.resolve()
-    with path.open("rb") as f:
-        if f.read(4) != b"GGUF":
-            raise UserError(f"{path} is not a GGUF file")
-    cached = out is None
-    if cached:
-        stat = path.stat()
-        key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-        out = paths.cache_dir() / "gguf" / f"{path.stem}-{key}"
-    if (out / "config.json").is_file():
-        if cached:
-            paths.touch(out)  # used: kept by prune()
-        return out
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Named with a leading "." while written, so a prune by another process leaves it be.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        with terminal.status(f"Converting {path.name} to safetensors (once; about half a minute)…", plain=True):
-            transformers = _transformers()
-            # The GGUF alone, in a folder of its own: tokenizer or config files lying beside it must not be read.
-            alone = tmp / "gguf"
-            alone.mkdir()
-            (alone / path.name).symlink_to(path)
-            try:
-                with _no_gguf_progress_bar():
-                    tokenizer = transformers.AutoTokenizer.from_pretrained(alone, gguf_file=path.name,
-                                                                           trust_remote_code=False)
-                    model = transformers.AutoModelForCausalLM.from_pretrained(alone, gguf_file=path.name,
-                                                                              trust_remote_code=False)
-            except Exception as error:
-                raise UserError(f"could not read GGUF file {path}: {_said(error)}")
-            # transformers refuses save_pretrained on a GGUF-loaded model while these are set; the weights
-            # are plain float32 by now.
-            model.hf_quantizer = None
-            del model.config.quantization_config
-            shutil.rmtree(alone)
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            (tmp / _GGUF_SOURCE).write_text(str(path))
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished the same conversion first
-            if not (out / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if cached:
-        for other in out.parent.iterdir():  # older conversions of this path (in progress ones start with ".")
-            if other != out and not other.name.startswith(".") and _gguf_source(other) == str(path):
-                shutil.rmtree(other, ignore_errors=True)
-        paths.prune(out.parent)
-    return out
-
-
-def _gguf_source(conversion: Path) -> str | None:
-    try:
-        return (conversion / _GGUF_SOURCE).read_text()
-    except OSError:  # a conversion made before the path was recorded, or not a conversion: left to prune()
-        return None
-
-
-@contextlib.contextmanager
-def _no_gguf_progress_bar():
-    """transformers draws a tqdm bar per GGUF tensor list whatever its progress-bar setting (40-odd lines in a
-    scrollback, fighting our spinner): our spinner says what is happening instead."""
-    gguf = sys.modules.get("transformers.modeling_gguf_pytorch_utils")
-    if gguf is None:
-        import importlib
-
-        gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
-    bar = getattr(gguf, "tqdm", None)
-    if bar is None:  # another transformers: nothing to quieten here
-        yield
-        return
-    gguf.tqdm = lambda items, *args, **kwargs: items
-    try:
-        yield
-    finally:
-        gguf.tqdm = bar
 
 
 _loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
@@ -249,7 +152,7 @@ def unload(lm: LoadedModel) -> None:
 
 
 def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: str) -> LoadedModel:
-    from autocomplete.engine import onnx_engine
+    from autocomplete.engine import onnx_engine  # loads numpy
 
     config = _config(directory)
     if onnx_engine.chosen(engine, directory, device):
@@ -259,8 +162,6 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
             raise
         except Exception as error:
             raise UserError(f"could not load model {shown} on ONNX Runtime: {_said(error)}")
-        from autocomplete.engine.tokenizer import Tokenizer
-
         tokenizer = Tokenizer(directory, config)
     else:
         runs, tokenizer, config = _load_torch(directory, shown, pick_device(device),
@@ -295,9 +196,7 @@ def _config(directory: Path) -> dict:
 
 
 def _load_torch(directory: Path, shown: str, device: str, precision: str, config: dict):
-    from autocomplete.engine import compact
-    from autocomplete.engine.tokenizer import Tokenizer
-    from autocomplete.engine.torch_engine import TorchEngine
+    from autocomplete.engine.torch_engine import TorchEngine  # loads torch
 
     try:
         if (arch := compact.architecture(directory)) is not None:
@@ -310,7 +209,7 @@ def _load_torch(directory: Path, shown: str, device: str, precision: str, config
     if precision == "int8" and device != "cpu":
         raise UserError(f"--precision int8 runs on the CPU only (not {device}); use fp32 there")
     if precision == "int8":
-        from autocomplete.engine import quant
+        from autocomplete.engine import quant  # loads torch
 
         model = quant.quantize(model)
     choose_threads()
@@ -318,7 +217,7 @@ def _load_torch(directory: Path, shown: str, device: str, precision: str, config
 
 
 def _load_transformers(directory: Path):
-    transformers = _transformers()
+    transformers = gguf.quiet_transformers()
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True,
                                                               trust_remote_code=False).eval()
@@ -332,7 +231,7 @@ def choose_threads() -> None:
     """torch's threads, by the idle-core rule (autocomplete.engine.engine.idle_cores)."""
     import torch
 
-    from autocomplete.engine.engine import idle_cores
+    from autocomplete.engine.engine import idle_cores  # loads numpy
 
     torch.set_num_threads(idle_cores())
 
@@ -348,17 +247,6 @@ def pick_device(device: str) -> str:
     if not available.get(device, False):
         raise UserError(f"device {device!r} is not available on this machine")
     return device
-
-
-def _transformers():
-    """Import transformers quietly: its warnings and progress bars are not for our users."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import transformers
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return transformers
 
 
 def _as_list(value) -> list:

