@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autocomplete.text.complete import complete, fit_to_context
+from autocomplete.text.complete import complete
+from autocomplete.text.prompt import fit_to_context
 from autocomplete.text.sample import generate
 from autocomplete.text.prompt import prepare
 from autocomplete.text.word import start
