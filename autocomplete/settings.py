@@ -99,8 +99,9 @@ class Option:
     multiple: bool = False  # given several times (the temperatures --explain compares)
     in_config: bool = False  # a default the config file may set
     show_default: bool | str = False  # help ends with [default: …]: the field's default, or this text
+    choices: tuple[str, ...] | None = None
     dest: str = ""  # the field's name, which is also the Typer parameter's
-    kind: object = None  # "flag", int, float, str, or a tuple of choices: from the field's type
+    kind: object = None  # "flag", int, float, str, or the choices: from the field's type
 
     def checked(self, value):
         """The value if it is one this option takes; ValueError with the sentence the user sees otherwise."""
@@ -120,7 +121,9 @@ def setting(default, generation: bool = False, check: Callable | None = None):
 
 
 def _field(default, metadata: dict):
-    return field(default_factory=list, metadata=metadata) if default == [] else field(default=default, metadata=metadata)
+    if default == []:
+        return field(default_factory=list, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -151,10 +154,11 @@ class Settings:
         None, "--seed", metavar="N", generation=True,
         help="Random seed: the same seed and settings give the same completion")
     stop: str = option(
-        "sentence", "--stop", in_config=True, show_default=True, generation=True,
+        "sentence", "--stop", choices=STOP_RULES, in_config=True, show_default=True, generation=True,
         help="End the completion at the first sentence end, line break, or only at max-tokens / end of text")
     style: str = option(
-        "auto", "--style", envvar="AUTOCOMPLETE_STYLE", in_config=True, show_default=True, generation=True,
+        "auto", "--style", choices=STYLES, envvar="AUTOCOMPLETE_STYLE", in_config=True, show_default=True,
+        generation=True,
         help="query: complete a search query (ends at the line's end); text: continue plain text; auto: query for "
              "a short one-line prompt, text otherwise")
     # the user's example queries for the query style, read from --examples FILE by the command itself (a server,
@@ -182,17 +186,18 @@ class Settings:
     interactive: bool = option(
         False, "-i", "--interactive", help="Start the REPL (what a bare `autocomplete` does on a terminal)")
     # the model, and where it runs
-    device: str = option("auto", "--device", in_config=True, show_default=True, help="Where to run the model")
+    device: str = option(
+        "auto", "--device", choices=DEVICES, in_config=True, show_default=True, help="Where to run the model")
     precision: str = option(
-        "auto", "--precision", envvar="AUTOCOMPLETE_PRECISION", in_config=True, show_default=True,
+        "auto", "--precision", choices=PRECISIONS, envvar="AUTOCOMPLETE_PRECISION", in_config=True, show_default=True,
         help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see README). auto: int8 "
              "on onnx, fp32 on torch")
     engine: str = option(
-        "auto", "--engine", envvar="AUTOCOMPLETE_ENGINE", in_config=True, show_default=True,
+        "auto", "--engine", choices=ENGINES, envvar="AUTOCOMPLETE_ENGINE", in_config=True, show_default=True,
         help="Where the model runs: onnx (ONNX Runtime on the CPU), torch, or auto: onnx on the CPU for the models "
              "it exports (GPT-2, Llama), torch otherwise")
     server: str | None = option(
-        None, "--server",
+        None, "--server", choices=("start", "stop", "status"),
         help="Keep the model loaded in a background process (start), or stop it, or show it (status). Completions "
              "use it automatically while it runs")
     api: str | None = option(
@@ -243,21 +248,19 @@ class Placement(typing.NamedTuple):
     engine: str
 
 
-def _kind(name: str, hint, choices: tuple | None = None):
-    """An option's kind from its field's type: bool a flag; the choices for the fields that have them."""
-    if choices:
-        return choices
+def _kind(spec: Option, hint):
+    """An option's kind: its choices, or from its field's type (bool a flag)."""
+    if spec.choices:
+        return spec.choices
     if hint is bool:
         return "flag"
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
 
-CHOICES = {"stop": STOP_RULES, "style": STYLES, "device": DEVICES, "precision": PRECISIONS, "engine": ENGINES,
-           "server": ("start", "stop", "status")}
 _HINTS = typing.get_type_hints(Settings)
 OPTIONS = tuple(
-    Option(**{**vars(f.metadata["option"]), "dest": f.name, "kind": _kind(f.name, _HINTS[f.name], CHOICES.get(f.name))})
+    Option(**{**vars(f.metadata["option"]), "dest": f.name, "kind": _kind(f.metadata["option"], _HINTS[f.name])})
     for f in fields(Settings) if "option" in f.metadata)
 OPTION = {spec.dest: spec for spec in OPTIONS}
 GENERATION = tuple(f.name for f in fields(Settings) if f.metadata.get("generation"))

@@ -56,8 +56,8 @@ class Api:
         self._opener = urllib.request.build_opener(_Redirects(self))
         if self.key and parts.scheme == "http" and not _local(parts.hostname):
             terminal.notice_once(f"api-key-over-http-{parts.hostname}",
-                           f"Warning: {KEY_VARIABLE} goes to {parts.hostname} over plain http, readable on the way; "
-                           "use https (said once for this host).")
+                                 f"Warning: {KEY_VARIABLE} goes to {parts.hostname} over plain http, readable on "
+                                 "the way; use https (said once for this host).")
 
     def models(self) -> list[str]:
         with self._open("GET", "/models") as response:
@@ -136,7 +136,7 @@ class Api:
                 if "top_k" in named and sent["top_k"] and sent.get("temperature"):  # it would have mattered
                     netloc = urllib.parse.urlsplit(self.base).netloc
                     terminal.notice_once(f"api-no-top-k-{netloc}", f"The server at {netloc} does not take top-k "
-                                   f"({refused.status}): it samples without it (said once).")
+                                         f"({refused.status}): it samples without it (said once).")
 
     def _open(self, method: str, path: str, body: dict | None = None):
         headers = {"Accept": "text/event-stream, application/json"}

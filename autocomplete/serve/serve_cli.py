@@ -36,8 +36,8 @@ def manage(action: str, settings: Settings) -> int:
     else:
         since = found["since"]
         print(terminal.visible(f"{found['model']} on {found['device']} ({found['precision']}, {found['engine']}), "
-                         f"pid {found['pid']}, up since {since}, {found['requests']} requests served, "
-                         f"idle timeout {found['idle_timeout']:g} s"))
+                               f"pid {found['pid']}, up since {since}, {found['requests']} requests served, "
+                               f"idle timeout {found['idle_timeout']:g} s"))
     return 0 if found is not None else 1
 
 

@@ -83,7 +83,7 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
     fitted, max_new = fit_to_context(kept, room, max_new + spell, None if frame else lm.tokenizer.bos_token_id)
     if len(fitted) < len(kept) and not quiet:
         terminal.notice(f"The prompt is {len(ids)} tokens; keeping its last {len(fitted) + spell} "
-                  f"({lm.name} reads at most {lm.context_length}).")
+                        f"({lm.name} reads at most {lm.context_length}).")
     return Prompt(style, ([lead] if lead is not None else []) + fitted, frame,
                   Healing(vocab, tail, fold=style == "query") if tail else None, max_new, len(fitted) + spell, vocab)
 

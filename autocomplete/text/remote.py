@@ -184,8 +184,8 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
     for suggestion in result:
         suggestion.tokens = None  # texts, not ids: ids don't travel
     result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
-    terminal.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives for "
-                   "each token, so their probabilities are approximate (said once; see the README).")
+    terminal.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives "
+                         "for each token, so their probabilities are approximate (said once; see the README).")
     return result
 
 
@@ -228,7 +228,7 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
             if "sends no logprobs" not in str(error):
                 raise
             terminal.notice_once(f"api-no-healing-{api.host}", f"The server at {api.host} sends no logprobs, so the "
-                           "word being typed is continued from its token boundary, unhealed (said once).")
+                                 "word being typed is continued from its token boundary, unhealed (said once).")
             return None
         expand((), 1.0, listed)
         while nodes := search.next(PARALLEL):

@@ -103,8 +103,8 @@ def _run_all(prompts, settings: Settings) -> int:
             return 130
     if loading > TIP_AFTER:
         if terminal.stderr().is_terminal:  # advice for people at a terminal, once; scripts are left alone
-            terminal.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; `autocomplete --server start` "
-                           "keeps it loaded, so later calls answer in about 0.1 s.")
+            terminal.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; "
+                                 "`autocomplete --server start` keeps it loaded, so later calls answer in about 0.1 s.")
     return 0
 
 

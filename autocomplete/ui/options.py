@@ -17,7 +17,8 @@ def from_options(prompt: str | None = None, **given) -> Settings:
     for spec in OPTIONS:
         value = given.get(spec.dest)
         if value is None or value == []:
-            value = file.get(spec.dest, getattr(defaults, spec.dest)) if spec.in_config else getattr(defaults, spec.dest)
+            value = getattr(defaults, spec.dest)
+            value = file.get(spec.dest, value) if spec.in_config else value
             value = [value] if spec.multiple else value
         else:
             value = [spec.checked(v) for v in value] if spec.multiple else spec.checked(value)

@@ -57,7 +57,7 @@ class Repl:
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
             self.settings.api if self.settings.api else "the running server")
         terminal.notice(f"{where}. Type text to complete it (→ takes the grey suggestion); /help for commands, "
-                  "Ctrl-D to leave.")
+                        "Ctrl-D to leave.")
         while True:
             try:
                 line = prompt("> ")
@@ -102,7 +102,8 @@ class Repl:
             if name in ("/help", "/?"):
                 terminal.stderr().print(HELP, markup=False)
             elif name == "/settings":
-                terminal.notice(f"model {self._name()}; " + ", ".join(f"{k} {v}" for k, v in self.settings.shown().items()))
+                shown = ", ".join(f"{k} {v}" for k, v in self.settings.shown().items())
+                terminal.notice(f"model {self._name()}; {shown}")
             elif name == "/suggest":
                 count = 0 if arg == "off" else _number(name, arg or "5", int)
                 if count < 1 and arg != "off":
