@@ -329,23 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, OSError) as error:
         print(f"autocomplete server: {error}", file=sys.stderr)
         return 1
-    os.fchmod(log_fd, 0o600)
-    handler = logging.StreamHandler(os.fdopen(log_fd, "a", buffering=1, encoding="utf-8"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:  # when client.start() runs us, stderr already is the log: don't write fatal lines there twice
-        to_log = not os.path.samestat(os.fstat(2), os.fstat(log_fd))
-    except OSError:
-        to_log = True
-
-    def fatal(message: str) -> int:
-        print(f"autocomplete server: {message}", file=sys.stderr, flush=True)
-        if to_log:
-            log.error(message)
-        return 1
-
+    fatal = _log_to(log_fd)
     try:  # a bad value is fatal, as in the CLI (which refuses it before it would start us)
         debug = env_flag("AUTOCOMPLETE_DEBUG")
     except UserError as error:
@@ -355,41 +339,23 @@ def main(argv: list[str] | None = None) -> int:
     shown = args.model or "the default model"
     if client.running(*where):
         return fatal(f"a server for {shown} is already running ({path})")
-    # The lock (on the log file, held for our lifetime) makes check-unlink-bind safe against a second server
-    # starting at the same moment.
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                return fatal(f"another server for {shown} is starting or stopping")
-            time.sleep(0.05)
+    if not _lock(log_fd):
+        return fatal(f"another server for {shown} is starting or stopping")
     if os.fstat(log_fd).st_size > 1 << 20:
         os.ftruncate(log_fd, 0)  # the log only matters for the latest runs
 
     signal.signal(signal.SIGTERM, _terminate)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # stale: nothing answered on it, and we hold the lock
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # The umask makes the socket 0600 the moment it exists. Only around bind: the model loader makes cache
-    # directories, which need their x bits. (No other threads run yet, so the process-wide umask is ours.)
-    umask = os.umask(0o177)
     try:
-        # Bound before the model loads, so a racing client.start() connects here and waits instead of failing.
-        listener.bind(os.fspath(path))
-        listener.listen(64)
-        inode = os.stat(path).st_ino
+        listener, inode = _listen(path)
     except OSError as error:
-        listener.close()
         return fatal(f"could not listen on {path}: {error}")
-    finally:
-        os.umask(umask)
 
-    server, load_notices, links = None, [], []
+    server, links = None, []
     try:
         try:
+            load_notices = []
             with terminal.notices_to(load_notices.append):
                 lm = models.load(*where)
             for message in load_notices:
@@ -408,19 +374,77 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.info("stopping: interrupted")
     finally:
-        # Links and socket first (only those still ours), then the lock: a new server may start from here on.
-        for link in links:
-            with contextlib.suppress(OSError):
-                if os.readlink(link) == path.name:
-                    link.unlink()
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == inode:
-                path.unlink()
+        _unlink_ours(links, path, inode)
         listener.close()
-        fcntl.flock(log_fd, fcntl.LOCK_UN)
+        fcntl.flock(log_fd, fcntl.LOCK_UN)  # after the socket: a new server may start from here on
         if server is not None:
             server.drain()
     return 0
+
+
+def _log_to(log_fd: int):
+    """The log on log_fd (owner-only); returns fatal(message), which says it on stderr and in the log, and is 1."""
+    os.fchmod(log_fd, 0o600)
+    handler = logging.StreamHandler(os.fdopen(log_fd, "a", buffering=1, encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:  # when client.start() runs us, stderr already is the log: don't write fatal lines there twice
+        to_log = not os.path.samestat(os.fstat(2), os.fstat(log_fd))
+    except OSError:
+        to_log = True
+
+    def fatal(message: str) -> int:
+        print(f"autocomplete server: {message}", file=sys.stderr, flush=True)
+        if to_log:
+            log.error(message)
+        return 1
+
+    return fatal
+
+
+def _lock(log_fd: int) -> bool:
+    """The lock on the log file, held for our lifetime: it makes check-unlink-bind safe against a second server
+    starting at the same moment. False if another holds it past LOCK_WAIT."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _listen(path) -> tuple[socket.socket, int]:
+    """A socket listening on path, 0600 the moment it exists, and its inode (to unlink only ours at the end).
+    Bound before the model loads, so a racing client.start() connects here and waits instead of failing."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask only around bind: the model loader makes cache directories, which need their x bits. (No other
+    # threads run yet, so the process-wide umask is ours.)
+    umask = os.umask(0o177)
+    try:
+        listener.bind(os.fspath(path))
+        listener.listen(64)
+        return listener, os.stat(path).st_ino
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.umask(umask)
+
+
+def _unlink_ours(links: list, path, inode: int) -> None:
+    """The links and the socket, only those still ours (a new server may have replaced them)."""
+    for link in links:
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == path.name:
+                link.unlink()
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            path.unlink()
 
 
 def _refuse(conn: socket.socket) -> None:

@@ -28,7 +28,8 @@ import numpy as np
 from autocomplete.engine.models import LoadedModel
 from autocomplete.settings import Settings
 from autocomplete.text.heal import odds_while_spelling
-from autocomplete.text.prompt import prepare, vocabulary
+from autocomplete.text.masks import line_ends, word_starts
+from autocomplete.text.prompt import prepare
 from autocomplete.text.sample import probabilities
 from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.suggestions import Found
@@ -44,28 +45,6 @@ MAX_EXPANSIONS = 400
 KEYSTROKE_READS = 8
 # KV-cache rows (prompt tokens x batch) copied per step: bounds memory on a long piped prompt.
 CACHE_BUDGET = 8192
-
-
-def word_starts(lm: LoadedModel, size: int) -> np.ndarray:
-    """A mask over the vocabulary: tokens that begin a new word (space, punctuation) or end the text."""
-    if getattr(lm, "_word_starts", None) is None or lm._word_starts.size != size:
-        firsts = [piece[:4].decode("utf-8", errors="replace")[:1] for piece in vocabulary(lm).pieces[:size]]
-        lm._word_starts = _mask(lm, size, [bool(c) and not c.isalnum() and c != "\ufffd" for c in firsts])
-    return lm._word_starts
-
-
-def line_ends(lm: LoadedModel, size: int) -> np.ndarray:
-    """A mask over the vocabulary: tokens that end a query (a line break, or the end of the text)."""
-    if getattr(lm, "_line_ends", None) is None or lm._line_ends.size != size:
-        lm._line_ends = _mask(lm, size, [piece[:1] in (b"\n", b"\r") for piece in vocabulary(lm).pieces[:size]])
-    return lm._line_ends
-
-
-def _mask(lm: LoadedModel, size: int, flags: list[bool]) -> np.ndarray:
-    mask = np.zeros(size, dtype=bool)
-    mask[: len(flags)] = flags
-    mask[[eos for eos in lm.eos_ids if eos < size]] = True  # the end of the text ends a word and a query too
-    return mask
 
 
 def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,

@@ -132,7 +132,7 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
     import numpy as np
 
     from autocomplete.text.sample import softmax  # loads numpy
-    from autocomplete.text.suggest import word_starts  # loads numpy
+    from autocomplete.text.masks import carries_on, word_starts  # loads numpy
 
     healing = read.healing
     if healing is None:
@@ -193,22 +193,6 @@ def boundary(text: str, typed: str) -> int | None:
     (bytes of an unfinished character at the end are not yet a character)."""
     body = text.rstrip("\ufffd")
     return next((i for i in range(len(typed), len(body)) if not body[i].isalnum()), None)
-
-
-def carries_on(lm: LoadedModel, size: int) -> np.ndarray:
-    """A mask over the vocabulary: tokens that carry a word on (a letter, a digit, the rest of a character), not
-    those that start a new one or end it, nor special tokens (they spell nothing)."""
-    import numpy as np
-
-    from autocomplete.text.prompt import vocabulary  # loads numpy
-    from autocomplete.text.suggest import word_starts  # loads numpy
-
-    if getattr(lm, "_carries_on", None) is None or lm._carries_on.size != size:
-        spells = np.zeros(size, dtype=bool)
-        pieces = vocabulary(lm).pieces[:size]
-        spells[: len(pieces)] = [bool(piece) for piece in pieces]
-        lm._carries_on = spells & ~word_starts(lm, size)
-    return lm._carries_on
 
 
 @dataclass

@@ -9,7 +9,8 @@ import torch
 
 from autocomplete.text.prompt import prepare
 from autocomplete.settings import Settings
-from autocomplete.text.suggest import suggest, word_starts
+from autocomplete.text.masks import word_starts
+from autocomplete.text.suggest import suggest
 from autocomplete.text.suggestions import normalise
 
 

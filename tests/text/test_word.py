@@ -81,7 +81,7 @@ class BigramEngine:
 def bigram_lm():
     vocab = Vocab.__new__(Vocab)
     vocab.pieces, vocab._index = list(PIECES), {}
-    return SimpleNamespace(engine=BigramEngine(), vocab=vocab, eos_ids=frozenset({EOS}), prefixes=None)
+    return SimpleNamespace(engine=BigramEngine(), vocab=vocab, eos_ids=frozenset({EOS}), prefixes=None, masks={})
 
 
 def prompt(lm, tail: bytes, fold: bool) -> Prompt:
