@@ -81,6 +81,12 @@ def check_idle_timeout(value: float) -> float:
     return value
 
 
+def check_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be 0-65535 (0 = any free one), not {value}")
+    return value
+
+
 def check_examples(value: list | None) -> list | None:
     if value is not None and (not value or not all(isinstance(line, str) and line for line in value)):
         raise ValueError("examples must be a non-empty list of example queries")
@@ -210,6 +216,13 @@ class Settings:
         300.0, "--idle-timeout", metavar="SECONDS", envvar="AUTOCOMPLETE_IDLE_TIMEOUT", check=check_idle_timeout,
         in_config=True, show_default=True,
         help="With --server start (or AUTOCOMPLETE_AUTOSTART=1): exit after this long unused (0 = never)")
+    web: bool = option(
+        False, "--web",
+        help="Serve a search page with suggestions and the next-token odds, and the OpenSearch suggest endpoint, "
+             "on http://127.0.0.1:PORT (loopback only)")
+    port: int = option(
+        8765, "--port", metavar="N", check=check_port, in_config=True, show_default=True,
+        help="The port --web listens on (0: any free one)")
     list_models: bool = option(
         False, "--list-models", help="List the model aliases and which are available offline")
     # the command line's own

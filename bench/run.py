@@ -1172,6 +1172,107 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
     models.unload(lm)
 
 
+def bench_web(table: Table, repeat: int) -> None:
+    """autocomplete --web (autocomplete.ui.web): its HTTP stack, the standard library's, against Starlette + uvicorn
+    (what `transformers serve` brings): the import in a fresh interpreter, and one small JSON answer on a kept-alive
+    connection (/info, 200 in a row); and a search box's keystrokes through the page's /suggest?keystroke=1 against
+    the same suggest() called in process (bench_keystrokes' typing, the starter, the same run)."""
+    import http.client
+    import subprocess
+    import threading
+
+    from autocomplete.engine import models, starter
+    from autocomplete.settings import Settings
+    from autocomplete.text.suggest import KEYSTROKE_READS, suggest
+    from autocomplete.ui import web
+    import quality as query_quality
+
+    def imported(code: str) -> Callable[[], float]:
+        def run() -> float:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            return time.perf_counter() - started
+        return run
+
+    baseline = imported("pass")
+    stacks = {"stdlib": "import http.server, json", "starlette": "import starlette.applications, uvicorn"}
+    runs = in_turns({"bare": baseline, **{name: imported(code) for name, code in stacks.items()}}, repeat)
+    bare = statistics.median(runs["bare"])
+    table.add("import of the HTTP stack, over a bare interpreter (s)", "starlette + uvicorn",
+              statistics.median(runs["starlette"]) - bare, statistics.median(runs["stdlib"]) - bare, "s")
+
+    def per_request(port: int, host: str) -> Callable[[], float]:
+        def run() -> float:
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request("GET", "/info", headers={"Host": host})
+            conn.getresponse().read()
+            started = time.perf_counter()
+            for _ in range(200):
+                conn.request("GET", "/info", headers={"Host": host})
+                conn.getresponse().read()
+            conn.close()
+            return (time.perf_counter() - started) / 200
+        return run
+
+    directory = starter.model_dir()
+    warm_exports(directory)
+    lm = models.load(str(directory), "cpu")
+    settings = Settings(style="query")
+    site = web.Site(0, settings)
+    site.answers = web.Local(lm)
+    site.bucket = web.Bucket(1e9, 10**9)  # the bench is no abuser
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    ours = per_request(site.port, f"127.0.0.1:{site.port}")
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    info = site.info()
+    app = Starlette(routes=[Route("/info", lambda request: JSONResponse(info))])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    runs = in_turns({"ours": ours, "starlette": per_request(port, f"127.0.0.1:{port}")}, repeat)
+    table.add("one /info answer on a kept-alive connection (s)", "starlette + uvicorn",
+              statistics.median(runs["starlette"]), statistics.median(runs["ours"]), "s")
+    server.should_exit = True
+
+    lines = [line.replace("|", "") for line in query_quality.QUERIES.read_text(encoding="utf-8").splitlines()
+             if line.strip() and not line.startswith("#")][:TYPED_QUERIES]
+    suggest(lm, "warm up", settings)
+    conn = http.client.HTTPConnection("127.0.0.1", site.port)
+
+    def typing(over_http: bool) -> Callable[[], float]:
+        from urllib.parse import quote
+
+        def run() -> float:
+            lm.prefixes = None  # each repetition starts with nothing remembered
+            times = []
+            for query in lines:
+                for end in range(1, len(query) + 1):
+                    started = time.perf_counter()
+                    if over_http:
+                        conn.request("GET", f"/suggest?q={quote(query[:end])}&n=5&keystroke=1",
+                                     headers={"Host": f"127.0.0.1:{site.port}"})
+                        conn.getresponse().read()
+                    else:
+                        suggest(lm, query[:end], settings, n=5, reads=KEYSTROKE_READS)
+                    times.append(time.perf_counter() - started)
+            return statistics.fmean(times)
+        return run
+
+    runs = in_turns({"in process": typing(False), "page": typing(True)}, repeat)
+    table.add(f"per keystroke, {TYPED_QUERIES} queries typed letter by letter, the page's /suggest (5, as the REPL's "
+              f"list), the starter, {lm.engine.name} (mean, s)", "suggest() in process",
+              statistics.median(runs["in process"]), statistics.median(runs["page"]), "s", "≤ 1.05×")
+    site.shutdown()
+    models.unload(lm)
+
+
 def bench_suggestion_lists(table: Table, repeat: int) -> None:
     """The issue's figure: `autocomplete --suggest 5 --each-line` in one process (start, load, 20 lists, exit) on
     the starter, the first 20 query prefixes of bench/queries.txt piped in, --engine onnx vs --engine torch."""
@@ -1205,8 +1306,8 @@ def subprocess_output(args: list[str], stdin: bytes | None = None) -> tuple[str,
     return done.stdout.decode(), done.stderr.decode()
 
 
-PARTS = ["decode", "peers", "agreement", "start-up", "warm", "api-client", "api", "suggest", "keystrokes", "gguf",
-         "memory", "quality", "odd-words"]
+PARTS = ["decode", "peers", "agreement", "start-up", "warm", "api-client", "api", "suggest", "keystrokes", "web",
+         "gguf", "memory", "quality", "odd-words"]
 
 
 def main() -> None:
@@ -1288,6 +1389,7 @@ def main() -> None:
     part("api", lambda: bench_api(table, args.repeat))
     part("suggest", suggest_part)
     part("keystrokes", lambda: bench_keystrokes(table, notes, args.repeat))
+    part("web", lambda: bench_web(table, args.repeat))
     part("gguf", lambda: bench_gguf(table))
     part("memory", lambda: bench_memory(directory, table))
     quality = part("quality", quality_part)

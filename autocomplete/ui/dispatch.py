@@ -43,6 +43,10 @@ def _dispatch(settings: Settings) -> int:
 
         show_models(settings.json_lines, settings.engine)
         return 0
+    if settings.web:
+        from autocomplete.ui.web import serve  # start-up time
+
+        return serve(settings)
     stdin_is_terminal = sys.stdin is not None and sys.stdin.isatty()
     no_stdin = sys.stdin is None  # started with stdin closed: nothing to read
 

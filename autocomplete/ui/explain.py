@@ -103,6 +103,33 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
     return done
 
 
+def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP) -> dict:
+    """The odds of the token after `prompt`, once the typed word is finished as a completion finishes it: the
+    --explain --json record of a completion stopped after that one step (the web page's panel,
+    autocomplete.ui.web). The step's token is drawn with the settings, as a completion would draw it."""
+    import numpy as np
+
+    from autocomplete.text.prompt import prepare  # loads numpy
+    from autocomplete.text.sample import generate, new_seed  # loads numpy
+    from autocomplete.text.word import MAX_TOKENS, start  # loads numpy
+
+    read = prepare(lm, prompt, settings.style, settings.examples, MAX_TOKENS + 1, quiet=True)
+    seed = settings.seed if settings.seed is not None else new_seed()
+    rng = np.random.default_rng(seed)
+    begin = start(lm, read, settings.temperature, rng)
+    steps: list[Step] = []
+
+    def observe(logits: np.ndarray, token: int, allowed: np.ndarray | None) -> None:
+        steps.append(view(lm, logits, token, [settings.temperature], top, allowed))
+
+    new = begin.given + list(generate(lm.engine, begin.ids, 1, settings.temperature, settings.top_k, settings.top_p,
+                                      lm.eos_ids, rng, observe, begin.after, begin.allowed))
+    done = Completion(prompt=prompt, completion=read.shown(new), tokens=new,
+                      finish_reason="eos" if new[-1] in lm.eos_ids else "length", prompt_tokens=read.prompt_tokens,
+                      seed=seed, time_to_first_token=None, tokens_per_second=None, style=read.style, word=begin.word)
+    return record(done, lm.name, settings, [settings.temperature], steps, lm.engine.name)
+
+
 def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
            printer: StepPrinter | None, engine: str | None = None) -> None:
     """The completion after its steps, or one JSON record holding both."""

@@ -30,6 +30,15 @@ def from_options(prompt: str | None = None, **given) -> Settings:
         raise UsageError("--suggest and --explain don't go together")
     if given.get("words") is not None and not values["suggest"]:
         raise UsageError("--words sets the length of suggestions: use it with --suggest N")
+    if given.get("port") is not None and not values["web"]:
+        raise UsageError("--port sets where --web listens: use it with --web")
+    if values["web"]:
+        alone = [flag for flag, on in (("PROMPT", prompt is not None), ("--suggest", values["suggest"]),
+                                       ("--explain", values["explain"]), ("--each-line", values["each_line"]),
+                                       ("--interactive", values["interactive"]), ("--server", values["server"]),
+                                       ("--json", values["json_lines"])) if on]
+        if alone:
+            raise UsageError(f"--web serves a page: it takes no {alone[0]} (the page asks for what it shows)")
     return Settings(**values, temperature=temperatures[0], temperatures=temperatures,
                     prompt=None if prompt is None else _valid_text(prompt))
 

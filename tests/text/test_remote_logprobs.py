@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tiny_gpt2 import PHRASES
 
-SERVER = Path(__file__).parent.parent / "engine" / "logprob_server.py"
 WORDS = {word.strip("?.") for phrase in PHRASES for word in phrase.split()}
 # Mid-word prompts the tiny model memorised the end of: "san fr" is read as 'san', ' f', 'r', a boundary the
 # model never saw in training, so unhealed it goes astray (see test_without_logprobs_...).
@@ -26,24 +20,8 @@ MID_WORD = ["san fr", "new yo", "i love pi", "seoul sub", "python list compr", "
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_dir, tmp_path_factory):
-    """The stand-in llama-server on the tiny GPT-2: its base URL. Its port file appears once the model is loaded.
-    Model names: its own ("tiny-gpt2", the only one listed: llama-server's logprobs shape), "legacy" (OpenAI's
-    legacy shape, as vLLM sends it) and "none" (no logprobs, as transformers serve)."""
-    port_file = tmp_path_factory.mktemp("logprob-server") / "port"
-    server = subprocess.Popen([sys.executable, str(SERVER), str(tiny_dir), str(port_file)], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    try:
-        deadline = time.monotonic() + 180
-        while not port_file.exists():
-            assert server.poll() is None, f"the logprob server exited with {server.returncode}"
-            assert time.monotonic() < deadline, "the logprob server did not start within 180 s"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port_file.read_text()}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def engine(logprob_api):
+    return logprob_api
 
 
 def lines(result) -> list[str]:

@@ -1,0 +1,398 @@
+"""--web: a search page, the OpenSearch suggest endpoint and the next-token view, on 127.0.0.1, with the model loaded
+once (in process, or the --api server's).
+
+    /                the page (autocomplete/ui/page: plain HTML, CSS and JavaScript; no build step, nothing fetched)
+    /suggest?q=&n=   OpenSearch Suggestions: [q, [q + completion, ...], [probability, ...], [page URL, ...]]
+                     (&keystroke=1: one of a run of keystrokes, bounded as the REPL's lists are)
+    /opensearch.xml  the description document pointing at both, for a browser to add as a search engine
+    /complete?q=     Server-Sent Events: {"piece"} data, then `event: done` with the --json record
+    /explain?q=      the --explain --json record of the next step: the token after the typed word, finished
+    /info            the model, its engine and the settings the page starts from
+/complete and /explain take t, k, p, n (--max-tokens), seed and style, each checked as its option is.
+
+The standard library's ThreadingHTTPServer, not Starlette + uvicorn: its import costs 28 ms against 150, it answers in
+0.34 ms against 0.76 (bench/run.py --only web, the AVX2 EPYC: README), and it needs nothing installed. HTTP/1.1
+keep-alive with TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs add 44 ms to every answer on a kept-alive
+connection.
+
+Safe by default: loopback only; a Host other than 127.0.0.1:PORT or localhost:PORT is refused (DNS rebinding: a page
+elsewhere can't read this one through a name it points here); GET and HEAD only; queries of at most MAX_QUERY
+characters; at most RATE requests a second (BURST at once). Each error is one line in the log (stderr) and
+{"error": one line} to the client, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import parse_qs, quote, urlsplit
+from xml.sax.saxutils import escape
+
+from autocomplete import terminal
+from autocomplete.errors import UserError, first_line
+from autocomplete.serve.server import hung_up
+from autocomplete.settings import Settings, check
+from autocomplete.terminal import visible
+from autocomplete.text.complete import complete
+from autocomplete.text.records import record
+from autocomplete.ui import actions
+from autocomplete.ui.explain import next_step
+
+MAX_QUERY = 1000  # characters: a search box's query, not a document
+MAX_SUGGESTIONS = 10
+TOP = 64  # candidates /explain sends by default: the page's top-k slider goes this far
+MAX_TOP = 256
+RATE, BURST = 30.0, 60  # requests a second: a fast typist with the page's debounce makes a few
+PAGE = {"/": ("index.html", "text/html"), "/page.js": ("page.js", "text/javascript"),
+        "/page.css": ("page.css", "text/css")}
+# What a request may set, with the option it is checked as, and how the text becomes a value.
+PARAMETERS = {"t": ("temperature", float), "k": ("top_k", int), "p": ("top_p", float), "n": ("max_tokens", int),
+              "seed": ("seed", int), "style": ("style", str)}
+# Nothing runs on the page but its own script; it can't be framed.
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
+                                               "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+class Refused(Exception):
+    """A request answered with an error: its status and the one line said."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Cancelled(Exception):
+    """The client hung up (a newer keystroke's request replaced this one): nobody to answer."""
+
+
+class Local:
+    """The model in this process: one request uses it at a time (the rest wait their turn), and one whose client
+    hangs up stops at its next forward."""
+
+    def __init__(self, lm):
+        self.lm, self.name, self.engine, self.approximate = lm, lm.name, lm.engine.name, False
+        self.lock = threading.Lock()
+
+    def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
+        from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
+
+        with self.lock:
+            return suggest(self.lm, q, settings, n, settings.words, check=check_in,
+                           reads=KEYSTROKE_READS if keystroke else None)
+
+    def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
+        with self.lock:
+            done = complete(self.lm, q, settings, on_piece, lambda logits, token, allowed: check_in())
+        return record(done, self.name, settings, self.engine)
+
+    def explain(self, q: str, settings: Settings, top: int) -> dict:
+        with self.lock:
+            return next_step(self.lm, q, settings, top)
+
+
+class OverApi:
+    """An OpenAI-compatible server (--api): it queues and batches requests itself, so they go at once. Its odds are
+    its top alternatives, renormalised (approximate: the page says so)."""
+
+    def __init__(self, remote: actions.Remote):
+        self.remote, self.name, self.engine, self.approximate = remote, remote.name, None, True
+
+    def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
+        from autocomplete.text import remote  # loads numpy
+
+        return remote.suggest(self.remote.api, self.name, q, settings, n, settings.words)
+
+    def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
+        from autocomplete.text import remote  # loads numpy
+
+        return record(remote.complete(self.remote.api, self.name, q, settings, on_piece), self.name, settings)
+
+    def explain(self, q: str, settings: Settings, top: int) -> dict:
+        from autocomplete.ui import api_explain  # loads numpy
+
+        return api_explain.next_step(self.remote, q, settings, top)
+
+
+class Bucket:
+    """A token bucket: `rate` requests a second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
+class Site(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl-C doesn't wait for a page's open stream
+
+    def __init__(self, port: int, settings: Settings):
+        try:
+            super().__init__(("127.0.0.1", port), Handler)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on 127.0.0.1 is in use (another autocomplete --web?): choose another "
+                                "with --port N") from None
+            raise UserError(f"can't listen on 127.0.0.1:{port}: {first_line(error)}") from None
+        self.port = self.server_address[1]
+        self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+        self.settings, self.answers, self.bucket = settings, None, Bucket(RATE, BURST)
+
+    def handle_error(self, request, client_address) -> None:
+        """What escaped a handler (it answers every error itself, so a bug): one line, not the library's traceback."""
+        error = sys.exc_info()[1]
+        said = f"autocomplete --web: unexpected {type(error).__name__}: {first_line(error)}"
+        sys.stderr.write(visible(said) + "\n")
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def info(self) -> dict:
+        s = self.settings
+        api = self.answers.remote.api.host if s.api else None
+        return {"model": self.answers.name, "engine": self.answers.engine, "api": api,
+                "approximate": self.answers.approximate, "top": TOP, "max_query": MAX_QUERY,
+                "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                             "max_tokens": s.max_tokens, "style": s.style, "words": s.words}}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a page's keystrokes reuse one connection
+    disable_nagle_algorithm = True  # see the module
+    server_version = "autocomplete"
+    sys_version = ""
+    server: Site
+    body = True  # False for HEAD: the headers alone
+    timeout = 60  # seconds a read or write may block: a client that stops reading must not hold the model
+
+    def do_GET(self) -> None:
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(body=False)
+
+    def _refuse_method(self) -> None:
+        self._error(Refused(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here: GET only"),
+                    extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def _answer(self, body: bool) -> None:
+        self.body = body
+        try:
+            if self.headers.get("Host") not in self.server.hosts:
+                raise Refused(HTTPStatus.FORBIDDEN, f"Host {self.headers.get('Host')!r} is not this server's "
+                              f"(use {self.server.url()})")
+            if not self.server.bucket.take():
+                raise Refused(HTTPStatus.TOO_MANY_REQUESTS, f"too many requests: at most {RATE:g} a second")
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            route = ROUTES.get(url.path)
+            if route is None:
+                raise Refused(HTTPStatus.NOT_FOUND, f"nothing at {url.path}")
+            route(self, query)
+        except Refused as error:
+            self._error(error)
+        except Cancelled:
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except UserError as error:  # the model or the --api server failed this request: said, and the next one runs
+            failed = HTTPStatus.BAD_GATEWAY if self.server.settings.api else HTTPStatus.INTERNAL_SERVER_ERROR
+            self._error(Refused(failed, str(error)))
+        except Exception as error:
+            self._error(Refused(HTTPStatus.INTERNAL_SERVER_ERROR, f"unexpected {type(error).__name__}: "
+                                f"{first_line(error)}"))
+
+    # The routes
+
+    def page(self, query: dict) -> None:
+        name, kind = PAGE[urlsplit(self.path).path]
+        data = resources.files("autocomplete.ui").joinpath("page", name).read_bytes()
+        self._send(HTTPStatus.OK, f"{kind}; charset=utf-8", data, {"Cache-Control": "no-cache"})
+
+    def info(self, query: dict) -> None:
+        self._json(self.server.info())
+
+    def suggest(self, query: dict) -> None:
+        q = self._text(query, "q", empty=True)
+        n = self._number(query, "n", 5, 1, MAX_SUGGESTIONS)
+        if not q.strip():
+            found = []
+        else:
+            # The page asks at every keystroke (keystroke=1), so its lists may stop at the keystroke bound: the
+            # rows earlier keystrokes read are free. Any other client asks once, and is searched in full.
+            keystroke = query.get("keystroke") == "1"
+            found = self.server.answers.suggest(q, self.server.settings, n, self._check, keystroke)
+        full = [q + s.completion for s in found]
+        self._json([q, full, [f"{s.probability:.1%}" for s in found],
+                    [self.server.url("/?q=" + quote(text)) for text in full]],
+                   "application/x-suggestions+json; charset=utf-8")
+
+    def complete(self, query: dict) -> None:
+        q, settings = self._text(query, "q"), self._settings(query)
+        self.send_response(HTTPStatus.OK)
+        self._headers("text/event-stream; charset=utf-8", {"Cache-Control": "no-store", "Connection": "close"})
+        self.close_connection = True  # the stream's end is the connection's
+        if not self.body:
+            return
+
+        def event(data: dict, name: str | None = None) -> None:
+            lines = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            self.wfile.write(lines.encode())
+            self.wfile.flush()
+
+        try:
+            done = self.server.answers.complete(q, settings, lambda piece: event({"piece": piece}), self._check)
+        except (Cancelled, OSError):
+            raise
+        except Exception as error:  # the stream has begun: the error is an event of it
+            said = str(error) if isinstance(error, UserError) else f"unexpected {type(error).__name__}: " \
+                                                                    f"{first_line(error)}"
+            self._log(said)
+            event({"error": said}, "error")
+            return
+        event(done, "done")
+
+    def explain(self, query: dict) -> None:
+        q, settings = self._text(query, "q"), self._settings(query)
+        top = self._number(query, "top", TOP, 1, MAX_TOP)
+        self._json(self.server.answers.explain(q, settings, top))
+
+    def opensearch(self, query: dict) -> None:
+        url = self.server.url()
+        document = f"""<?xml version="1.0" encoding="UTF-8"?>
+<OpenSearchDescription xmlns="http://a9.com/-/spec/opensearch/1.1/">
+  <ShortName>autocomplete</ShortName>
+  <Description>{escape(f"Query suggestions from {self.server.answers.name}, on this machine")}</Description>
+  <InputEncoding>UTF-8</InputEncoding>
+  <Url type="text/html" method="get" template="{url}?q={{searchTerms}}"/>
+  <Url type="application/x-suggestions+json" method="get" template="{url}suggest?q={{searchTerms}}"/>
+</OpenSearchDescription>
+"""
+        self._send(HTTPStatus.OK, "application/opensearchdescription+xml; charset=utf-8", document.encode())
+
+    # Reading a request
+
+    def _text(self, query: dict, name: str, empty: bool = False) -> str:
+        text = query.get(name, "")
+        if not text and not empty:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"give the text as ?{name}=")
+        if len(text) > MAX_QUERY:
+            raise Refused(HTTPStatus.REQUEST_URI_TOO_LONG, f"{name} is longer than {MAX_QUERY} characters")
+        if "\x00" in text:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"{name} holds a NUL character")
+        return text
+
+    def _number(self, query: dict, name: str, default: int, low: int, high: int) -> int:
+        if name not in query:
+            return default
+        try:
+            value = int(query[name])
+        except ValueError:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"{name} must be a whole number, not {query[name]!r}") from None
+        if not low <= value <= high:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"{name} must be {low}-{high}, not {value}")
+        return value
+
+    def _settings(self, query: dict) -> Settings:
+        """The command line's settings, with what the request sets instead, checked as the options are."""
+        changed = {}
+        for key, (name, kind) in PARAMETERS.items():
+            if key in query:
+                try:
+                    changed[name] = check(name, kind(query[key]))
+                except ValueError as error:
+                    raise Refused(HTTPStatus.BAD_REQUEST, f"{key}: {error}") from None
+        return dataclasses.replace(self.server.settings, **changed)
+
+    def _check(self) -> None:
+        if hung_up(self.connection):
+            raise Cancelled
+
+    # Answering
+
+    def _json(self, value, kind: str = "application/json; charset=utf-8") -> None:
+        self._send(HTTPStatus.OK, kind, json.dumps(value, ensure_ascii=False).encode())
+
+    def _error(self, error: Refused, extra: dict | None = None) -> None:
+        self._log(f"{error.status.value} {error}")
+        with_retry = {"Retry-After": "1"} if error.status == HTTPStatus.TOO_MANY_REQUESTS else {}
+        try:
+            self._send(error.status, "application/json; charset=utf-8",
+                       json.dumps({"error": str(error)}, ensure_ascii=False).encode(), {**with_retry, **(extra or {})})
+        except OSError:
+            self.close_connection = True
+
+    def _send(self, status: HTTPStatus, kind: str, data: bytes, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self._headers(kind, {"Content-Length": str(len(data)), **(extra or {})})
+        if self.body:
+            self.wfile.write(data)
+
+    def _headers(self, kind: str, extra: dict) -> None:
+        self.send_header("Content-Type", kind)
+        for name, value in {**SECURITY_HEADERS, **extra}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _log(self, line: str) -> None:
+        command, path = getattr(self, "command", None), getattr(self, "path", None)
+        where = f"{command} {urlsplit(path).path}" if command and path else "a malformed request"
+        sys.stderr.write(visible(f"autocomplete --web: {where}: {line}")[:500] + "\n")
+        sys.stderr.flush()
+
+    def log_message(self, format: str, *args) -> None:
+        """The standard library's own lines: only what it refuses itself (a malformed request line) says anything."""
+        if not format.startswith(('"%s" %s', "Request timed out")):  # the access line; an idle kept-alive connection
+            sys.stderr.write(visible(f"autocomplete --web: {format % args}")[:500] + "\n")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What the standard library refuses itself (a malformed request line, a header too long): one JSON line."""
+        self.body = getattr(self, "command", None) != "HEAD"
+        self.close_connection = True
+        self._error(Refused(HTTPStatus(code), message or HTTPStatus(code).phrase))
+
+
+ROUTES = {"/": Handler.page, "/page.js": Handler.page, "/page.css": Handler.page, "/info": Handler.info,
+          "/suggest": Handler.suggest, "/complete": Handler.complete, "/explain": Handler.explain,
+          "/opensearch.xml": Handler.opensearch}
+
+
+def serve(settings: Settings) -> int:
+    """autocomplete --web: listen first (a busy port says so before any model loads), load, serve until Ctrl-C."""
+    site = Site(settings.port, settings)
+    try:
+        if settings.api:
+            site.answers = OverApi(actions.Remote.of(settings))
+        else:
+            site.answers = Local(actions.load(settings))
+            # the first forwards, the query frame's cache and the vocabulary's masks: before the first user
+            site.answers.explain("warm up", settings, 1)
+            site.answers.suggest("warm up", settings, 1, lambda: None, keystroke=True)
+        where = f"{site.answers.name} on {site.answers.engine}" if site.answers.engine else \
+            f"{site.answers.name} at {site.answers.remote.api.host}"
+        print(f"Serving {site.url()} ({where}); Ctrl-C stops it.", flush=True)
+        terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (README: --web).")
+        site.serve_forever()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        site.server_close()
+    return 0
