@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,8 @@ def view(lm: LoadedModel, logits: np.ndarray, picked: int, temperatures: list[fl
                 None if allowed is None else len(allowed))
 
 
-def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], json_lines: bool) -> Completion:
+def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float],
+            json_lines: bool) -> Completion:
     """Generate as usual (at the first temperature), showing every step as it happens."""
     from autocomplete.text.prompt import prepare  # loads numpy
 
@@ -103,10 +105,12 @@ def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list
     return done
 
 
-def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP) -> dict:
-    """The odds of the token after `prompt`, once the typed word is finished as a completion finishes it: the
-    --explain --json record of a completion stopped after that one step (the web page's panel,
-    autocomplete.ui.web). The step's token is drawn with the settings, as a completion would draw it."""
+def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP,
+              check: Callable[[], None] = lambda: None) -> dict:
+    """The odds of the token after `prompt`, once the typed word is finished as a completion finishes it (as a whole
+    word, or else token by token: those steps come first): the --explain --json record of a completion stopped
+    after the one step past the typed word (the web page's panel, autocomplete.ui.web). Each token is drawn with
+    the settings, as a completion would draw it. check: called before every forward; what it raises ends it."""
     import numpy as np
 
     from autocomplete.text.prompt import prepare  # loads numpy
@@ -116,17 +120,24 @@ def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP) 
     read = prepare(lm, prompt, settings.style, settings.examples, MAX_TOKENS + 1, quiet=True)
     seed = settings.seed if settings.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
-    begin = start(lm, read, settings.temperature, rng)
+    check()
+    begin = start(lm, read, settings.temperature, rng, check)
     steps: list[Step] = []
 
     def observe(logits: np.ndarray, token: int, allowed: np.ndarray | None) -> None:
         steps.append(view(lm, logits, token, [settings.temperature], top, allowed))
+        check()
 
-    new = begin.given + list(generate(lm.engine, begin.ids, 1, settings.temperature, settings.top_k, settings.top_p,
-                                      lm.eos_ids, rng, observe, begin.after, begin.allowed))
+    new = list(begin.given)
+    for token in generate(lm.engine, begin.ids, read.max_new, settings.temperature, settings.top_k, settings.top_p,
+                          lm.eos_ids, rng, observe, begin.after, begin.allowed):
+        new.append(token)
+        if steps[-1].allowed is None or token in lm.eos_ids:  # past the typed letters (or the text ended)
+            break
     done = Completion(prompt=prompt, completion=read.shown(new), tokens=new,
-                      finish_reason="eos" if new[-1] in lm.eos_ids else "length", prompt_tokens=read.prompt_tokens,
-                      seed=seed, time_to_first_token=None, tokens_per_second=None, style=read.style, word=begin.word)
+                      finish_reason="eos" if new and new[-1] in lm.eos_ids else "length",
+                      prompt_tokens=read.prompt_tokens, seed=seed, time_to_first_token=None, tokens_per_second=None,
+                      style=read.style, word=begin.word)
     return record(done, lm.name, settings, [settings.temperature], steps, lm.engine.name)
 
 
@@ -136,7 +147,8 @@ def finish(done: Completion, model: str, settings: Settings, temperatures: list[
     if printer:
         printer.finish(done)
     else:
-        sys.stdout.write(json.dumps(record(done, model, settings, temperatures, steps, engine), ensure_ascii=False) + "\n")
+        line = json.dumps(record(done, model, settings, temperatures, steps, engine), ensure_ascii=False)
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import math
 import sys
 import threading
 import time
@@ -93,9 +94,9 @@ class Local:
             done = complete(self.lm, q, settings, on_piece, lambda logits, token, allowed: check_in())
         return record(done, self.name, settings, self.engine)
 
-    def explain(self, q: str, settings: Settings, top: int) -> dict:
+    def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
         with self.lock:
-            return next_step(self.lm, q, settings, top)
+            return next_step(self.lm, q, settings, top, check_in)
 
 
 class OverApi:
@@ -115,7 +116,7 @@ class OverApi:
 
         return record(remote.complete(self.remote.api, self.name, q, settings, on_piece), self.name, settings)
 
-    def explain(self, q: str, settings: Settings, top: int) -> dict:
+    def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
         from autocomplete.ui import api_explain  # loads numpy
 
         return api_explain.next_step(self.remote, q, settings, top)
@@ -188,17 +189,20 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _refuse_method(self) -> None:
+        self.body, self.begun = True, False
         self._error(Refused(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here: GET only"),
                     extra={"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
     def _answer(self, body: bool) -> None:
-        self.body = body
+        self.body, self.begun = body, False
         try:
             if self.headers.get("Host") not in self.server.hosts:
                 raise Refused(HTTPStatus.FORBIDDEN, f"Host {self.headers.get('Host')!r} is not this server's "
                               f"(use {self.server.url()})")
+            if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+                raise Refused(HTTPStatus.BAD_REQUEST, "a request here has no body")
             if not self.server.bucket.take():
                 raise Refused(HTTPStatus.TOO_MANY_REQUESTS, f"too many requests: at most {RATE:g} a second")
             url = urlsplit(self.path)
@@ -209,9 +213,7 @@ class Handler(BaseHTTPRequestHandler):
             route(self, query)
         except Refused as error:
             self._error(error)
-        except Cancelled:
-            self.close_connection = True
-        except (BrokenPipeError, ConnectionResetError):
+        except (Cancelled, OSError):  # it hung up, or stopped reading for longer than `timeout`
             self.close_connection = True
         except UserError as error:  # the model or the --api server failed this request: said, and the next one runs
             failed = HTTPStatus.BAD_GATEWAY if self.server.settings.api else HTTPStatus.INTERNAL_SERVER_ERROR
@@ -254,7 +256,7 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         def event(data: dict, name: str | None = None) -> None:
-            lines = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+            lines = (f"event: {name}\n" if name else "") + f"data: {dumps(data)}\n\n"
             self.wfile.write(lines.encode())
             self.wfile.flush()
 
@@ -273,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
     def explain(self, query: dict) -> None:
         q, settings = self._text(query, "q"), self._settings(query)
         top = self._number(query, "top", TOP, 1, MAX_TOP)
-        self._json(self.server.answers.explain(q, settings, top))
+        self._json(self.server.answers.explain(q, settings, top, self._check))
 
     def opensearch(self, query: dict) -> None:
         url = self.server.url()
@@ -329,16 +331,22 @@ class Handler(BaseHTTPRequestHandler):
     # Answering
 
     def _json(self, value, kind: str = "application/json; charset=utf-8") -> None:
-        self._send(HTTPStatus.OK, kind, json.dumps(value, ensure_ascii=False).encode())
+        self._send(HTTPStatus.OK, kind, dumps(value).encode())
 
     def _error(self, error: Refused, extra: dict | None = None) -> None:
+        """One line in the log, and {"error"} to the client, on a connection then closed: what a refused request
+        carried (a body) is never read as the next request. Once an answer has begun, only the log hears of it."""
         self._log(f"{error.status.value} {error}")
+        self.close_connection = True
+        if self.begun:
+            return
         with_retry = {"Retry-After": "1"} if error.status == HTTPStatus.TOO_MANY_REQUESTS else {}
         try:
             self._send(error.status, "application/json; charset=utf-8",
-                       json.dumps({"error": str(error)}, ensure_ascii=False).encode(), {**with_retry, **(extra or {})})
+                       json.dumps({"error": str(error)}, ensure_ascii=False).encode(),
+                       {**with_retry, **(extra or {}), "Connection": "close"})
         except OSError:
-            self.close_connection = True
+            pass
 
     def _send(self, status: HTTPStatus, kind: str, data: bytes, extra: dict | None = None) -> None:
         self.send_response(status)
@@ -347,6 +355,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _headers(self, kind: str, extra: dict) -> None:
+        self.begun = True
         self.send_header("Content-Type", kind)
         for name, value in {**SECURITY_HEADERS, **extra}.items():
             self.send_header(name, value)
@@ -365,9 +374,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """What the standard library refuses itself (a malformed request line, a header too long): one JSON line."""
-        self.body = getattr(self, "command", None) != "HEAD"
-        self.close_connection = True
+        self.body, self.begun = getattr(self, "command", None) != "HEAD", False
         self._error(Refused(HTTPStatus(code), message or HTTPStatus(code).phrase))
+
+
+def dumps(value) -> str:
+    """JSON as JavaScript's JSON.parse takes it: a number that isn't finite (a server's logprob of -inf) is null."""
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), ensure_ascii=False, allow_nan=False)
 
 
 ROUTES = {"/": Handler.page, "/page.js": Handler.page, "/page.css": Handler.page, "/info": Handler.info,
@@ -384,11 +406,11 @@ def serve(settings: Settings) -> int:
         else:
             site.answers = Local(actions.load(settings))
             # the first forwards, the query frame's cache and the vocabulary's masks: before the first user
-            site.answers.explain("warm up", settings, 1)
+            site.answers.explain("warm up", settings, 1, lambda: None)
             site.answers.suggest("warm up", settings, 1, lambda: None, keystroke=True)
         where = f"{site.answers.name} on {site.answers.engine}" if site.answers.engine else \
             f"{site.answers.name} at {site.answers.remote.api.host}"
-        print(f"Serving {site.url()} ({where}); Ctrl-C stops it.", flush=True)
+        print(visible(f"Serving {site.url()} ({where}); Ctrl-C stops it."), flush=True)
         terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (README: --web).")
         site.serve_forever()
     except KeyboardInterrupt:

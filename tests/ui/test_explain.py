@@ -84,3 +84,23 @@ def test_cli_table(cli, tiny_dir):
 def test_several_temperatures_need_explain(cli, tiny_dir):
     result = cli("-m", str(tiny_dir), "-t", "0.3", "-t", "2", "san")
     assert result.returncode == 2 and b"--explain" in result.stderr
+
+
+def test_next_step_is_one_step_past_the_typed_word_and_can_be_stopped(tiny):
+    from autocomplete.settings import Settings
+    from autocomplete.ui.explain import next_step
+
+    settings = Settings(style="text", temperature=0.0)
+    record = next_step(tiny, "san fr", settings, top=5)
+    assert record["word"]["text"].strip() == "francisco"
+    assert len(record["steps"]) == 1 and record["steps"][0]["allowed_tokens"] is None
+    assert record["completion"] == "ancisco" + record["steps"][0]["picked"]["text"]
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 2:
+            raise TimeoutError("hung up")
+
+    with pytest.raises(TimeoutError):
+        next_step(tiny, "san fr", settings, top=5, check=check)

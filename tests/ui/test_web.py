@@ -292,3 +292,35 @@ def test_an_engine_that_fails_says_so_in_one_line(logprob_api, capfd):
         assert status == 502 and "logprobs" in body["error"] and "\n" not in body["error"]
         assert get_json(site, "/info")[0] == 200  # and the next request is served
     assert "Traceback" not in capfd.readouterr().err
+
+
+def read_all(conn: socket.socket) -> bytes:
+    reply = b""
+    while chunk := conn.recv(4096):
+        reply += chunk
+    return reply
+
+
+def test_a_refused_request_s_body_is_never_read_as_another_request(site):
+    # a page elsewhere POSTs (no preflight for text/plain) a body that is itself a request with our Host
+    inner = f"GET /info HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n".encode()
+    for method in ("POST", "GET"):
+        with socket.create_connection(("127.0.0.1", site.port)) as conn:
+            conn.sendall(f"{method} /suggest?q=a HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nContent-Type: text/plain"
+                         f"\r\nContent-Length: {len(inner)}\r\n\r\n".encode() + inner)
+            reply = read_all(conn)  # the server hangs up after its one answer
+        assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply
+        assert reply.startswith(b"HTTP/1.1 405" if method == "POST" else b"HTTP/1.1 400")
+
+
+def test_a_bad_host_closes_the_connection(site):
+    with socket.create_connection(("127.0.0.1", site.port)) as conn:
+        conn.sendall(b"GET /info HTTP/1.1\r\nHost: rebound.example\r\n\r\n"
+                     + f"GET /info HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n".encode())
+        reply = read_all(conn)
+    assert reply.startswith(b"HTTP/1.1 403") and reply.count(b"HTTP/1.1 ") == 1
+
+
+def test_json_for_the_page_has_no_infinities():
+    assert json.loads(web.dumps({"logprob": float("-inf"), "p": [float("nan"), 0.5]})) == {"logprob": None,
+                                                                                          "p": [None, 0.5]}

@@ -63,10 +63,12 @@ function shownToken(text) {
 }
 
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
+// A candidate's logit (in process) or logprob (over --api); null: a token that can't come (-inf sent as null).
+const score = (c) => { const v = "logit" in c ? c.logit : c.logprob; return v === null ? -Infinity : v; };
 
 const $ = (id) => document.getElementById(id);
 const state = { info: null, record: null, suggestions: [], selected: -1, typed: "", timer: null, suggesting: null,
-                explaining: null, stream: null };
+                explaining: null, stream: null, closedFor: null };
 
 function params(extra) {
   const query = new URLSearchParams(extra);
@@ -98,7 +100,7 @@ async function suggest(q) {
   try {
     const [typed, full, descriptions] = await getJSON(`/suggest?${new URLSearchParams({ q, n: 8, keystroke: 1 })}`,
                                                       controller.signal);
-    if (controller.signal.aborted || $("q").value !== typed) return;
+    if (controller.signal.aborted || $("q").value !== typed || state.closedFor === typed) return;
     state.typed = typed;
     state.suggestions = full.map((text, i) => ({ text, probability: descriptions[i] }));
     drawList();
@@ -134,6 +136,7 @@ function drawList() {
 }
 
 function closeList() {
+  state.closedFor = $("q").value; // a list on its way for this text is not opened again
   state.suggestions = [];
   state.selected = -1;
   drawList();
@@ -177,10 +180,13 @@ function complete() {
     $("completion-stats").textContent = `${record.stats.completion_tokens} tokens, ended by ${record.finish_reason}` +
       (rate ? `, ${rate.toFixed(1)} tokens/s` : "") + `, seed ${record.settings.seed}`;
   });
+  let finished = false;
+  stream.addEventListener("done", () => { finished = true; });
   stream.addEventListener("error", (event) => {
     stream.close(); // no reconnecting: a completion is asked for once
     section.classList.add("done");
     if (event.data) showError(`completion: ${JSON.parse(event.data).error}`);
+    else if (!finished) showError("completion: the server refused it or the stream broke off (see its log)");
   });
 }
 
@@ -209,16 +215,22 @@ function currentStep() {
 function before(record, step) {
   const picked = step.picked.text, done = record.completion;
   if (done.endsWith(picked)) return { text: record.prompt + done.slice(0, done.length - picked.length), cut: 0 };
-  if (picked.endsWith(done)) return { text: record.prompt, cut: picked.length - done.length }; // it spells typed letters
+  // the token spells letters already typed
+  if (picked.endsWith(done)) return { text: record.prompt, cut: picked.length - done.length };
   return { text: record.prompt + done, cut: 0 };
+}
+
+// Which model answers, where, and in which frame.
+function about(style) {
+  const where = state.info.engine ? ` on ${state.info.engine}` : ` at ${state.info.api}`;
+  $("about").textContent = `${state.info.model}${where} · style ${style}`;
 }
 
 function drawPanel() {
   const step = currentStep();
   $("panel").hidden = false;
   const record = state.record;
-  $("about").textContent = `${state.info.model}${state.info.engine ? ` on ${state.info.engine}` : ` at ${state.info.api}`}` +
-    ` · style ${record.style}${state.info.settings.style === "auto" ? " (auto)" : ""}`;
+  about(`${record.style}${state.info.settings.style === "auto" ? " (auto)" : ""}`);
   if (!step) {
     $("bars").replaceChildren();
     $("context").textContent = "The completion ended before a next token (its stop rule).";
@@ -229,7 +241,6 @@ function drawPanel() {
   $("k-out").textContent = String(k);
   $("p-out").textContent = p.toFixed(2);
   const candidates = step.candidates;
-  const score = (c) => ("logit" in c ? c.logit : c.logprob);
   const probs = distribution(candidates.map(score), T, k, p);
   const word = record.word ? ` (the typed word finished as “${record.word.text.trim()}”)` : "";
   $("context").textContent = `After “${before(record, step).text}”${word}` +
@@ -240,7 +251,8 @@ function drawPanel() {
   if (others) rows.push(bar(`${others} other${others > 1 ? "s" : ""}`, rest, null, "other"));
   $("bars").replaceChildren(...rows);
   $("bars").dataset.total = String(probs.reduce((a, b) => a + b, 0));
-  $("entropy").textContent = `entropy ${entropyBits(probs).toFixed(2)} bits over the ${probs.filter((x) => x > 0).length}` +
+  const kept = probs.filter((x) => x > 0).length;
+  $("entropy").textContent = `entropy ${entropyBits(probs).toFixed(2)} bits over the ${kept}` +
     ` tokens kept; the dark mark is the model's own probability (T = 1, no top-k / top-p)`;
   $("note").textContent = state.info.approximate
     ? `From the server's top alternatives only: probabilities renormalised over the ${candidates.length} listed.`
@@ -276,8 +288,8 @@ function bar(label, p, model, className) {
 
 function stepOnce() {
   const step = currentStep();
-  if (!step) return;
-  const probs = distribution(step.candidates.map((c) => ("logit" in c ? c.logit : c.logprob)),
+  if (!step || state.record.prompt !== $("q").value) return; // the odds shown are for older text: wait for new ones
+  const probs = distribution(step.candidates.map(score),
                              Number($("t").value), Number($("k").value), Number($("p").value));
   const picked = step.candidates[draw(probs)];
   if (picked.text === "") { $("context").textContent = "Drew the end of the text: the loop stops here."; return; }
@@ -291,6 +303,7 @@ function stepOnce() {
 function changed() {
   clearTimeout(state.timer);
   state.selected = -1;
+  state.closedFor = null;
   const q = $("q").value;
   state.timer = setTimeout(() => { suggest(q); explain(q); }, DEBOUNCE_MS);
 }
@@ -302,8 +315,7 @@ async function start() {
   $("k").max = String(state.info.top);
   $("k").value = String(s.top_k > 0 ? Math.min(s.top_k, state.info.top) : state.info.top);
   $("p").value = String(s.top_p);
-  $("about").textContent = `${state.info.model}${state.info.engine ? ` on ${state.info.engine}` : ` at ${state.info.api}`}` +
-    ` · style ${s.style}`;
+  about(s.style);
   const q = $("q");
   q.maxLength = state.info.max_query;
   q.addEventListener("input", changed);
@@ -313,7 +325,7 @@ async function start() {
     else if (event.key === "Escape") {
       if (state.selected >= 0) q.value = state.typed;
       closeList();
-    } else if (event.key === "Enter") {
+    } else if (event.key === "Enter" && !event.isComposing) { // an input method's Enter is its own
       event.preventDefault();
       if (state.selected >= 0) choose(state.selected);
       else complete();
