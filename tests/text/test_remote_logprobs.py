@@ -147,9 +147,11 @@ def test_suggestions_over_the_api_are_given_the_typed_letters(cli, engine, tiny_
     same = 0
     for prompt, ours, theirs in zip(visible, served, local):
         assert all(s["text"].startswith(prompt) for s in ours["suggestions"])
-        # where the server's top 20 hold what the search in process follows, the lists are the same
-        same += bool(ours["suggestions"]) and [s["text"] for s in ours["suggestions"]] == \
-            [s["text"] for s in theirs["suggestions"]]
+        # Where the server's top 20 hold what the search in process follows, the best query is the same one. (Not
+        # the whole list: over the API the sampler's odds are renormalised over the listed tokens alone, which can
+        # reorder the rest, and which rest depends on how the tiny model came out of training on this machine.)
+        same += bool(ours["suggestions"] and theirs["suggestions"]) and \
+            ours["suggestions"][0]["text"] == theirs["suggestions"][0]["text"]
     assert same, (served, local)
     text = ("--suggest", "1", "--json", "san d")  # "san d" is "san diego" in process: probability 1
     assert records(cli("--api", engine, *text))[0]["suggestions"][0]["probability"] == pytest.approx(
