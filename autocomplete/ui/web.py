@@ -343,7 +343,7 @@ class Handler(BaseHTTPRequestHandler):
         with_retry = {"Retry-After": "1"} if error.status == HTTPStatus.TOO_MANY_REQUESTS else {}
         try:
             self._send(error.status, "application/json; charset=utf-8",
-                       json.dumps({"error": str(error)}, ensure_ascii=False).encode(),
+                       dumps({"error": str(error)}).encode(),
                        {**with_retry, **(extra or {}), "Connection": "close"})
         except OSError:
             pass

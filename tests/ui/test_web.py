@@ -66,6 +66,14 @@ def get_json(site, path: str):
     return status, headers, json.loads(body)
 
 
+def read_all(conn: socket.socket) -> bytes:
+    """Everything the server sends until it hangs up."""
+    reply = b""
+    while chunk := conn.recv(4096):
+        reply += chunk
+    return reply
+
+
 def events(body: bytes) -> list[tuple[str, dict]]:
     """A Server-Sent Events stream -> [(event name, data)]"""
     found = []
@@ -201,9 +209,7 @@ def test_only_get_is_served(site, method):
 def test_a_malformed_request_gets_one_json_line_and_no_traceback(site, capfd):
     with socket.create_connection(("127.0.0.1", site.port)) as conn:
         conn.sendall(b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n")
-        reply = b""
-        while chunk := conn.recv(4096):  # the server hangs up once it has said so
-            reply += chunk
+        reply = read_all(conn)  # the server hangs up once it has said so
     assert reply.startswith(b"HTTP/1.1 431") and b'{"error": "Too many headers"}' in reply
     err = capfd.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -292,13 +298,6 @@ def test_an_engine_that_fails_says_so_in_one_line(logprob_api, capfd):
         assert status == 502 and "logprobs" in body["error"] and "\n" not in body["error"]
         assert get_json(site, "/info")[0] == 200  # and the next request is served
     assert "Traceback" not in capfd.readouterr().err
-
-
-def read_all(conn: socket.socket) -> bytes:
-    reply = b""
-    while chunk := conn.recv(4096):
-        reply += chunk
-    return reply
 
 
 def test_a_refused_request_s_body_is_never_read_as_another_request(site):
