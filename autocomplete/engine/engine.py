@@ -21,9 +21,17 @@ from autocomplete.errors import UsageError
 
 
 class Tree(Protocol):
+    nbytes: int  # the keys and values its rows hold
+
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         """[len(continuations), vocab]: the next-token logits after the state the tree grew from, then each
-        continuation (a tuple of token ids; its parent, all but the last, was asked for before or is empty)."""
+        continuation (a tuple of token ids; its parent, all but the last, is empty or held)."""
+
+    def holds(self, continuation: tuple[int, ...]) -> bool:
+        """Whether the row's keys and values are kept (a child of it can be read)."""
+
+    def drop(self, continuation: tuple[int, ...]) -> None:
+        """Let the row's keys and values go where they can go alone (a row asked for again is read again)."""
 
 
 class Engine(Protocol):

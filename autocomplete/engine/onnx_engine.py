@@ -1,9 +1,9 @@
 """The ONNX Runtime engine, the CPU default: our compact GPT-2 and Llama exported once per model and precision
 (autocomplete.engine.onnx_export, which imports torch) into the cache, then run with numpy and onnxruntime only.
 
-The graph reads new tokens after two sets of keys and values: `shared`, read by every row and never copied per
-row (a frame, a prompt the suggestion search forks from), and `past`, each row's own. It returns the last
-position's logits and the new tokens' keys and values, which the state appends to its own buffer.
+A state is a buffer of keys and values that the graph appends to in place (onnx_run.Buffer) and how many of its
+positions are the state's; the suggestion search's rows are positions of one sequence after the state they grow
+from, each reading its ancestors only (Tree).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +21,11 @@ from autocomplete.engine import compact
 from autocomplete.engine.engine import idle_cores
 from autocomplete.errors import UserError
 
+if TYPE_CHECKING:
+    from autocomplete.engine.onnx_run import Buffer
+
 # A new graph interface or export recipe: exports made before it are made again.
-EXPORT_FORMAT = "onnx-export-4"
+EXPORT_FORMAT = "onnx-export-5"
 PRECISIONS = {"fp32": "fp32", "int8": "int8"}  # ours -> the exporter's
 
 
@@ -95,126 +99,126 @@ def exported(directory: Path, precision: str, shown: str) -> Path:
 _EXPORTS_KEPT = 6  # models x precisions in use; one dropped is only exported again (under a minute)
 
 
-class Rows:
-    """Keys and values [layers, 2, rows, kv_heads, positions, head_dim]: `shared` before every row's own, read by
-    all and never changed, then `kv`, of which the first `n` positions are filled.
+class State:
+    """What was read: the first `length` positions of a Buffer. Those positions never change (a buffer is only
+    appended to), so states share buffers: a state that ends where its buffer's written part ends appends in place
+    (extend(), a Tree); any other copies its positions into a buffer of its own first (moves)."""
 
-    A graph input must be contiguous, and the first n positions of `kv` are not (its heads are `kv.shape[4]` apart),
-    so a call copies them: what was read (a prompt) goes into `shared` instead, given to the graph as it is, and
-    every FOLD tokens added one at a time join it (a copy of it all, once per FOLD tokens, not each token: after a
-    512-token prompt, each token had copied 24 MB on SmolLM2-135M)."""
-
-    FOLD = 32
-
-    def __init__(self, shared: np.ndarray, kv: np.ndarray, n: int):
-        self.shared, self.kv, self.n = shared, kv, n
-        self._flat: np.ndarray | None = None
-
-    @property
-    def length(self) -> int:
-        return self.shared.shape[4] + self.n
-
-    def flat(self) -> np.ndarray:
-        """Everything this state holds as one contiguous array (kept: a frame is read after many times)."""
-        if not self.n:
-            return self.shared
-        if self._flat is None or self._flat.shape[4] != self.length:
-            self._flat = np.concatenate((self.shared, self.kv[:, :, :, :, : self.n]), axis=4)
-        return self._flat
-
-    def fold(self) -> None:
-        """The row's own keys and values joined to the shared ones (a state with one row)."""
-        self.shared, self.n = self.flat(), 0
-
-    def grow(self, needed: int) -> None:
-        if needed > self.kv.shape[4]:
-            L, two, B, H, _, D = self.kv.shape
-            grown = np.empty((L, two, B, H, max(needed, 2 * self.kv.shape[4]), D), dtype=self.kv.dtype)
-            grown[:, :, :, :, : self.n] = self.kv[:, :, :, :, : self.n]
-            self.kv = grown
+    def __init__(self, buffer: Buffer, length: int):
+        self.buffer, self.length = buffer, length
 
 
 class OnnxEngine:
     name = "onnx"
     device = "cpu"
+    CHUNK = 256  # a prompt is read this many tokens a run: bounded memory (attention's [T, keys] scores a layer)
+    SLACK = 256  # positions a new buffer has beyond what is asked (unwritten memory costs nothing until used)
 
     def __init__(self, session, precision: str):
         from autocomplete.engine import onnx_run  # loads onnxruntime
 
-        self.session, self.precision, self._run = session, precision, onnx_run.run
+        self.session, self.precision, self._new = session, precision, onnx_run.Buffer
         self.kv_shape = onnx_run.kv_shape(session)
+        L, two, H, D = self.kv_shape
+        self.per_token = L * two * H * D * 4
         self.identity = repr((self.name, EXPORT_FORMAT, precision))
 
-    def _empty(self, rows: int, positions: int) -> np.ndarray:
-        L, two, H, D = self.kv_shape
-        return np.zeros((L, two, rows, H, positions, D), dtype=np.float32)
+    def _buffer(self, after: State | None, needed: int) -> Buffer:
+        """A new buffer holding `after`'s positions, with room for `needed` positions in all."""
+        buffer = self._new(self.session, self.kv_shape, needed + self.SLACK)
+        if after is not None and after.length:
+            buffer.kv[:, :, :, :, : after.length] = after.buffer.kv[:, :, :, :, : after.length]
+            buffer.used = after.length
+        return buffer
 
-    def read(self, ids: list[int], after: Rows | None = None, room: int = 0):
-        shared = after.flat() if after is not None else self._empty(1, 0)
-        P, T = shared.shape[4], len(ids)
-        causal = np.tril(np.ones((T, T), dtype=bool))
-        mask = np.concatenate((np.ones((T, P), dtype=bool), causal), axis=1)[None]
-        logits, present = self._run(self.session, np.array([ids], dtype=np.int64),
-                                    np.arange(P, P + T, dtype=np.int64)[None], mask, shared, self._empty(1, 0))
-        state = Rows(np.concatenate((shared, present), axis=4), self._empty(1, min(room, Rows.FOLD)), 0)
+    def _append(self, state: State, ids: list[int], positions, bias, logits_at) -> np.ndarray:
+        """Run `ids` after `state` in place, counted in it; a state another wrote past moves to a buffer of its own
+        first."""
+        T = len(ids)
+        while True:
+            buffer = state.buffer
+            with buffer.lock:
+                if buffer.used == state.length:
+                    buffer.reserve(state.length + T)
+                    logits = buffer.run(np.asarray(ids), positions, bias, logits_at)
+                    state.length += T
+                    return logits
+            state.buffer = self._buffer(state, state.length + T)
+
+    def read(self, ids: list[int], after: State | None = None, room: int = 0):
+        """Read after a copy of `after`'s positions (a frame is read after by every completion: it stays as it is),
+        CHUNK tokens a run, the logits of the last only."""
+        start = after.length if after is not None else 0
+        state = State(self._buffer(after, start + len(ids) + room), start)
+        logits = None
+        for i in range(0, len(ids), self.CHUNK):
+            chunk = ids[i:i + self.CHUNK]
+            T, K = len(chunk), state.length + len(chunk)
+            last = i + self.CHUNK >= len(ids)
+            logits = self._append(state, chunk, np.arange(K - T, K), np.zeros((T, K), np.float32),
+                                  np.array([T - 1] if last else [], dtype=np.int64))
         return logits[0], state
 
-    def extend(self, state: Rows, token: int) -> np.ndarray:
-        if state.n >= Rows.FOLD:
-            state.fold()
-        P, n = state.shared.shape[4], state.n
-        past = np.ascontiguousarray(state.kv[:, :, :, :, :n])
-        logits, present = self._run(self.session, np.array([[token]], dtype=np.int64),
-                                    np.array([[P + n]], dtype=np.int64), np.ones((1, 1, P + n + 1), dtype=bool),
-                                    state.shared, past)
-        state.grow(n + 1)
-        state.kv[:, :, :, :, n:n + 1] = present
-        state.n = n + 1
-        return logits[0]
+    def extend(self, state: State, token: int) -> np.ndarray:
+        K = state.length + 1
+        return self._append(state, [token], np.array([K - 1]), np.zeros((1, K), np.float32), _FIRST)[0]
 
-    def tree(self, state: Rows) -> Tree:
+    def tree(self, state: State) -> Tree:
         return Tree(self, state)
 
-    def length(self, state: Rows) -> int:
+    def length(self, state: State) -> int:
         return state.length
 
-    def nbytes(self, state: Rows) -> int:
-        return state.shared.nbytes + state.kv[:, :, :, :, : state.n].nbytes
+    def nbytes(self, state: State) -> int:
+        return state.length * self.per_token
 
-    def arrays(self, state: Rows) -> dict[str, np.ndarray]:
-        return {"kv": state.flat()}
+    def arrays(self, state: State) -> dict[str, np.ndarray]:
+        return {"kv": np.ascontiguousarray(state.buffer.kv[:, :, :, :, : state.length])}
 
-    def from_arrays(self, arrays: dict[str, np.ndarray]) -> Rows | None:
+    def from_arrays(self, arrays: dict[str, np.ndarray]) -> State | None:
         kv = arrays.get("kv")
         if kv is None or kv.ndim != 6 or kv.dtype != np.float32 or kv.shape[2] != 1 or \
                 (kv.shape[0], kv.shape[1], kv.shape[3], kv.shape[5]) != self.kv_shape:
             return None
-        return Rows(np.ascontiguousarray(kv), self._empty(1, 0), 0)
+        buffer = self._new(self.session, self.kv_shape, kv.shape[4] + self.SLACK)
+        buffer.kv[:, :, :, :, : kv.shape[4]] = kv
+        buffer.used = kv.shape[4]
+        return State(buffer, kv.shape[4])
+
+
+_FIRST = np.array([0])
 
 
 class Tree:
-    """The suggestion search's rows: every prefix expanded keeps its own keys and values after the state it forked
-    from, so a step reads one token per row."""
+    """The suggestion search's rows as one sequence after the state it grows from: each row read is one more
+    position (its token's keys and values, written once), and a row reads the state, its ancestors' positions and
+    its own (attention_bias hides the rest), at the position in the text its depth gives. A step reads one token
+    per row; no row's keys are copied."""
 
-    def __init__(self, engine: OnnxEngine, state: Rows):
-        self.engine = engine
-        self.shared = state.flat()  # [layers, 2, 1, H, n, D]: the frame and the prompt
-        self.kv: dict[tuple[int, ...], np.ndarray] = {(): engine._empty(1, 0)}
+    def __init__(self, engine: OnnxEngine, state: State):
+        self.engine, self.start = engine, state.length
+        self.cursor = State(state.buffer, state.length)  # the base's positions, then every row read
+        self.at: dict[tuple[int, ...], int] = {}  # a row's position in the buffer
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.at) * self.engine.per_token
+
+    def holds(self, continuation: tuple[int, ...]) -> bool:
+        return not continuation or continuation in self.at
+
+    def drop(self, continuation: tuple[int, ...]) -> None:
+        pass  # a position in the sequence stays (later rows may read it)
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
-        P, B = self.shared.shape[4], len(continuations)
-        own = [self.kv[c[:-1]] for c in continuations]  # the parents'
-        width = max(kv.shape[4] for kv in own)
-        past = self.engine._empty(B, width)
-        mask = np.zeros((B, 1, P + width + 1), dtype=bool)
-        mask[:, :, :P] = True
-        mask[:, :, -1] = True  # the row's new token itself
-        for row, kv in enumerate(own):
-            past[:, :, row:row + 1, :, : kv.shape[4]] = kv
-            mask[row, :, P:P + kv.shape[4]] = True  # padding after a shorter parent is never seen
-        ids = np.array([[c[-1]] for c in continuations], dtype=np.int64)
-        positions = np.array([[P + len(c) - 1] for c in continuations], dtype=np.int64)
-        logits, present = self.engine._run(self.engine.session, ids, positions, mask, self.shared, past)
-        for row, (c, kv) in enumerate(zip(continuations, own)):
-            self.kv[c] = np.concatenate((kv, present[:, :, row:row + 1]), axis=4)
+        B, n, P = len(continuations), self.cursor.length, self.start
+        bias = np.full((B, n + B), -np.inf, dtype=np.float32)
+        bias[:, :P] = 0.0
+        for row, c in enumerate(continuations):
+            bias[row, [self.at[c[:i]] for i in range(1, len(c))]] = 0.0
+            bias[row, n + row] = 0.0
+        positions = np.array([P + len(c) - 1 for c in continuations])
+        logits = self.engine._append(self.cursor, [c[-1] for c in continuations], positions, bias, np.arange(B))
+        for row, c in enumerate(continuations):
+            self.at[c] = n + row
         return logits

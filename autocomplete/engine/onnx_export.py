@@ -1,14 +1,13 @@
-"""Our compact torch models (autocomplete.engine.gpt2, autocomplete.engine.llama) exported to one ONNX graph per
-precision, for ONNX Runtime on the CPU (autocomplete.engine.onnx_run runs it; its docstring gives the interface).
+"""Our compact torch models (autocomplete.engine.gpt2, .llama) written as ONNX graphs for ONNX Runtime on the CPU,
+one per architecture, in the class of onnxruntime-genai's model builder: each layer is a few of ONNX Runtime's fused
+ops (GroupQueryAttention with the keys and values written in place and the rotary embedding inside, SkipLayer-
+Normalization or SkipSimplifiedLayerNormalization, FastGelu) around its matrix products; for int8 and int4, ONNX
+Runtime's MatMulNBits quantizer on every weight matrix, the output head included; then ONNX Runtime's own graph
+optimisation, saved. autocomplete.engine.onnx_run gives the interface and runs it.
 
-The graph runs the models' own Blocks (attention_inputs, then attention() below: layers.attend's arithmetic in the
-form whose mask covers the shared keys too, then rest()): the torch modules stay the definition of the model. The
-traced graph then has its shapes made constants where symbolic shape inference proves them (static_shapes: the
-tracer computes every view()'s shape at run time, ~1,000 small nodes a call) and its stacks read without
-re-splitting (unstacked). Then, for int8 and int4, ONNX Runtime's MatMulNBits quantizer on every weight matrix,
-the output head included (blocks along the input, see BLOCK; accuracy_level 4: int8 activations, the fast
-kernels), and ONNX Runtime's own graph optimisation, saved so a later load doesn't
-repeat it.
+The graph is written from the torch modules' own parameters and layout (Llama's query rows prescaled by
+1/sqrt(head_dim) and its rotary pairs side by side, GPT-2's q, k, v in one matrix), so they stay the definition of
+the model; tests/engine/test_onnx_export.py holds the graph's logits and keys to theirs.
 """
 
 from __future__ import annotations
@@ -20,69 +19,132 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from autocomplete.engine.onnx_run import OUTPUTS, inputs, session_options
+from autocomplete.engine.onnx_run import LOGITS_AT, OUTPUTS, TOKENS, kv_names, session_options
 
 PRECISIONS = ("fp32", "int8", "int4")
-# Weights quantized in blocks along the input, each its own scale: 8-bit in blocks of 16 (half llama.cpp's Q8_0
-# blocks: on SmolLM2 that is what makes it as faithful as Q8_0, top-1 96.2% and KL 0.0028 against 95.8% and 0.0044
-# for blocks of 32), 4-bit in blocks of 32 (Q4_0's).
-BLOCK = {8: 16, 4: 32}
-OPSET = 18
+# Weights quantized in blocks along the input, each its own scale (see bench/faithfulness.txt and the README's
+# "Precision" for the figures behind these).
+BLOCK = {8: 32, 4: 32}
 SYMMETRIC = {8: True, 4: False}
+OPSET = 21
 DATA = "model.data"  # the weights, beside model.onnx
+MS = "com.microsoft"  # ONNX Runtime's contrib ops
 
 
-class Graph(nn.Module):
-    """The interface onnx_run describes, around one of our models: each Block's own attention inputs and rest, the
-    attention over shared + past + new keys in between (attention() below)."""
+class Graph:
+    """Nodes and weights written in order; each op() returns its outputs' names."""
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.weights: list[onnx.TensorProto] = []
+        self._names: dict[str, int] = {}
 
-    def forward(self, input_ids, positions, mask, *kv):
-        model = self.model
-        real = {"real": True} if hasattr(model, "turns_real") else {}
-        x, turn = model.embed(input_ids, positions, **real)
-        layers = len(model.blocks)
-        shared, past = kv[: 2 * layers], kv[2 * layers:]  # each layer's key, then value
-        # the key counts, read once from the inputs (the tracer then reuses them: one Shape each, not one a layer)
-        sizes = [shared[0].shape[2], past[0].shape[2], input_ids.shape[1]]
-        # [B, 1, groups * T, keys]: the keys a new token may not see, the same for each query head of a group and
-        # each key/value head (made once, not once a layer)
-        B, T, keys = mask.shape
-        groups = model.n_head // model.n_kv_head
-        hidden = (~mask).unsqueeze(1).unsqueeze(1).expand(B, 1, groups, T, keys).reshape(B, 1, groups * T, keys)
-        present = []
-        for layer, block in enumerate(model.blocks):
-            q, new = block.attention_inputs(x, turn)
-            keys = (shared[2 * layer], past[2 * layer], new[0])
-            values = (shared[2 * layer + 1], past[2 * layer + 1], new[1])
-            x = block.rest(x, attention(q, keys, values, hidden, sizes, block.scale))
-            present.append(new)
-        return model.head(x[:, -1]), torch.stack(present)
+    def name(self, base: str) -> str:
+        count = self._names[base] = self._names.get(base, -1) + 1
+        return base if count == 0 else f"{base}.{count}"
+
+    def weight(self, name: str, value) -> str:
+        array = value.detach().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        self.weights.append(numpy_helper.from_array(np.ascontiguousarray(array), self.name(name)))
+        return self.weights[-1].name
+
+    def op(self, op_type: str, inputs: list[str], name: str, outputs: int = 1, domain: str = "", **attrs
+           ) -> list[str]:
+        name = self.name(name)
+        out = [f"{name}/out{i}" if i else name for i in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, out, name=name, domain=domain or None, **attrs))
+        return out
+
+    def matmul(self, x: str, linear: nn.Linear, name: str, bias: bool = True) -> str:
+        """x @ W^T, W as the [in, out] weight MatMulNBits quantizes; the bias, if any and wanted, added."""
+        y = self.op("MatMul", [x, self.weight(f"{name}.weight", linear.weight.t())], name)[0]
+        if bias and linear.bias is not None:
+            y = self.op("Add", [y, self.weight(f"{name}.bias", linear.bias)], f"{name}.add")[0]
+        return y
 
 
-def attention(q: torch.Tensor, keys: tuple, values: tuple, hidden: torch.Tensor, sizes: list, scale: float | None
-              ) -> torch.Tensor:
-    """autocomplete.engine.layers.attend's arithmetic (its mask_covers_shared form) written for the export: q [B,
-    heads, T, D] over the keys and values of the shared prefix ([1, H_kv, P, D], broadcast over B), the row's past and the
-    new tokens ([B, H_kv, S or T, D]), each read where it is (scores for the three, concatenated: no copy of the
-    keys and values into one tensor a layer); hidden [B, 1, groups * T, P + S + T]: the keys a new token may not
-    see."""
-    B, heads, T, D = q.shape
-    kv_heads = keys[0].shape[1]
-    groups = heads // kv_heads
-    g = q.reshape(B, kv_heads, groups * T, D)  # query heads grouped by their key/value head (then by position)
-    if scale != 1.0:  # (D a constant: read from the traced shape, it would be computed again every layer)
-        g = g * (int(D) ** -0.5 if scale is None else scale)
-    scores = torch.cat([g @ k.transpose(-1, -2) for k in keys], dim=-1).masked_fill(hidden, float("-inf"))
-    weights = scores.softmax(dim=-1).split(sizes, dim=-1)
-    y = weights[0] @ values[0] + weights[1] @ values[1] + weights[2] @ values[2]
-    return y.reshape(B, heads, T, D)
+def attention(g: Graph, qkv: str, layer: int, heads: int, kv_heads: int, rotary: tuple[str, str] | None,
+              scale: float | None) -> str:
+    """GroupQueryAttention on the packed q, k, v: this layer's keys and values written into its cache buffer in place
+    (past and present are one buffer, onnx_run binds them so), each new token reading the keys attention_bias leaves
+    it and its own causal past."""
+    past_key, past_value = kv_names(layer, "past")
+    present_key, present_value = kv_names(layer, "present")
+    inputs = [qkv, "", "", past_key, past_value, "seqlens_k", "total_sequence_length"]
+    inputs += [*rotary, "position_ids"] if rotary else ["", "", ""]
+    inputs.append("attention_bias")
+    attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "do_rotary": int(rotary is not None)}
+    if rotary:
+        attrs["rotary_interleaved"] = 1
+    if scale is not None:
+        attrs["scale"] = float(scale)
+    name = g.name(f"layers.{layer}.attention")
+    g.nodes.append(helper.make_node("GroupQueryAttention", inputs, [name, present_key, present_value], name=name,
+                                    domain=MS, **attrs))
+    return name
+
+
+def llama(model: nn.Module, g: Graph) -> str:
+    """The hidden states after the last layer's residual, before the final norm's output: returns the normed states."""
+    eps = model.norm.eps
+    cos, sin = model.turns_real.unbind(-1)  # [positions, d/2]: the rotations Block.attention_inputs applies
+    rotary = (g.weight("cos_cache", cos), g.weight("sin_cache", sin))
+    x = g.op("Gather", [g.weight("embed_tokens", model.embed_tokens.weight), "input_ids"], "embed")[0]
+    residual, update = x, None
+    for i, block in enumerate(model.layers):
+        if update is None:
+            h = g.op("SimplifiedLayerNormalization", [x, g.weight(f"layers.{i}.input_norm", block.input_layernorm.weight)],
+                     f"layers.{i}.input_norm", epsilon=eps, axis=-1, stash_type=1)[0]
+        else:
+            h, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
+                                     [residual, update, g.weight(f"layers.{i}.input_norm", block.input_layernorm.weight)],
+                                     f"layers.{i}.input_norm", outputs=4, domain=MS, epsilon=eps)
+        qkv = g.matmul(h, block.qkv, f"layers.{i}.qkv")
+        y = attention(g, qkv, i, block.n_head, block.n_kv_head, rotary, block.scale)
+        update = g.matmul(y, block.o_proj, f"layers.{i}.o_proj")
+        h, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
+                                 [residual, update, g.weight(f"layers.{i}.post_norm", block.post_attention_layernorm.weight)],
+                                 f"layers.{i}.post_norm", outputs=4, domain=MS, epsilon=eps)
+        gate_weight, up_weight = block.gate_up.weight.chunk(2, dim=0)
+        gate = g.op("MatMul", [h, g.weight(f"layers.{i}.gate.weight", gate_weight.t())], f"layers.{i}.gate")[0]
+        up = g.op("MatMul", [h, g.weight(f"layers.{i}.up.weight", up_weight.t())], f"layers.{i}.up")[0]
+        silu = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"layers.{i}.sigmoid")[0]], f"layers.{i}.silu")[0]
+        update = g.matmul(g.op("Mul", [silu, up], f"layers.{i}.swiglu")[0], block.down_proj, f"layers.{i}.down")
+    return g.op("SkipSimplifiedLayerNormalization", [residual, update, g.weight("norm", model.norm.weight)], "norm",
+                domain=MS, epsilon=eps)[0]
+
+
+def gpt2(model: nn.Module, g: Graph) -> str:
+    tokens = g.op("Gather", [g.weight("wte", model.wte.weight), "input_ids"], "wte")[0]
+    places = g.op("Gather", [g.weight("wpe", model.wpe.weight), "position_ids"], "wpe")[0]
+    residual = g.op("Add", [tokens, places], "embed")[0]
+    update = bias = None  # the last matrix product's output, and its bias (added by the next SkipLayerNormalization)
+
+    def norm(ln: nn.LayerNorm, name: str) -> str:
+        nonlocal residual
+        gamma, beta = g.weight(f"{name}.weight", ln.weight), g.weight(f"{name}.bias", ln.bias)
+        if update is None:
+            return g.op("LayerNormalization", [residual, gamma, beta], name, epsilon=ln.eps, axis=-1)[0]
+        h, _, _, residual = g.op("SkipLayerNormalization", [residual, update, gamma, beta, bias], name, outputs=4,
+                                 domain=MS, epsilon=ln.eps)
+        return h
+
+    for i, block in enumerate(model.h):
+        qkv = g.matmul(norm(block.ln_1, f"h.{i}.ln_1"), block.c_attn, f"h.{i}.c_attn")
+        y = attention(g, qkv, i, block.n_head, block.n_head, None, block.scale)
+        update = g.matmul(y, block.attn_proj, f"h.{i}.attn_proj", bias=False)
+        bias = g.weight(f"h.{i}.attn_proj.bias", block.attn_proj.bias)
+        fc = g.matmul(norm(block.ln_2, f"h.{i}.ln_2"), block.c_fc, f"h.{i}.c_fc", bias=False)
+        gelu = g.op("FastGelu", [fc, g.weight(f"h.{i}.c_fc.bias", block.c_fc.bias)], f"h.{i}.gelu", domain=MS)[0]
+        update = g.matmul(gelu, block.mlp_proj, f"h.{i}.mlp_proj", bias=False)
+        bias = g.weight(f"h.{i}.mlp_proj.bias", block.mlp_proj.bias)
+    return norm(model.ln_f, "ln_f")
+
+
+ARCHITECTURES = {"GPT2": gpt2, "Llama": llama}
 
 
 def shapes(model: nn.Module) -> tuple[int, int, int]:
@@ -92,20 +154,38 @@ def shapes(model: nn.Module) -> tuple[int, int, int]:
     return L, H, D
 
 
-def sample_inputs(model: nn.Module, B: int, T: int, P: int, S: int, seed: int = 0):
-    """Inputs of the graph's interface (random keys and values, every key visible; the export traces with these)."""
+def to_onnx(model: nn.Module) -> onnx.ModelProto:
+    """The fp32 graph of the interface onnx_run describes."""
+    g = Graph()
+    with torch.no_grad():
+        normed = ARCHITECTURES[type(model).__name__](model, g)
+        wanted = g.op("Gather", [normed, LOGITS_AT], "last", axis=1)[0]
+        head = g.matmul(wanted, model.lm_head, "lm_head")
+    g.nodes.append(helper.make_node("Identity", [head], ["logits"], name="logits"))
     L, H, D = shapes(model)
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, model.config["vocab_size"], (B, T), generator=g), P + S + torch.arange(T).repeat(B, 1),
-            torch.ones(B, T, P + S + T, dtype=torch.bool), torch.randn(L, 2, 1, H, P, D, generator=g),
-            torch.randn(L, 2, B, H, S, D, generator=g))
+    buffer = ["batch", H, "capacity", D]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "T"]),
+              helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "T"]),
+              helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, ["batch", 1, "T", "keys"]),
+              helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
+              helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+              helper.make_tensor_value_info(LOGITS_AT, TensorProto.INT64, ["N"])]
+    assert [i.name for i in inputs] == [*TOKENS, LOGITS_AT]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "N", model.config["vocab_size"]])]
+    for layer in range(L):
+        inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, buffer) for name in kv_names(layer, "past")]
+        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, buffer) for name in kv_names(layer, "present")]
+    graph = helper.make_graph(g.nodes, "autocomplete", inputs, outputs, g.weights)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+                              producer_name="autocomplete")
+    assert [o.name for o in proto.graph.output][:1] == list(OUTPUTS)
+    return proto
 
 
 def export(model: nn.Module, out_dir: Path, precision: str) -> Path:
     """out_dir/model.onnx: the model at this precision ("fp32", "int8" or "int4"), optimised, its weights beside it
     in out_dir/model.data (DATA): ONNX Runtime maps that file rather than parsing it, which halves opening a
-    session (SmolLM2-135M int8: 0.33 s against 0.65 s in one protobuf). Written atomically (temporary names,
-    renamed, the weights first) and readable by the owner only."""
+    session. Written atomically (temporary names, renamed, the weights first) and readable by the owner only."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
     out_dir = Path(out_dir)
@@ -116,7 +196,7 @@ def export(model: nn.Module, out_dir: Path, precision: str) -> Path:
         if precision != "fp32":
             graph = quantize(graph, bits=8 if precision == "int8" else 4)
         raw = Path(tmp) / "raw.onnx"
-        onnx.save_model(graph, raw)
+        onnx.save_model(graph, raw, save_as_external_data=True, location="raw.data")
         optimised = Path(tmp) / "model.onnx"
         optimise(raw, optimised)
         for name in (DATA, optimised.name):  # the graph, which names the weights' file, last
@@ -125,254 +205,50 @@ def export(model: nn.Module, out_dir: Path, precision: str) -> Path:
     return target
 
 
-def to_onnx(model: nn.Module) -> onnx.ModelProto:
-    """torch.onnx's TorchScript exporter (the dynamo one gives the same graph but took 2-4 minutes on SmolLM2-135M,
-    most of it decomposing and pattern-matching 30 layers; this one half a minute), every B, T, P, S dynamic; then
-    MatMuls given their weights as [in, out] constants (what MatMulNBits needs)."""
-    import io
-    import warnings
-
-    torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm, OPSET)
-    names = inputs(len(model.blocks))
-    axes = {"input_ids": {0: "B", 1: "T"}, "positions": {0: "B", 1: "T"}, "mask": {0: "B", 1: "T", 2: "keys"},
-            **{name: {2: "P"} if name.startswith("shared.") else {0: "B", 2: "S"} for name in names[3:]},
-            "logits": {0: "B"}, "present": {2: "B", 4: "T"}}
-    input_ids, positions, mask, shared, past = sample_inputs(model, B=3, T=5, P=6, S=7)
-    per_layer = [part for stacked in (shared, past) for layer in stacked for part in layer]  # key, value a layer
-    buffer = io.BytesIO()
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python asserts and sizes, and the deprecation
-        torch.onnx.export(Graph(model).eval(), (input_ids, positions, mask, *per_layer), buffer,
-                          input_names=names, output_names=list(OUTPUTS), dynamic_axes=axes, dynamo=False,
-                          opset_version=OPSET, do_constant_folding=True)
-    return unstacked(static_shapes(constant_weights(onnx.load_from_string(buffer.getvalue()))))
-
-
-def _rms_norm(g, x, shape, weight, eps):
-    """aten::rms_norm, which the TorchScript exporter lacks, in the form ONNX Runtime fuses into its
-    SimplifiedLayerNormalization: x / sqrt(mean(x²) + eps) * weight, over the last dimension."""
-    from torch.onnx import symbolic_helper
-
-    eps = symbolic_helper._maybe_get_const(eps, "f")
-    eps = torch.finfo(torch.float32).eps if eps is None or not isinstance(eps, float) else eps
-    const = lambda value: g.op("Constant", value_t=torch.tensor(value))  # noqa: E731
-    mean = g.op("ReduceMean", g.op("Pow", x, const(2.0)), const([-1]), keepdims_i=1)
-    return g.op("Mul", g.op("Div", x, g.op("Sqrt", g.op("Add", mean, const(eps)))), weight)
-
-
-def constant_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Every MatMul whose second input is Transpose(initializer) (or a Gemm(transB=1) on one, as an nn.Linear of a
-    2-D input exports) rewritten as MatMul(x, W^T as its own initializer): the head tied to the embedding then keeps
-    the [vocab, dim] table for the Gather and gets a [dim, vocab] copy."""
-    graph = proto.graph
-    inits = {i.name: i for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    transposed: dict[str, str] = {}
-
-    def transposed_initializer(name: str) -> str:
-        if name not in transposed:
-            weight = numpy_helper.to_array(inits[name])
-            new = numpy_helper.from_array(np.ascontiguousarray(weight.T), f"{name}.T")
-            graph.initializer.append(new)
-            transposed[name] = new.name
-        return transposed[name]
-
-    nodes = []
-    for node in graph.node:
-        if node.op_type == "MatMul" and node.input[1] in producers:
-            source = producers[node.input[1]]
-            perm = next((list(a.ints) for a in source.attribute if a.name == "perm"), None)
-            if source.op_type == "Transpose" and source.input[0] in inits and perm in (None, [1, 0]):
-                node.input[1] = transposed_initializer(source.input[0])
-        elif node.op_type == "Gemm" and node.input[1] in inits:
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            if attrs.get("transB") == 1 and not attrs.get("transA") and attrs.get("alpha", 1.0) == 1.0 \
-                    and len(node.input) == 2:
-                nodes.append(helper.make_node("MatMul", [node.input[0], transposed_initializer(node.input[1])],
-                                              list(node.output), name=node.name))
-                continue
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    _drop_unused(proto)
-    return proto
-
-
-def _drop_unused(proto: onnx.ModelProto) -> None:
-    """Nodes whose outputs nothing reads (the Transposes replaced above), then initializers nothing reads."""
-    graph = proto.graph
-    while True:
-        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        keep = [n for n in graph.node if any(o in read for o in n.output)]
-        if len(keep) == len(graph.node):
-            break
-        del graph.node[:]
-        graph.node.extend(keep)
-    unused = [i for i in graph.initializer if i.name not in read]
-    for init in unused:
-        graph.initializer.remove(init)
-
-
-def static_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The shapes the tracer computes at run time (Shape -> Gather -> Unsqueeze -> Concat for every view() of a
-    [B, T, ...] tensor, the chunk's Slice ends, the mask's Expand) given as constants wherever ONNX Runtime's
-    symbolic shape inference (onnxruntime.tools.symbolic_shape_infer) proves them: a Reshape's target as ints, 0
-    (ONNX: "this dimension of the input") and at most one -1; an Expand's as 1 where the input already has the
-    dimension; a Slice's bounds as ints. What then computes nothing is dropped: each call runs ~1,000 fewer small
-    nodes. What it can't prove stays as it was; so does everything if it had to guess two dims equal."""
-    import logging
-
-    import sympy
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    logging.getLogger("onnxruntime.tools.symbolic_shape_infer").setLevel(logging.ERROR)
-    graph = proto.graph
-    # inferred on a copy without the weights (only their shapes matter): a second or two, not a copy of them all
-    light = onnx.ModelProto()
-    light.CopyFrom(proto)
-    del light.graph.initializer[:]
-    mask = next(i for i in light.graph.input if i.name == "mask")
-    mask.type.tensor_type.shape.dim[2].dim_param = _KEYS  # what the interface says it is
-    for init in graph.initializer:
-        if np.prod(init.dims) > 64:
-            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-        else:
-            light.graph.initializer.append(init)
-    inference = SymbolicShapeInference(int_max=2**31 - 1, auto_merge=False, guess_output_rank=False, verbose=0)
-    inference._preprocess(light)
-    inference.symbolic_dims_ = _Dims(inference.symbolic_dims_)
-    done = False
-    try:
-        while inference.run_:
-            done = inference._infer_impl()
-    except Exception:  # a graph it can't follow: left as it is
-        return proto
-    if not done or inference.suggested_merge_:  # dims it had to guess equal: nothing it proved is trusted
-        return proto
-    data = inference.sympy_data_
-    inits = {i.name for i in graph.initializer}
-
-    def known(name: str):
-        value = data.get(name)
-        return list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
-
-    def shape_of(node: onnx.NodeProto):
-        try:
-            return inference._get_sympy_shape(node, 0)
-        except Exception:
-            return None
-
-    def is_int(v) -> bool:
-        return isinstance(v, (int, np.integer)) or (isinstance(v, sympy.Basic) and v.is_Integer)
-
-    def same(a, b) -> bool:
-        return is_int(a) and is_int(b) and int(a) == int(b) or \
-            isinstance(a, sympy.Basic) and isinstance(b, sympy.Basic) and sympy.simplify(a - b) == 0
-
-    def empty(shape) -> bool:
-        """Whether a tensor of this shape can have no elements: the shared and past keys can be none."""
-        least = {symbol: 0 if symbol.name in ("P", "S") else 1 for d in shape if isinstance(d, sympy.Basic)
-                 for symbol in d.free_symbols}
-        return any(int(sympy.sympify(d).subs(least)) == 0 for d in shape)
-
-    def constant(node: onnx.NodeProto, index: int, values: list[int]) -> None:
-        name = f"{node.output[0]}.static{index}"
-        graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
-        node.input[index] = name
-
-    for node in graph.node:
-        if node.op_type == "Reshape" and not any(a.name == "allowzero" and a.i for a in node.attribute):
-            target, source = known(node.input[1]), shape_of(node)
-            if target is None or source is None or node.input[1] in inits:
-                continue
-            new = [int(v) if is_int(v) else 0 if i < len(source) and same(v, source[i]) else None
-                   for i, v in enumerate(target)]
-            # -1 only where the input can't be empty (P = S = 0): ONNX can't infer it from a product of zero
-            if new.count(None) + new.count(-1) == 0 or new.count(None) + new.count(-1) == 1 and not empty(source):
-                constant(node, 1, [-1 if v is None else v for v in new])
-        elif node.op_type == "Expand":
-            target, source = known(node.input[1]), shape_of(node)
-            if target is None or source is None:
-                continue
-            offset = len(target) - len(source)
-            new = [1 if i >= offset and same(v, source[i - offset]) else int(v) if is_int(v) else None
-                   for i, v in enumerate(target)]
-            if None not in new:
-                constant(node, 1, new)
-        elif node.op_type == "Slice":
-            for index in (1, 2):
-                values = known(node.input[index])
-                if values is not None and all(is_int(v) for v in values) and node.input[index] not in inits:
-                    constant(node, index, [int(v) for v in values])
-    _drop_unused(proto)
-    return proto
-
-
-def unstacked(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """x[i] of x = torch.stack(parts) (Gather(Concat(Unsqueeze(part)...), i), as each layer's attention reads its new
-    keys and values from the Block's stack of them) read as parts[i] itself: no Split and copy of what was just
-    stacked. The stack stays for what else reads it (the present output)."""
-    graph = proto.graph
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    producers = {o: n for n in graph.node for o in n.output}
-    attr = lambda node, name, default: next(  # noqa: E731
-        (helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-    renamed: dict[str, str] = {}
-    for node in graph.node:
-        source = producers.get(node.input[0]) if node.op_type == "Gather" else None
-        index = values.get(node.input[1]) if source is not None else None
-        if index is None or index.ndim != 0 or attr(node, "axis", 0) != 0 or source.op_type != "Concat" \
-                or attr(source, "axis", None) != 0:
-            continue
-        parts = [producers.get(name) for name in source.input]
-        if all(p is not None and p.op_type == "Unsqueeze" and len(p.input) == 2 and p.input[1] in values
-               and values[p.input[1]].tolist() == [0] for p in parts):
-            renamed[node.output[0]] = parts[int(index)].input[0]
-    outputs = {o.name for o in graph.output}
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renamed and name not in outputs:
-                node.input[i] = renamed[name]
-    _drop_unused(proto)
-    return proto
-
-
-_KEYS = "P + S + T"
-
-
-class _Dims(dict):
-    """The symbolic shape inference's table of dims, told that the mask's last one is P + S + T (the shared, past
-    and new keys): given as one more input symbol, it would see no relation between them."""
-
-    def __setitem__(self, name, value):
-        if name == _KEYS:
-            import sympy
-
-            P, S, T = (sympy.Symbol(s, integer=True, positive=True) for s in "PST")  # as it makes input symbols
-            value = P + S + T
-        super().__setitem__(name, value)
-
-
 def quantize(proto: onnx.ModelProto, bits: int) -> onnx.ModelProto:
-    """Every MatMul on a constant weight (all of them: the attention's MatMuls multiply activations) to
-    MatMulNBits: blocks of BLOCK[bits], accuracy_level 4 (int8 products: 8-bit has no fast kernel otherwise)."""
+    """Every MatMul on a weight (all of them: attention multiplies activations inside its own op) to MatMulNBits:
+    blocks of BLOCK[bits], accuracy_level 4 (int8 products: the fast kernels); then each bias added after one given
+    to it as its bias input."""
     import logging
 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=BLOCK[bits], is_symmetric=SYMMETRIC[bits], accuracy_level=4,
-                                     op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=BLOCK[bits], is_symmetric=SYMMETRIC[bits],
+                                     accuracy_level=4, op_types_to_quantize=("MatMul",))
     quantizer.process()
-    return quantizer.model.model
+    return _biases_inside(quantizer.model.model)
+
+
+def _biases_inside(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Add(MatMulNBits(x), bias) as MatMulNBits(x, bias=bias): one node, no pass over its output."""
+    graph = proto.graph
+    weights = {w.name for w in graph.initializer}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    dropped = set()
+    for node in graph.node:
+        if node.op_type != "MatMulNBits" or len(readers.get(node.output[0], [])) != 1:
+            continue
+        add = readers[node.output[0]][0]
+        if add.op_type != "Add" or add.input[0] != node.output[0] or add.input[1] not in weights:
+            continue
+        inputs = list(node.input) + [""] * (6 - len(node.input))
+        inputs[5] = add.input[1]
+        del node.input[:]
+        node.input.extend(inputs)
+        node.output[0] = add.output[0]
+        dropped.add(add.name)
+    kept = [n for n in graph.node if n.name not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return proto
 
 
 def optimise(source: Path, target: Path) -> None:
-    """ONNX Runtime's own graph optimisation (all levels: fusions, constant folding, its CPU layouts), saved, with
-    the weights in DATA beside the graph."""
+    """ONNX Runtime's own graph optimisation, saved, with the weights in DATA beside the graph."""
     import onnxruntime as ort
 
     options = session_options(1)

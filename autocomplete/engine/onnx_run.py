@@ -1,20 +1,23 @@
 """The exported graph on ONNX Runtime, CPU only, with numpy and onnxruntime alone (no torch: importing it costs
-seconds of every shell call). The graph's interface (autocomplete.engine.onnx_export writes it):
+seconds of every shell call). The graph's interface (autocomplete.engine.onnx_export writes it), one sequence:
 
-inputs   input_ids int64 [B, T]; positions int64 [B, T] (absolute positions of the new tokens);
-         mask bool [B, T, P + S + T] (True: this new token may attend that key; keys are shared, past, new);
-         shared.{layer}.key, shared.{layer}.value float32 [1, H_kv, P, D] (what every row reads, broadcast over B);
-         past.{layer}.key, past.{layer}.value float32 [B, H_kv, S, D] (each row's own, after the shared ones)
-outputs  logits float32 [B, V] (each row's last position); present float32 [L, 2, B, H_kv, T, D] (the new tokens'
-         keys and values, for the caller to append)
+inputs   input_ids int64 [1, T]: the new tokens; position_ids int64 [1, T]: their positions in the text;
+         attention_bias float32 [1, 1, T, K]: 0 where a new token may read a key, -inf where not (K = total keys, the
+         new tokens' own included; each new token also reads only keys before it: attention is causal);
+         seqlens_k int32 [1]: K - 1; total_sequence_length int32 []: K;
+         logits_at int64 [N]: which of the T new tokens to give logits for;
+         past.{layer}.key, past.{layer}.value float32 [1, H_kv, C, D]: the cache buffer, K <= C, its first K - T
+         positions filled
+outputs  logits float32 [1, N, V]; present.{layer}.key, .value: the same buffers, the new tokens' keys and values
+         written at positions K - T ... K - 1
 
-run() takes the keys and values stacked, [L, 2, 1 or B, H_kv, P or S, D], and gives the graph each layer's as a
-view of that array: one input of them all made the graph split it, a copy of every key and value each call
-(3.5 ms of a 28 ms call on SmolLM2-135M with 150 keys).
+A Buffer binds its arrays as both past and present, so GroupQueryAttention appends in place: a step copies no
+key or value. Several states may read one buffer (autocomplete.engine.onnx_engine says how).
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +25,19 @@ import onnxruntime as ort
 
 from onnxruntime.capi import onnxruntime_pybind11_state as _state
 
-TOKENS = ("input_ids", "positions", "mask")
+TOKENS = ("input_ids", "position_ids", "attention_bias", "seqlens_k", "total_sequence_length")
+LOGITS_AT = "logits_at"
+OUTPUTS = ("logits",)
 
 
-def inputs(layers: int) -> list[str]:
-    """The graph's input names, in order."""
-    return [*TOKENS, *(f"{which}.{layer}.{part}" for which in ("shared", "past") for layer in range(layers)
-                       for part in ("key", "value"))]
+def kv_names(layer: int, which: str) -> tuple[str, str]:
+    """The graph's names of one layer's keys and values: which is "past" (inputs) or "present" (outputs)."""
+    return f"{which}.{layer}.key", f"{which}.{layer}.value"
 
 
 # What ONNX Runtime raises on a graph it can't load (a torn or foreign file): not subclasses of one another.
 LOAD_ERRORS = (_state.InvalidProtobuf, _state.InvalidGraph, _state.Fail, _state.NoSuchFile, _state.InvalidArgument,
                _state.RuntimeException, _state.NotImplemented)
-OUTPUTS = ("logits", "present")
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -42,9 +45,6 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # The pool spins between the graph's ops rather than sleeping after each (SmolLM2-135M has 1,361): a forward of
-    # 8 rows took 58 ms against 68 (the AMX Xeon, numpy work between forwards as in a search). After a call it
-    # spins on briefly, then sleeps: 0.06 CPU-seconds in the idle second after one, while the user types.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about the (deliberately) hardware-specific saved graph are noise
@@ -52,33 +52,65 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 
 def open_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A session on the graph as exported, already optimised then: no pass runs again (ENABLE_ALL again took 0.3 s
-    more to open SmolLM2-135M int8 and decoded no faster)."""
+    """A session on the graph as exported, already optimised then: no pass runs again."""
     options = session_options(threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def run(session: ort.InferenceSession, input_ids: np.ndarray, positions: np.ndarray, mask: np.ndarray,
-        shared: np.ndarray, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(logits [B, V], present [L, 2, B, H_kv, T, D]) for the new tokens; shared [L, 2, 1, H_kv, P, D] and past
-    [L, 2, B, H_kv, S, D] stacked. Arrays of the right dtypes, C-contiguous, go in without a copy (session.run
-    wraps them); IO binding with OrtValues measured no faster (within noise) on SmolLM2-135M at S = 250."""
-    feeds = {"input_ids": _as(input_ids, np.int64), "positions": _as(positions, np.int64),
-             "mask": _as(mask, np.bool_)}
-    for which, stacked in (("shared", _as(shared, np.float32)), ("past", _as(past, np.float32))):
-        for layer, (key, value) in enumerate(stacked):  # views: contiguous, as their stack is
-            feeds[f"{which}.{layer}.key"], feeds[f"{which}.{layer}.value"] = key, value
-    logits, present = session.run(OUTPUTS, feeds)
-    return logits, present
-
-
 def kv_shape(session: ort.InferenceSession) -> tuple[int, int, int, int]:
-    """(layers, 2, key/value heads, head dim): the stacked keys and values' shape but for rows and positions."""
+    """(layers, 2, key/value heads, head dim): a buffer's shape but for rows and positions."""
     _, H, _, D = next(i.shape for i in session.get_inputs() if i.name == "past.0.key")
     layers = sum(i.name.startswith("past.") for i in session.get_inputs()) // 2
     return layers, 2, int(H), int(D)
 
 
-def _as(array: np.ndarray, dtype) -> np.ndarray:
-    return np.ascontiguousarray(array, dtype=dtype)
+class Buffer:
+    """Keys and values [layers, 2, 1, H_kv, capacity, D], bound as the graph's past and present. `used`: how many
+    positions hold keys (whoever wrote them); a state that ends there may append in place."""
+
+    def __init__(self, session: ort.InferenceSession, kv_shape: tuple[int, int, int, int], capacity: int):
+        L, two, H, D = kv_shape
+        self.session, self.used = session, 0
+        self.kv = np.empty((L, two, 1, H, max(1, capacity), D), dtype=np.float32)
+        self.lock = threading.Lock()  # one run at a time: a run appends at `used`
+        self._binding = session.io_binding()
+        self._bind()
+
+    @property
+    def capacity(self) -> int:
+        return self.kv.shape[4]
+
+    def _bind(self) -> None:
+        for layer in range(self.kv.shape[0]):
+            for part, (past, present) in enumerate(zip(kv_names(layer, "past"), kv_names(layer, "present"))):
+                view = self.kv[layer, part]
+                self._binding.bind_input(past, "cpu", 0, np.float32, view.shape, view.ctypes.data)
+                self._binding.bind_output(present, "cpu", 0, np.float32, view.shape, view.ctypes.data)
+
+    def reserve(self, needed: int) -> None:
+        """Room for `needed` positions: grown (doubling) by a copy of what is filled, never shrunk."""
+        if needed > self.capacity:
+            grown = np.empty((*self.kv.shape[:4], max(needed, 2 * self.capacity), self.kv.shape[5]), np.float32)
+            grown[:, :, :, :, : self.used] = self.kv[:, :, :, :, : self.used]
+            self.kv = grown
+            self._bind()
+
+    def run(self, ids: np.ndarray, positions: np.ndarray, bias: np.ndarray, logits_at: np.ndarray) -> np.ndarray:
+        """Read ids [T] (at positions [T], seeing what bias [T, K] leaves each) appended at `used` = K - T: the
+        logits [N, V] at logits_at. The caller holds the lock and has reserved room."""
+        T, K = bias.shape
+        assert K == self.used + T <= self.capacity
+        binding = self._binding
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids, dtype=np.int64).reshape(1, T))
+        binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64).reshape(1, T))
+        binding.bind_cpu_input("attention_bias", np.ascontiguousarray(bias, dtype=np.float32).reshape(1, 1, T, K))
+        binding.bind_cpu_input("seqlens_k", np.array([K - 1], dtype=np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.array(K, dtype=np.int32))
+        binding.bind_cpu_input(LOGITS_AT, np.ascontiguousarray(logits_at, dtype=np.int64))
+        vocab = self.session.get_outputs()[0].shape[2]
+        logits = np.empty((1, len(logits_at), vocab), dtype=np.float32)
+        binding.bind_output("logits", "cpu", 0, np.float32, logits.shape, logits.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        self.used = K
+        return logits[0]

@@ -15,8 +15,8 @@ list's probabilities are the same to five digits, its order the same but for tie
 
 Memory: the least recently used roots go once all of them hold more than BUDGET bytes (keys and values, logits,
 what memo() kept: each value's `nbytes` if it says, else sys.getsizeof); within the one left, its least recently
-used rows (their logits, keys and values: a child keeps its own copy of its parent's, and a row dropped is read
-again if asked for).
+used rows (their logits, and their keys and values where the engine's tree can drop them alone; a row dropped is
+read again if asked for).
 """
 
 from __future__ import annotations
@@ -39,24 +39,26 @@ class Remembered:
     """A Tree whose rows' logits are kept: a row asked for again is not read again. memo() keeps what the text layer
     works out from a row (a search's digest of it) beside it, dropped with it."""
 
-    def __init__(self, tree, per_token: int):
-        self.tree, self.per_token = tree, per_token
+    def __init__(self, tree):
+        self.tree = tree
         self.logits: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self.memos: dict[tuple[int, ...], dict] = {}
-        self.nbytes = 0
+        self.kept = 0  # bytes of logits and memos
+
+    @property
+    def nbytes(self) -> int:
+        return self.kept + self.tree.nbytes
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         missing = [c for c in dict.fromkeys(continuations) if c not in self.logits]
-        kv = getattr(self.tree, "kv", None)  # a tree that keeps rows' keys and values needs a row's parent's
-        if kv is not None:
-            parents = [c[:-1] for c in missing if c[:-1] not in kv]
-            if parents:  # dropped: read again, first (a row is read after its parent's keys and values)
-                self.next_logits(list(dict.fromkeys(parents)))
-                missing = [c for c in missing if c not in self.logits]
+        parents = [c[:-1] for c in missing if not self.tree.holds(c[:-1])]
+        if parents:  # dropped: read again, first (a row is read after its parent's keys and values)
+            self.next_logits(list(dict.fromkeys(parents)))
+            missing = [c for c in missing if c not in self.logits]
         if missing:
             for c, row in zip(missing, self.tree.next_logits(missing)):
                 self.logits[c] = row
-                self.nbytes += self.per_token * len(c) + row.nbytes  # its keys and values, its logits
+                self.kept += row.nbytes
         for c in continuations:
             self.logits.move_to_end(c)
         return np.stack([self.logits[c] for c in continuations])
@@ -73,18 +75,15 @@ class Remembered:
         if todo:
             for (c, k), row in zip(todo, self.next_logits([c for c, _ in todo])):
                 value = self.memos.setdefault(c, {})[k] = compute(row, k)
-                self.nbytes += _size(value)
+                self.kept += _size(value)
         for c in continuations:
             self.logits.move_to_end(c)
         return [self.memos[c][k] for c, k in zip(continuations, keys)]
 
     def drop_oldest(self) -> None:
         c, row = self.logits.popitem(last=False)
-        self.nbytes -= sum(_size(value) for value in self.memos.pop(c, {}).values())
-        kv = getattr(self.tree, "kv", None)
-        if kv is not None and c:
-            kv.pop(c, None)
-        self.nbytes -= self.per_token * len(c) + row.nbytes
+        self.kept -= sum(_size(value) for value in self.memos.pop(c, {}).values()) + row.nbytes
+        self.tree.drop(c)
 
 
 class Within:
@@ -107,7 +106,6 @@ class Within:
 class Root:
     def __init__(self, engine, logits: np.ndarray, state):
         self.logits, self.state = logits, state
-        self.per_token = engine.nbytes(state) // max(1, engine.length(state))
         self._engine, self._tree, self._memos = engine, None, {}
 
     def holds(self, continuation: tuple[int, ...]) -> bool:
@@ -117,7 +115,7 @@ class Root:
     @property
     def tree(self) -> Remembered:
         if self._tree is None:
-            self._tree = Remembered(self._engine.tree(self.state), self.per_token)
+            self._tree = Remembered(self._engine.tree(self.state))
         return self._tree
 
     def memo(self, key: Hashable, compute: Callable[[np.ndarray, Hashable], object]):

@@ -92,6 +92,10 @@ def _numpy(logits: torch.Tensor) -> np.ndarray:
     return logits.float().cpu().numpy()
 
 
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.element_size() * tensor.numel()
+
+
 class Tree:
     """The keys and values of every prefix the search has expanded, for our compact models: a new prefix is its
     parent plus one token, so a forward reads one token per row instead of the whole continuation again."""
@@ -100,6 +104,14 @@ class Tree:
         self.model = model
         self.prompt = prompt_cache  # the frame and the prompt, shared by every row
         self.kv: dict[tuple[int, ...], torch.Tensor] = {(): prompt_cache.kv[:, :, :, :, :0]}  # [layers, 2, 1, H, n, D]
+        self.nbytes = 0
+
+    def holds(self, continuation: tuple[int, ...]) -> bool:
+        return continuation in self.kv
+
+    def drop(self, continuation: tuple[int, ...]) -> None:
+        if continuation and continuation in self.kv:
+            self.nbytes -= _nbytes(self.kv.pop(continuation))
 
     @torch.inference_mode()
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
@@ -120,7 +132,9 @@ class Tree:
         positions = torch.tensor([[n + len(c) - 1] for c in continuations], device=cache.kv.device)
         logits = self.model(input_ids=tokens, cache=cache, positions=positions, attn_mask=mask).logits[:, -1]
         for row, (c, kv) in enumerate(zip(continuations, own)):
+            self.drop(c)  # asked for again: read again
             self.kv[c] = torch.cat((kv, cache.kv[:, :, row:row + 1, :, width:width + 1]), dim=4)
+            self.nbytes += _nbytes(self.kv[c])
         return _numpy(logits)
 
 
@@ -129,8 +143,16 @@ class Batches:
     shared prompt cache, right-padded (causal attention never lets a real token see the padding after it), read at
     its own last position."""
 
+    nbytes = 0  # each batch reads its rows whole: none kept
+
     def __init__(self, model, prompt_cache):
         self.model, self.prompt = model, prompt_cache
+
+    def holds(self, continuation: tuple[int, ...]) -> bool:
+        return True
+
+    def drop(self, continuation: tuple[int, ...]) -> None:
+        pass
 
     @torch.inference_mode()
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:

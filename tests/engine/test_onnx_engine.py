@@ -35,7 +35,8 @@ def test_auto_picks_onnx_on_the_cpu_for_gpt2_and_llama_and_torch_otherwise(tiny_
 @pytest.mark.parametrize("torn", ["model.onnx", "model.data"])
 def test_the_export_is_kept_and_a_torn_one_is_made_again(tiny_dir, tmp_path, monkeypatch, torn):
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
-    first = onnx_engine.load(tiny_dir, "fp32", "tiny")
+    ids = [5, 9, 12]
+    first = onnx_engine.load(tiny_dir, "fp32", "tiny").read(ids)[0]  # read now: the session maps the file torn below
     (graph,) = (tmp_path / "onnx").glob("*/model.onnx")
     assert graph.stat().st_mode & 0o077 == 0
     stamp = graph.stat().st_mtime_ns
@@ -46,8 +47,7 @@ def test_the_export_is_kept_and_a_torn_one_is_made_again(tiny_dir, tmp_path, mon
     damaged.write_bytes(damaged.read_bytes()[: size // 2])
     again = onnx_engine.load(tiny_dir, "fp32", "tiny")
     assert damaged.stat().st_size == size
-    ids = [5, 9, 12]
-    assert np.array_equal(again.read(ids)[0], first.read(ids)[0])
+    assert np.array_equal(again.read(ids)[0], first)
 
 
 def test_a_bad_thread_count_is_said_before_anything_is_exported(tiny_dir, tmp_path, monkeypatch):
@@ -83,15 +83,44 @@ def test_a_cold_call_imports_no_torch(cli, env, tiny_dir):
     assert not {name for name in imported if name.split(".")[0] in ("torch", "transformers")}
 
 
-def test_tokens_added_one_at_a_time_past_a_fold_read_as_the_whole_text(tiny_dir, tmp_path, monkeypatch):
-    """extend() moves its tokens into the shared keys every Rows.FOLD tokens: the logits stay those of reading
-    the whole text at once."""
+def test_states_share_a_buffer_and_never_change_what_they_read(tiny_dir, tmp_path, monkeypatch):
+    """A state appends in place where it ends its buffer's written part (a completion's tokens, the search's rows)
+    and moves to a copy where another wrote past it: every state reads as the whole text read at once would, and
+    one read after stays as it was."""
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
     engine = onnx_engine.load(tiny_dir, "fp32", "tiny")
-    ids = np.random.default_rng(0).integers(0, 300, 60).tolist()
-    assert len(ids) - 4 > onnx_engine.Rows.FOLD
-    _, state = engine.read(ids[:4], room=8)
-    for token in ids[4:-1]:
-        engine.extend(state, token)
-    assert engine.length(state) == len(ids) - 1 and state.n < onnx_engine.Rows.FOLD  # folded on the way
-    np.testing.assert_allclose(engine.extend(state, ids[-1]), engine.read(ids)[0], atol=1e-4, rtol=0)
+    ids = np.random.default_rng(0).integers(0, 300, 40).tolist()
+
+    def whole(tokens):
+        return engine.read(tokens)[0]
+
+    _, frame = engine.read(ids[:10])
+    first, a = engine.read(ids[10:12], after=frame)
+    _, b = engine.read(ids[10:11], after=frame)
+    assert frame.length == 10 and a.buffer is not frame.buffer  # read after: a copy, the frame as it was
+    for token in ids[12:12 + engine.SLACK // 8]:
+        engine.extend(a, token)  # in place
+    np.testing.assert_allclose(first, whole(ids[:12]), atol=1e-4, rtol=0)
+    tree = engine.tree(b)
+    rows = tree.next_logits([(ids[11],), (ids[20],)])
+    assert tree.cursor.buffer is b.buffer  # the rows went in place after b
+    np.testing.assert_allclose(rows[0], whole(ids[:12]), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(rows[1], whole(ids[:11] + [ids[20]]), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(engine.extend(b, ids[11]), whole(ids[:12]), atol=1e-4, rtol=0)  # b moved
+    assert b.buffer is not tree.cursor.buffer
+    deeper = tree.next_logits([(ids[11], ids[12])])[0]  # the tree goes on where it was
+    np.testing.assert_allclose(deeper, whole(ids[:13]), atol=1e-4, rtol=0)
+    long = ids[:10] + ids[10:12] + ids[12:12 + engine.SLACK // 8]
+    np.testing.assert_allclose(engine.extend(a, 7), whole(long + [7]), atol=1e-4, rtol=0)
+
+
+def test_a_prompt_is_read_in_chunks_with_one_row_of_logits(tiny_dir, tmp_path, monkeypatch):
+    """A prompt longer than CHUNK reads as a whole (the tiny model's 64-token window stands in: CHUNK made small)."""
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    engine = onnx_engine.load(tiny_dir, "fp32", "tiny")
+    ids = np.random.default_rng(1).integers(0, 300, 50).tolist()
+    whole = engine.read(ids)[0]
+    monkeypatch.setattr(onnx_engine.OnnxEngine, "CHUNK", 8)
+    chunked, state = engine.read(ids)
+    assert chunked.shape == whole.shape and state.length == 50
+    np.testing.assert_allclose(chunked, whole, atol=1e-4, rtol=0)

@@ -30,7 +30,7 @@ class Counting:
                 outer.rows += len(continuations)
                 return tree.next_logits(continuations)
 
-            def __getattr__(self, name):  # its rows' keys and values (kv), where the engine keeps them
+            def __getattr__(self, name):  # what it holds (holds, drop, nbytes)
                 return getattr(tree, name)
 
         return Tree()

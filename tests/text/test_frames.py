@@ -60,7 +60,7 @@ def test_the_frame_is_computed_once_per_model(tiny, monkeypatch):
 
 def _storage(state) -> int:
     """Where a state's own keys and values live (either engine's)."""
-    kv = state.kv
+    kv = state.buffer.kv if hasattr(state, "buffer") else state.kv
     return kv.data_ptr() if hasattr(kv, "data_ptr") else kv.ctypes.data
 
 

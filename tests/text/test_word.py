@@ -74,8 +74,9 @@ class BigramEngine:
 
     def tree(self, state):
         engine = self
-        return SimpleNamespace(next_logits=lambda continuations: np.stack(
-            [engine._after(list(state) + list(c)) for c in continuations]))
+        return SimpleNamespace(nbytes=0, holds=lambda c: True, drop=lambda c: None,  # each row read whole
+                               next_logits=lambda continuations: np.stack(
+                                   [engine._after(list(state) + list(c)) for c in continuations]))
 
 
 def bigram_lm():
