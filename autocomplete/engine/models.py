@@ -176,8 +176,8 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
 
 def resolved_precision(precision: str, engine: str) -> str:
     """What --precision auto means on an engine: int8 on ONNX Runtime, where it is as faithful as llama.cpp's Q8_0
-    (blocks of 16, each its own scale) and decodes faster than fp32 (README, Benchmark); fp32 on torch, where int8
-    is fbgemm's, less faithful (7-bit activations without VNNI), and CPU-only."""
+    (autocomplete.engine.onnx_export.BLOCK) and decodes faster than fp32 (README, "Precision"); fp32 on torch, where
+    int8 is fbgemm's, less faithful (7-bit activations without VNNI), and CPU-only."""
     if precision != "auto":
         return precision
     return "int8" if engine == "onnx" else "fp32"

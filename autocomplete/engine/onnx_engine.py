@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from autocomplete.engine.onnx_run import Buffer
 
 # A new graph interface or export recipe: exports made before it are made again.
-EXPORT_FORMAT = "onnx-export-5"
-PRECISIONS = {"fp32": "fp32", "int8": "int8"}  # ours -> the exporter's
+EXPORT_FORMAT = "onnx-export-7"
+PRECISIONS = {"fp32": "fp32", "int8": "int8", "int4": "int4"}  # ours -> the exporter's (int4: the benchmark's)
 
 
 def chosen(engine: str, directory: Path, device: str) -> bool:
@@ -102,7 +103,9 @@ _EXPORTS_KEPT = 6  # models x precisions in use; one dropped is only exported ag
 class State:
     """What was read: the first `length` positions of a Buffer. Those positions never change (a buffer is only
     appended to), so states share buffers: a state that ends where its buffer's written part ends appends in place
-    (extend(), a Tree); any other copies its positions into a buffer of its own first (moves)."""
+    (a completion, a Tree); any other copies its positions into a buffer of its own first (moves). A Tree's rows
+    written after a state give way to the state (the tree reads them again where it is asked for them again), so a
+    completion after a search copies nothing."""
 
     def __init__(self, buffer: Buffer, length: int):
         self.buffer, self.length = buffer, length
@@ -113,14 +116,17 @@ class OnnxEngine:
     device = "cpu"
     CHUNK = 256  # a prompt is read this many tokens a run: bounded memory (attention's [T, keys] scores a layer)
     SLACK = 256  # positions a new buffer has beyond what is asked (unwritten memory costs nothing until used)
+    # Reading after a state this long appends in its buffer where it can (a copy costs more than the memory it
+    # saves); after a shorter one (a frame, kept for every request) into a copy, which leaves its buffer as it is.
+    SHARE = 1024
 
     def __init__(self, session, precision: str):
         from autocomplete.engine import onnx_run  # loads onnxruntime
 
         self.session, self.precision, self._new = session, precision, onnx_run.Buffer
-        self.kv_shape = onnx_run.kv_shape(session)
+        self.kv_shape, self.max_keys = onnx_run.kv_shape(session), onnx_run.max_keys(session)
         L, two, H, D = self.kv_shape
-        self.per_token = L * two * H * D * 4
+        self.per_token = L * two * H * D * 4  # float32
         self.identity = repr((self.name, EXPORT_FORMAT, precision))
 
     def _buffer(self, after: State | None, needed: int) -> Buffer:
@@ -138,7 +144,7 @@ class OnnxEngine:
         while True:
             buffer = state.buffer
             with buffer.lock:
-                if buffer.used == state.length:
+                if buffer.ends_at(state.length):
                     buffer.reserve(state.length + T)
                     logits = buffer.run(np.asarray(ids), positions, bias, logits_at)
                     state.length += T
@@ -146,10 +152,14 @@ class OnnxEngine:
             state.buffer = self._buffer(state, state.length + T)
 
     def read(self, ids: list[int], after: State | None = None, room: int = 0):
-        """Read after a copy of `after`'s positions (a frame is read after by every completion: it stays as it is),
-        CHUNK tokens a run, the logits of the last only."""
+        """Read after `after` (left as it is), CHUNK tokens a run, the logits of the last only."""
         start = after.length if after is not None else 0
-        state = State(self._buffer(after, start + len(ids) + room), start)
+        if after is not None and start >= self.SHARE:
+            state = State(after.buffer, start)
+            with after.buffer.lock:
+                after.buffer.reserve(start + len(ids) + room)
+        else:
+            state = State(self._buffer(after, start + len(ids) + room), start)
         logits = None
         for i in range(0, len(ids), self.CHUNK):
             chunk = ids[i:i + self.CHUNK]
@@ -199,6 +209,7 @@ class Tree:
         self.engine, self.start = engine, state.length
         self.cursor = State(state.buffer, state.length)  # the base's positions, then every row read
         self.at: dict[tuple[int, ...], int] = {}  # a row's position in the buffer
+        self._lock = threading.Lock()  # a step, or the rows giving way (evict)
 
     @property
     def nbytes(self) -> int:
@@ -210,7 +221,26 @@ class Tree:
     def drop(self, continuation: tuple[int, ...]) -> None:
         pass  # a position in the sequence stays (later rows may read it)
 
+    def evict(self) -> bool:
+        """The rows written after the base given up, if no step is under way (the buffer's lock is held)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self.at.clear()
+        self.cursor.length = self.start
+        self._lock.release()
+        return True
+
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
+        with self._lock:
+            limit = self.engine.max_keys
+            if limit is not None and self.cursor.length + len(continuations) > limit:
+                self._restart()
+            forgotten = {c[:i] for c in continuations for i in range(1, len(c)) if c[:i] not in self.at}
+            for depth in sorted({len(c) for c in forgotten}):  # given up: read again, parents first
+                self._read([c for c in forgotten if len(c) == depth])
+            return self._read(continuations)
+
+    def _read(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         B, n, P = len(continuations), self.cursor.length, self.start
         bias = np.full((B, n + B), -np.inf, dtype=np.float32)
         bias[:, :P] = 0.0
@@ -219,6 +249,14 @@ class Tree:
             bias[row, n + row] = 0.0
         positions = np.array([P + len(c) - 1 for c in continuations])
         logits = self.engine._append(self.cursor, [c[-1] for c in continuations], positions, bias, np.arange(B))
+        if n == P:  # the first rows after the base: they give way to it (a completion after the search)
+            self.cursor.buffer.tail = self
         for row, c in enumerate(continuations):
             self.at[c] = n + row
         return logits
+
+    def _restart(self) -> None:
+        """The rows forgotten and the sequence begun again after the base, in a buffer of its own: its keys would
+        pass what the graph can index (the rotary tables' rows)."""
+        self.cursor = State(self.engine._buffer(State(self.cursor.buffer, self.start), self.start), self.start)
+        self.at.clear()

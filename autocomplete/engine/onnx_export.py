@@ -22,15 +22,19 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from autocomplete.engine.onnx_run import LOGITS_AT, OUTPUTS, TOKENS, kv_names, session_options
+from autocomplete.engine.onnx_run import LOGITS_AT, MAX_KEYS, OUTPUTS, TOKENS, kv_names, session_options
 
 PRECISIONS = ("fp32", "int8", "int4")
-# Weights quantized in blocks along the input, each its own scale (see bench/faithfulness.txt and the README's
-# "Precision" for the figures behind these).
+# Weights quantized in blocks along the input, each block its own scale and zero point (asymmetric: as faithful,
+# and faster on ONNX Runtime's kernels); 8-bit in llama.cpp Q8_0's blocks of 32, but the product into q, k and v in
+# blocks of 16, the one that makes the int8 model as faithful as Q8_0 for the least time (README, "Precision").
 BLOCK = {8: 32, 4: 32}
-SYMMETRIC = {8: True, 4: False}
+FINER = {8: ("qkv",)}  # products (by the last part of their name) quantized in blocks of FINER_BLOCK
+FINER_BLOCK = 16
+SYMMETRIC = False
 OPSET = 21
 DATA = "model.data"  # the weights, beside model.onnx
+WINDOWS = 2
 MS = "com.microsoft"  # ONNX Runtime's contrib ops
 
 
@@ -41,6 +45,7 @@ class Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.weights: list[onnx.TensorProto] = []
         self._names: dict[str, int] = {}
+        self.max_keys: int | None = None  # the keys a run may read, where the graph bounds them
 
     def name(self, base: str) -> str:
         count = self._names[base] = self._names.get(base, -1) + 1
@@ -88,9 +93,13 @@ def attention(g: Graph, qkv: str, layer: int, heads: int, kv_heads: int, rotary:
 
 
 def llama(model: nn.Module, g: Graph) -> str:
-    """The hidden states after the last layer's residual, before the final norm's output: returns the normed states."""
+    """The final norm's output [1, T, dim]."""
     eps = model.norm.eps
-    cos, sin = model.turns_real.unbind(-1)  # [positions, d/2]: the rotations Block.attention_inputs applies
+    # [positions, d/2]: the rotations Block.attention_inputs applies, indexed by position_ids. GroupQueryAttention
+    # also wants a row per key read (total_sequence_length), and a search's rows follow the text in the sequence:
+    # rows past the window, never indexed, let a run read WINDOWS times the window's keys.
+    cos, sin = (torch.cat((t, t.new_zeros(((WINDOWS - 1) * len(t), t.shape[1])))) for t in model.turns_real.unbind(-1))
+    g.max_keys = len(cos)
     rotary = (g.weight("cos_cache", cos), g.weight("sin_cache", sin))
     x = g.op("Gather", [g.weight("embed_tokens", model.embed_tokens.weight), "input_ids"], "embed")[0]
     residual, update = x, None
@@ -108,9 +117,9 @@ def llama(model: nn.Module, g: Graph) -> str:
         h, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
                                  [residual, update, g.weight(f"layers.{i}.post_norm", block.post_attention_layernorm.weight)],
                                  f"layers.{i}.post_norm", outputs=4, domain=MS, epsilon=eps)
-        gate_weight, up_weight = block.gate_up.weight.chunk(2, dim=0)
-        gate = g.op("MatMul", [h, g.weight(f"layers.{i}.gate.weight", gate_weight.t())], f"layers.{i}.gate")[0]
-        up = g.op("MatMul", [h, g.weight(f"layers.{i}.up.weight", up_weight.t())], f"layers.{i}.up")[0]
+        # one product for gate and up, split after: two took 15% longer a token (a fixed cost per product)
+        gate, up = g.op("Split", [g.matmul(h, block.gate_up, f"layers.{i}.gate_up")], f"layers.{i}.split", outputs=2,
+                        axis=-1, num_outputs=2)
         silu = g.op("Mul", [gate, g.op("Sigmoid", [gate], f"layers.{i}.sigmoid")[0]], f"layers.{i}.silu")[0]
         update = g.matmul(g.op("Mul", [silu, up], f"layers.{i}.swiglu")[0], block.down_proj, f"layers.{i}.down")
     return g.op("SkipSimplifiedLayerNormalization", [residual, update, g.weight("norm", model.norm.weight)], "norm",
@@ -132,15 +141,16 @@ def gpt2(model: nn.Module, g: Graph) -> str:
                                  domain=MS, epsilon=ln.eps)
         return h
 
-    for i, block in enumerate(model.h):
-        qkv = g.matmul(norm(block.ln_1, f"h.{i}.ln_1"), block.c_attn, f"h.{i}.c_attn")
+    for i, block in enumerate(model.h):  # products named by role, as Llama's: qkv, o_proj, up, down
+        qkv = g.matmul(norm(block.ln_1, f"layers.{i}.ln_1"), block.c_attn, f"layers.{i}.qkv")
         y = attention(g, qkv, i, block.n_head, block.n_head, None, block.scale)
-        update = g.matmul(y, block.attn_proj, f"h.{i}.attn_proj", bias=False)
-        bias = g.weight(f"h.{i}.attn_proj.bias", block.attn_proj.bias)
-        fc = g.matmul(norm(block.ln_2, f"h.{i}.ln_2"), block.c_fc, f"h.{i}.c_fc", bias=False)
-        gelu = g.op("FastGelu", [fc, g.weight(f"h.{i}.c_fc.bias", block.c_fc.bias)], f"h.{i}.gelu", domain=MS)[0]
-        update = g.matmul(gelu, block.mlp_proj, f"h.{i}.mlp_proj", bias=False)
-        bias = g.weight(f"h.{i}.mlp_proj.bias", block.mlp_proj.bias)
+        update = g.matmul(y, block.attn_proj, f"layers.{i}.o_proj", bias=False)
+        bias = g.weight(f"layers.{i}.o_proj.bias", block.attn_proj.bias)
+        up = g.matmul(norm(block.ln_2, f"layers.{i}.ln_2"), block.c_fc, f"layers.{i}.up", bias=False)
+        gelu = g.op("FastGelu", [up, g.weight(f"layers.{i}.up.bias", block.c_fc.bias)], f"layers.{i}.gelu",
+                    domain=MS)[0]
+        update = g.matmul(gelu, block.mlp_proj, f"layers.{i}.down", bias=False)
+        bias = g.weight(f"layers.{i}.down.bias", block.mlp_proj.bias)
     return norm(model.ln_f, "ln_f")
 
 
@@ -155,7 +165,8 @@ def shapes(model: nn.Module) -> tuple[int, int, int]:
 
 
 def to_onnx(model: nn.Module) -> onnx.ModelProto:
-    """The fp32 graph of the interface onnx_run describes."""
+    """The fp32 graph of the interface onnx_run describes (keys and values float32 at every precision: GroupQuery-
+    Attention on the CPU has no float16 cache for float32 queries, ONNX Runtime would cast every buffer each run)."""
     g = Graph()
     with torch.no_grad():
         normed = ARCHITECTURES[type(model).__name__](model, g)
@@ -174,10 +185,13 @@ def to_onnx(model: nn.Module) -> onnx.ModelProto:
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "N", model.config["vocab_size"]])]
     for layer in range(L):
         inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, buffer) for name in kv_names(layer, "past")]
-        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, buffer) for name in kv_names(layer, "present")]
+        outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, buffer)
+                    for name in kv_names(layer, "present")]
     graph = helper.make_graph(g.nodes, "autocomplete", inputs, outputs, g.weights)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
                               producer_name="autocomplete")
+    if g.max_keys is not None:
+        helper.set_model_props(proto, {MAX_KEYS: str(g.max_keys)})
     assert [o.name for o in proto.graph.output][:1] == list(OUTPUTS)
     return proto
 
@@ -207,17 +221,23 @@ def export(model: nn.Module, out_dir: Path, precision: str) -> Path:
 
 def quantize(proto: onnx.ModelProto, bits: int) -> onnx.ModelProto:
     """Every MatMul on a weight (all of them: attention multiplies activations inside its own op) to MatMulNBits:
-    blocks of BLOCK[bits], accuracy_level 4 (int8 products: the fast kernels); then each bias added after one given
-    to it as its bias input."""
+    blocks of BLOCK[bits] (FINER's in blocks of FINER_BLOCK), accuracy_level 4 (int8 products: the fast kernels);
+    then each bias added after one given to it as its bias input."""
     import logging
 
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=BLOCK[bits], is_symmetric=SYMMETRIC[bits],
-                                     accuracy_level=4, op_types_to_quantize=("MatMul",))
-    quantizer.process()
-    return _biases_inside(quantizer.model.model)
+    products = [n.name for n in proto.graph.node if n.op_type == "MatMul"]
+    finer = [name for name in products if name.rsplit(".", 1)[-1] in FINER.get(bits, ())]
+    for block, names in ((FINER_BLOCK, finer), (BLOCK[bits], [n for n in products if n not in finer])):
+        if names:
+            quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=block, is_symmetric=SYMMETRIC,
+                                             accuracy_level=4, nodes_to_exclude=[n for n in products if n not in names],
+                                             op_types_to_quantize=("MatMul",))
+            quantizer.process()
+            proto = quantizer.model.model
+    return _biases_inside(proto)
 
 
 def _biases_inside(proto: onnx.ModelProto) -> onnx.ModelProto:

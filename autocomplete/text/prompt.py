@@ -64,12 +64,18 @@ class Prompt:
         return self.vocab.bytes_of(new)[skip:].decode("utf-8", errors="replace")
 
 
+# More characters than a token of any ordinary text spans: a text far longer than the window is tokenized only from
+# where its last window's worth of tokens can begin (1 MB on stdin: a quarter of it, and its tokens' memory).
+CHARS_PER_TOKEN = 32
+
+
 def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str] | None = None,
             max_new: int = 24, quiet: bool = False) -> Prompt:
     style = frames.resolve(style, text)
     frame = frame_for(lm, examples or list(frames.EXAMPLES)) if style == "query" else None
     vocab = vocabulary(lm)
-    ids = lm.encode(text, special=frame is None)
+    cut = len(text) > CHARS_PER_TOKEN * lm.context_length
+    ids = lm.encode(text[-CHARS_PER_TOKEN * lm.context_length:] if cut else text, special=frame is None)
     kept, tail = back_up(ids, vocab)
     spell = len(ids) - len(kept)
     lead = None  # a token read before the prompt's own
@@ -82,7 +88,7 @@ def prepare(lm: LoadedModel, text: str, style: str = "auto", examples: list[str]
     room = lm.context_length - (len(frame.ids) if frame else 0) - (lead is not None)
     fitted, max_new = fit_to_context(kept, room, max_new + spell, None if frame else lm.tokenizer.bos_token_id)
     if len(fitted) < len(kept) and not quiet:
-        terminal.notice(f"The prompt is {len(ids)} tokens; keeping its last {len(fitted) + spell} "
+        terminal.notice(f"The prompt is {'over ' * cut}{len(ids)} tokens; keeping its last {len(fitted) + spell} "
                         f"({lm.name} reads at most {lm.context_length}).")
     return Prompt(style, ([lead] if lead is not None else []) + fitted, frame,
                   Healing(vocab, tail, fold=style == "query") if tail else None, max_new, len(fitted) + spell, vocab)

@@ -85,8 +85,9 @@ def test_a_cold_call_imports_no_torch(cli, env, tiny_dir):
 
 def test_states_share_a_buffer_and_never_change_what_they_read(tiny_dir, tmp_path, monkeypatch):
     """A state appends in place where it ends its buffer's written part (a completion's tokens, the search's rows)
-    and moves to a copy where another wrote past it: every state reads as the whole text read at once would, and
-    one read after stays as it was."""
+    and moves to a copy where another wrote past it; a search's rows give way to the state they grew from (a
+    completion after a search copies nothing) and are read again if asked for. Every state reads as the whole text
+    read at once would, and one read after stays as it was."""
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
     engine = onnx_engine.load(tiny_dir, "fp32", "tiny")
     ids = np.random.default_rng(0).integers(0, 300, 40).tolist()
@@ -97,21 +98,39 @@ def test_states_share_a_buffer_and_never_change_what_they_read(tiny_dir, tmp_pat
     _, frame = engine.read(ids[:10])
     first, a = engine.read(ids[10:12], after=frame)
     _, b = engine.read(ids[10:11], after=frame)
-    assert frame.length == 10 and a.buffer is not frame.buffer  # read after: a copy, the frame as it was
+    assert frame.length == 10 and a.buffer is not frame.buffer  # read after a short state: a copy
     for token in ids[12:12 + engine.SLACK // 8]:
         engine.extend(a, token)  # in place
     np.testing.assert_allclose(first, whole(ids[:12]), atol=1e-4, rtol=0)
     tree = engine.tree(b)
     rows = tree.next_logits([(ids[11],), (ids[20],)])
-    assert tree.cursor.buffer is b.buffer  # the rows went in place after b
+    assert tree.cursor.buffer is b.buffer and tree.holds((ids[11],))  # the rows went in place after b
     np.testing.assert_allclose(rows[0], whole(ids[:12]), atol=1e-4, rtol=0)
     np.testing.assert_allclose(rows[1], whole(ids[:11] + [ids[20]]), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(engine.extend(b, ids[11]), whole(ids[:12]), atol=1e-4, rtol=0)  # b moved
-    assert b.buffer is not tree.cursor.buffer
-    deeper = tree.next_logits([(ids[11], ids[12])])[0]  # the tree goes on where it was
+    np.testing.assert_allclose(engine.extend(b, ids[11]), whole(ids[:12]), atol=1e-4, rtol=0)
+    assert tree.cursor.buffer is b.buffer and not tree.holds((ids[11],)) and tree.nbytes == 0  # they gave way
+    deeper = tree.next_logits([(ids[11], ids[12])])[0]  # read again where the tree goes on, its parent first
+    assert tree.cursor.buffer is not b.buffer and tree.holds((ids[11],))
     np.testing.assert_allclose(deeper, whole(ids[:13]), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(engine.extend(b, ids[12]), whole(ids[:13]), atol=1e-4, rtol=0)
     long = ids[:10] + ids[10:12] + ids[12:12 + engine.SLACK // 8]
     np.testing.assert_allclose(engine.extend(a, 7), whole(long + [7]), atol=1e-4, rtol=0)
+
+
+def test_reading_after_a_long_state_appends_in_its_buffer(tiny_dir, tmp_path, monkeypatch):
+    """After a state of SHARE tokens or more, a read goes in place (no copy of a long prompt), and a second read
+    after the same state moves to a copy: both read as the whole text."""
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(onnx_engine.OnnxEngine, "SHARE", 8)
+    engine = onnx_engine.load(tiny_dir, "fp32", "tiny")
+    ids = np.random.default_rng(3).integers(0, 300, 14).tolist()
+    _, root = engine.read(ids[:8])
+    engine.tree(root).next_logits([(ids[8],)])  # a search's rows after it: they give way
+    one, first = engine.read(ids[8:10], after=root)
+    two, second = engine.read(ids[8:11], after=root)
+    assert first.buffer is root.buffer and second.buffer is not root.buffer and root.length == 8
+    np.testing.assert_allclose(one, engine.read(ids[:10])[0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(two, engine.read(ids[:11])[0], atol=1e-4, rtol=0)
 
 
 def test_a_prompt_is_read_in_chunks_with_one_row_of_logits(tiny_dir, tmp_path, monkeypatch):
@@ -124,3 +143,20 @@ def test_a_prompt_is_read_in_chunks_with_one_row_of_logits(tiny_dir, tmp_path, m
     chunked, state = engine.read(ids)
     assert chunked.shape == whole.shape and state.length == 50
     np.testing.assert_allclose(chunked, whole, atol=1e-4, rtol=0)
+
+
+def test_a_tree_past_what_the_graph_indexes_begins_again(tiny_dir, tmp_path, monkeypatch):
+    """A search whose rows would pass the keys a run may read (Llama's rotary tables) starts its sequence again
+    after the state, reading again the ancestors it then needs: its rows still read as the whole text would."""
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    engine = onnx_engine.load(tiny_dir, "fp32", "tiny")
+    ids = np.random.default_rng(2).integers(0, 300, 12).tolist()
+    _, state = engine.read(ids[:8])
+    engine.max_keys = 8 + 5
+    tree = engine.tree(state)
+    tree.next_logits([(ids[8],), (ids[9],), (ids[10],)])
+    first = tree.cursor.buffer
+    rows = tree.next_logits([(ids[8], ids[9]), (ids[8], ids[10]), (ids[9], ids[11])])
+    assert tree.cursor.buffer is not first and tree.cursor.length == 8 + 2 + 3  # begun again: 2 parents, 3 rows
+    for row, tokens in zip(rows, [ids[:10], ids[:9] + [ids[10]], ids[:8] + [ids[9], ids[11]]]):
+        np.testing.assert_allclose(row, engine.read(tokens)[0], atol=1e-4, rtol=0)

@@ -197,17 +197,21 @@ def test_quantized_llama_stays_near(tiny_llama, tmp_path_factory):
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_a_layer_is_a_few_fused_ops(model, precision, tmp_path_factory):
     """The class of onnxruntime-genai's builder: per layer one GroupQueryAttention (the cache written in place),
-    skip-normalisations and matrix products (MatMulNBits when quantized, biases inside), an activation; no
-    reshaping, transposing or slicing at run time."""
+    skip-normalisations and matrix products (MatMulNBits when quantized, biases inside), an activation (Llama's
+    gate and up one product, split); no reshaping, transposing or slicing at run time."""
     graph = onnx.load(str(exported(model, precision, tmp_path_factory)), load_external_data=False).graph
     ops = collections.Counter(n.op_type for n in graph.node)
     layers = len(model.blocks)
     assert ops["GroupQueryAttention"] == layers
-    assert not {"Reshape", "Transpose", "Slice", "Split", "Concat", "Shape", "Expand", "Where"} & set(ops), ops
+    assert not {"Reshape", "Transpose", "Slice", "Concat", "Shape", "Expand", "Where"} & set(ops), ops
+    assert ops.get("Split", 0) <= layers, ops
     assert sum(ops.values()) <= 11 * layers + 6, ops
     if precision == "int8":
         assert "MatMul" not in ops and ops["MatMulNBits"] >= 4 * layers + 1, ops
         assert ops.get("Add", 0) <= 1, ops  # GPT-2's embedding adds its positions'; every bias is inside a product
+        blocks = {n.name.split("_Q")[0].rsplit(".", 1)[-1]: onnx.helper.get_attribute_value(
+            next(a for a in n.attribute if a.name == "block_size")) for n in graph.node if n.op_type == "MatMulNBits"}
+        assert blocks.pop("qkv") == onnx_export.FINER_BLOCK and set(blocks.values()) == {onnx_export.BLOCK[8]}, blocks
 
 
 def test_export_is_a_graph_and_its_weights_owner_only(tiny_gpt2, tmp_path):

@@ -64,6 +64,24 @@ def test_prompt_longer_than_context_keeps_its_end(tiny, capsys):
     assert "keeping its last" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_prompt_far_past_the_window_is_tokenized_from_its_end_only(tiny, capsys, monkeypatch):
+    """A text CHARS_PER_TOKEN times the window or longer: only its end is tokenized, and what is read is what
+    tokenizing all of it would keep."""
+    import autocomplete.text.prompt as prompt_module
+
+    prompt = "weather tomorrow in london " * 120 + "san"
+    assert len(prompt) > prompt_module.CHARS_PER_TOKEN * tiny.context_length
+    encoded = []
+    real = tiny.encode
+    monkeypatch.setattr(tiny, "encode", lambda text, **kw: encoded.append(len(text)) or real(text, **kw))
+    read = prepare(tiny, prompt, "text", None, 20)
+    assert encoded == [prompt_module.CHARS_PER_TOKEN * tiny.context_length]
+    monkeypatch.setattr(prompt_module, "CHARS_PER_TOKEN", len(prompt))  # now tokenized whole
+    assert prepare(tiny, prompt, "text", None, 20, quiet=True).ids == read.ids
+    err = capsys.readouterr().err
+    assert "The prompt is over" in err and "keeping its last" in err
+
+
 def test_ctrl_c_keeps_what_was_generated(tiny):
     pieces = []
 
