@@ -279,10 +279,10 @@ class GenAI:
     def window_rss(self, threads: int, window: int) -> float:
         code = ("import json, sys, onnxruntime_genai as og; c = og.Config(sys.argv[1]); c.overlay(json.dumps({'model': "
                 "{'decoder': {'session_options': {'intra_op_num_threads': int(sys.argv[2])}}}})); m = og.Model(c); "
-                "p = og.GeneratorParams(m); p.set_search_options(max_length=int(sys.argv[3]) + 1); "
+                "p = og.GeneratorParams(m); p.set_search_options(max_length=int(sys.argv[3])); "
                 "g = og.Generator(m, p); g.append_tokens([int(t) for t in sys.argv[4].split(',')])")
         return peak_rss_mb([sys.executable, "-c", code, str(self.model_dir), str(threads), str(window),
-                            ",".join(map(str, random_ids(window)))])
+                            ",".join(map(str, random_ids(window - 1)))])
 
 
 def random_ids(n: int, seed: int = 0) -> list[int]:
