@@ -18,7 +18,7 @@ from autocomplete.errors import UsageError
 STOP_RULES = ("sentence", "line", "none")
 STYLES = ("auto", "query", "text")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# auto: int8 on ONNX Runtime (as faithful as llama.cpp's Q8_0, and faster), fp32 on torch (exact; its int8 is less
+# auto: int8 on ONNX Runtime (as faithful as llama.cpp's Q8_0, faster than fp32), fp32 on torch (exact; its int8 is less
 # faithful): autocomplete.engine.models.resolved_precision
 PRECISIONS = ("auto", "fp32", "int8")
 ENGINES = ("auto", "onnx", "torch")  # auto: onnx on the CPU for the models it exports, torch otherwise

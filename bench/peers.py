@@ -192,7 +192,8 @@ class LlamaBench:
         self.binary = binary
 
     def version(self) -> str:
-        out = subprocess.run([str(self.binary), "--version"], capture_output=True, text=True, env=_llama_env(self.binary))
+        out = subprocess.run([str(self.binary), "--version"], capture_output=True, text=True,
+                             env=_llama_env(self.binary))
         said = (out.stdout + out.stderr).strip().splitlines()
         return f"llama-bench {said[0].removeprefix('version: ') if said else '(version unknown)'}"
 

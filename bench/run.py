@@ -5,14 +5,15 @@
 The model has GPT-2-124M's architecture with random weights (same cost as the real one; built once and cached).
 GPT-2's own tokenizer can't be had offline, so it uses the pip-shipped SmolLM2's (49,152 tokens, close to
 GPT-2's 50,257); the starter model is fetched the way autocomplete fetches it, if it isn't cached yet.
-The peers (llama.cpp, CTranslate2) are measured when installed; a peer not installed has its last figures shown
-instead (bench/peers_last.json, rewritten whenever they're measured), dated and labelled as such.
+The peers (bench/peers.py: llama.cpp's llama-bench, ONNX Runtime GenAI) are measured when installed; a peer not
+installed has its last figures shown instead (bench/peers_last.json, rewritten whenever they're measured), dated and
+labelled as such.
 
 Our model runs on two engines (autocomplete.engine.engine): onnx (ONNX Runtime, the CPU default) and torch. Where a
 part measures our model it has a row for each. A model's first export for ONNX Runtime (~30-50 s, cached under
-AUTOCOMPLETE_CACHE_DIR) is made before anything is timed (warm_exports). Every figure, ours on either engine, the
-baselines' and the peers', runs on one thread count: AUTOCOMPLETE_THREADS if set, else autocomplete's idle-core rule
-at the start of the run (set in AUTOCOMPLETE_THREADS for the processes the run starts).
+AUTOCOMPLETE_CACHE_DIR) is made before anything is timed (warm_exports). Every figure, ours on either engine and
+the baselines' (but the peers', at 1 and at 2 threads), runs on one thread count: AUTOCOMPLETE_THREADS if set, else
+autocomplete's idle-core rule at the start of the run (set in AUTOCOMPLETE_THREADS for the processes it starts).
 """
 
 from __future__ import annotations

@@ -19,36 +19,27 @@ class Output:
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-           shared: torch.Tensor | None = None, scale: float | None = None, mask_covers_shared: bool = False
-           ) -> torch.Tensor:
+           shared: torch.Tensor | None = None, scale: float | None = None) -> torch.Tensor:
     """Scaled dot-product attention of q [B, heads, T, D] over keys and values [B, kv_heads, S, D]; each key/value
     head serves heads / kv_heads query heads (grouped-query attention). shared [2, 1, kv_heads, n, D]: keys and
-    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs,
-    unless mask_covers_shared). scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the weights made
-    q that much smaller). mask_covers_shared: mask [B, 1, T, n + S] says which of the shared keys too each new token
-    sees (any T; the ONNX export's form, autocomplete.engine.onnx_export); otherwise it covers the row's own only."""
-    if shared is None and not mask_covers_shared:
+    values before those, the same for every row, read without a copy per row (T = 1 only, as the search needs);
+    mask then covers the row's own keys only. scale: what q·k is multiplied by, 1/sqrt(D) unless given (1 where the
+    weights made q that much smaller)."""
+    if shared is None:
         causal = mask is None and q.shape[2] > 1
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal, enable_gqa=True,
                                               scale=scale)
     B, heads, T, D = q.shape
     kv_heads = keys.shape[1]
     groups = heads // kv_heads
-    assert T == 1 or mask_covers_shared, "shared keys and values are read one new token at a time"
+    assert T == 1, "shared keys and values are read one new token at a time"
     g = q.reshape(B, kv_heads, groups * T, D)  # query heads grouped by their key/value head (then by position)
     if scale != 1.0:
         g = g * (D ** -0.5 if scale is None else scale)
     own = g @ keys.transpose(-1, -2)
-    if mask is not None and not mask_covers_shared:
+    if mask is not None:
         own = own.masked_fill(~mask, float("-inf"))
-    scores = own if shared is None else torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1)
-    if mask is not None and mask_covers_shared:
-        # [B, 1, T, keys] -> [B, 1, groups * T, keys]: the same for each query head of a group
-        grouped = mask.unsqueeze(2).expand(B, 1, groups, T, mask.shape[-1]).reshape(B, 1, groups * T, -1)
-        scores = scores.masked_fill(~grouped, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    if shared is None:
-        return (weights @ values).reshape(B, heads, T, D)
+    weights = torch.cat((g @ shared[0].transpose(-1, -2), own), dim=-1).softmax(dim=-1)
     n = shared.shape[3]
     y = weights[..., :n] @ shared[1] + weights[..., n:] @ values
     return y.reshape(B, heads, T, D)

@@ -49,8 +49,7 @@ class Block(nn.Module):
 
     def attention_inputs(self, x: torch.Tensor, turn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q [B, n_head, T, head_dim], rotated, and the new keys (rotated) and values [2, B, n_kv_head, T,
-        head_dim]. turn: e^(i·position·frequency) for each new position, [T, 1, d/2] (or [B, T, 1, d/2]), complex;
-        or in real arithmetic as rotate() takes it (the ONNX export: ONNX has no complex numbers)."""
+        head_dim]. turn: e^(i·position·frequency) for each new position, [T, 1, d/2] (or [B, T, 1, d/2]), complex."""
         B, T, _ = x.shape
         n_qk, d = self.n_head + self.n_kv_head, self.head_dim
         qkv = self.qkv(self.input_layernorm(x))
@@ -74,15 +73,9 @@ class Block(nn.Module):
         return self.rest(x, y)
 
 
-def rotate(pairs: torch.Tensor, turn: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotary pairs [..., d/2, 2] turned: one complex multiplication where turn is complex (the torch path: one
-    kernel), the same in real arithmetic where it is (cos, cos) and (-sin, sin), each [..., d/2, 2] (the export:
-    (a, b) · (cos, cos) + (b, a) · (-sin, sin) is (a cos - b sin, b cos + a sin), three elementwise nodes and a
-    swap rather than a split, four products and a restack a layer)."""
-    if isinstance(turn, torch.Tensor):
-        return torch.view_as_real(torch.view_as_complex(pairs) * turn)
-    cos, sin = turn
-    return pairs * cos + pairs.flip(-1) * sin
+def rotate(pairs: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Rotary pairs [..., d/2, 2] turned by a complex turn: one complex multiplication (one kernel)."""
+    return torch.view_as_real(torch.view_as_complex(pairs) * turn)
 
 
 class Llama(nn.Module):
@@ -120,15 +113,6 @@ class Llama(nn.Module):
     @property
     def blocks(self) -> nn.ModuleList:
         return self.layers
-
-    def embed(self, input_ids: torch.Tensor, positions: torch.Tensor, real: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first layer's input, and each new position's rotation for the Blocks' attention_inputs: complex,
-        or (real) as rotate() takes it in real arithmetic, (cos, cos) and (-sin, sin) side by side."""
-        if real:
-            cos, sin = self.turns_real[positions].unsqueeze(-3).unbind(-1)
-            return self.embed_tokens(input_ids), (torch.stack((cos, cos), -1), torch.stack((-sin, sin), -1))
-        return self.embed_tokens(input_ids), self.turns[positions].unsqueeze(-2)
 
     @property
     def turns(self) -> torch.Tensor:

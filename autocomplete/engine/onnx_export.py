@@ -104,18 +104,18 @@ def llama(model: nn.Module, g: Graph) -> str:
     x = g.op("Gather", [g.weight("embed_tokens", model.embed_tokens.weight), "input_ids"], "embed")[0]
     residual, update = x, None
     for i, block in enumerate(model.layers):
+        gamma = g.weight(f"layers.{i}.input_norm", block.input_layernorm.weight)
         if update is None:
-            h = g.op("SimplifiedLayerNormalization", [x, g.weight(f"layers.{i}.input_norm", block.input_layernorm.weight)],
-                     f"layers.{i}.input_norm", epsilon=eps, axis=-1, stash_type=1)[0]
+            h = g.op("SimplifiedLayerNormalization", [x, gamma], f"layers.{i}.input_norm", epsilon=eps, axis=-1,
+                     stash_type=1)[0]
         else:
-            h, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
-                                     [residual, update, g.weight(f"layers.{i}.input_norm", block.input_layernorm.weight)],
+            h, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [residual, update, gamma],
                                      f"layers.{i}.input_norm", outputs=4, domain=MS, epsilon=eps)
         qkv = g.matmul(h, block.qkv, f"layers.{i}.qkv")
         y = attention(g, qkv, i, block.n_head, block.n_kv_head, rotary, block.scale)
         update = g.matmul(y, block.o_proj, f"layers.{i}.o_proj")
-        h, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
-                                 [residual, update, g.weight(f"layers.{i}.post_norm", block.post_attention_layernorm.weight)],
+        gamma = g.weight(f"layers.{i}.post_norm", block.post_attention_layernorm.weight)
+        h, _, _, residual = g.op("SkipSimplifiedLayerNormalization", [residual, update, gamma],
                                  f"layers.{i}.post_norm", outputs=4, domain=MS, epsilon=eps)
         # one product for gate and up, split after: two took 15% longer a token (a fixed cost per product)
         gate, up = g.op("Split", [g.matmul(h, block.gate_up, f"layers.{i}.gate_up")], f"layers.{i}.split", outputs=2,
