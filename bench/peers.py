@@ -210,6 +210,13 @@ class LlamaBench:
             rates["decode" if test["n_gen"] else f"pp{test['n_prompt']}"] = float(test["avg_ts"])
         return rates
 
+    def token_time(self, gguf: Path, threads: int) -> float:
+        """One repetition of tg128: seconds per decoded token."""
+        out = subprocess.run([str(self.binary), "-m", str(gguf), "-t", str(threads), "-p", "0", "-n", str(DECODED),
+                              "-r", "1", "-o", "json"], capture_output=True, text=True, env=_llama_env(self.binary),
+                             check=True)
+        return 1.0 / next(float(test["avg_ts"]) for test in json.loads(out.stdout) if test["n_gen"])
+
     def window_rss(self, gguf: Path, threads: int, window: int) -> float:
         return peak_rss_mb([str(self.binary), "-m", str(gguf), "-t", str(threads), "-p", str(window), "-n", "0",
                             "-r", "1"], env=_llama_env(self.binary))

@@ -3,7 +3,9 @@
     python bench/quality.py          # or as part of: python bench/run.py --only quality
 
 Each line of bench/queries.txt is an everyday query with "|" where the typing stops, mid-word ("stock mar|ket");
-bench/queries_short.txt stops after one or two letters of the last word ("new yo|rk").
+bench/queries_short.txt stops after one or two letters of the last word ("new yo|rk"); bench/names.txt holds sets
+of names (cities, states and regions, countries, people, brands) typed 1-6 letters in ("las ve|gas"), in lower case
+as people type them, measured in the query style with healing on. None of them is in the frame or the product.
 For every style (query, text), with and without token healing, it measures over the prefixes:
 - success@1 / success@5: the typed word completed right by the first / any of the top-5 `--suggest 5` rows,
 - MRR: the mean of 1 / rank of the first right row (0 when none is),
@@ -22,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "bench" / "queries.txt"
 SHORT = ROOT / "bench" / "queries_short.txt"  # only 1-2 letters of the last word typed
+NAMES = ROOT / "bench" / "names.txt"  # places, people, brands typed 1-6 letters in, in sets: "# [cities]"
 PUNCTUATION = ".,;:!?\"'()"
 
 
@@ -36,11 +39,28 @@ def load_queries(path: Path = QUERIES) -> list[tuple[str, str]]:
     return out
 
 
+def load_sets(path: Path = NAMES) -> dict[str, list[tuple[str, str]]]:
+    """A file of sets, each headed "# [name]": {name: (typed, the whole word being typed) per line}."""
+    sets: dict[str, list[tuple[str, str]]] = {}
+    name = path.stem
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# [") and line.rstrip().endswith("]"):
+            name = line.strip()[3:-1]
+        elif line.strip() and not line.startswith("#"):
+            typed, rest = line.split("|", 1)
+            sets.setdefault(name, []).append((typed, typed.split()[-1] + rest.split(" ", 1)[0]))
+    return sets
+
+
 def completes(typed: str, word: str, text: str) -> bool:
-    """Whether `text` (the typed prefix and what was added) has the whole `word` where the typing stopped."""
+    """Whether `text` (the typed prefix and what was added) has the whole `word` where the typing stopped (its
+    possessive too: "barack obama's speech" completes "barack oba|ma")."""
     at = len(typed.split()) - 1
     words = text.split()
-    return len(words) > at and words[at].lower().strip(PUNCTUATION) == word.lower()
+    if len(words) <= at:
+        return False
+    said = words[at].lower().strip(PUNCTUATION)
+    return word.lower() in (said, said.removesuffix("'s"), said.removesuffix("’s"))
 
 
 @contextmanager
@@ -110,6 +130,9 @@ def run(lm) -> list[dict]:
                 rows.append(evaluate(lm, chosen, style, heal, typed))
                 print(f"  quality {typed}, {style}, healing {'on' if heal else 'off'}: {markdown_row(rows[-1])}",
                       file=sys.stderr)
+    for name, names in load_sets().items():  # the search box's case: names typed a few letters in
+        rows.append(evaluate(lm, names, "query", True, f"names: {name}"))
+        print(f"  quality names: {name}: {markdown_row(rows[-1])}", file=sys.stderr)
     return rows
 
 

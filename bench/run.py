@@ -515,28 +515,28 @@ def bench_list(lm, hf, table: Table, repeat: int) -> None:
 
 
 SUGGESTION_LISTS = 20
-TYPED_QUERIES = 6
+TYPED_QUERIES = 6  # everyday queries typed letter by letter, and as many of each set of names
 
 
 def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
-    """A search box: the first TYPED_QUERIES queries of bench/queries.txt typed letter by letter on the starter,
-    one `--suggest 5` per keystroke in one warm process (the default engine, the model loaded and the frame read;
-    what one keystroke read, the next may reuse: autocomplete.engine.prefix, forgotten between repetitions), the mean
-    time per keystroke vs transformers generate()'s time per token on the same model in the same run: as the REPL's
-    list refreshed per keystroke reads (at most KEYSTROKE_READS new rows a keystroke), and searched in full; and
-    how often that list, typed letter by letter, has the right word (bench/quality.py keystroke_success)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+    """A search box: the first TYPED_QUERIES queries of bench/queries.txt and of each set of bench/names.txt typed
+    letter by letter on the starter, one `--suggest 5` per keystroke in one warm process (the default engine, the
+    model loaded and the frame read; what one keystroke read, the next may reuse: autocomplete.engine.prefix,
+    forgotten between repetitions), as the REPL's list refreshed per keystroke reads (at most KEYSTROKE_READS new rows
+    a keystroke, more only while it is empty) and searched in full: the mean and the 95th percentile per keystroke vs
+    llama.cpp's time per decoded token (llama-bench tg128, Q8_0, the same threads) in the same run, or transformers
+    generate()'s without llama-bench; and how often the REPL's list, typed letter by letter, has the right word in
+    each set (bench/quality.py keystroke_success)."""
     import quality as query_quality
     from autocomplete.engine import models, starter
     from autocomplete.settings import Settings
     from autocomplete.text.suggest import KEYSTROKE_READS, suggest
+    from peers import LlamaBench, llama_bench, quantized, starter_gguf
 
     directory = starter.model_dir()
     warm_exports(directory)
-    lines = [line.replace("|", "") for line in query_quality.QUERIES.read_text(encoding="utf-8").splitlines()
-             if line.strip() and not line.startswith("#")][:TYPED_QUERIES]
+    sets = {"everyday": query_quality.load_queries(), **query_quality.load_sets()}
+    typed = [prefix for queries in sets.values() for prefix, _ in queries[:TYPED_QUERIES]]
     lm = models.load(str(directory), "cpu")
     settings = Settings(style="query")
     suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary
@@ -545,7 +545,7 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
         def run() -> list[float]:
             lm.prefixes = None  # each repetition starts with nothing remembered
             times = []
-            for query in lines:
+            for query in typed:
                 for end in range(1, len(query) + 1):
                     start = time.perf_counter()
                     suggest(lm, query[:end], settings, n=5, reads=reads)
@@ -553,8 +553,42 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
             return times
         return run
 
+    binary = llama_bench()
+    q8_0 = quantized(starter_gguf(), OUT / "gguf" / "SmolLM2-135M-Instruct.Q8_0.gguf") if binary else None
+    if binary and q8_0:
+        llama = LlamaBench(binary)
+        baseline = f"{llama.name()}'s time per decoded token (tg128)"
+        per_token = functools.partial(llama.token_time, q8_0, threads())
+    else:
+        baseline = "transformers generate()'s time per token (no llama-bench here)"
+        per_token = _generate_per_token(directory, lm.encode(typed[0]))
+    runs = in_turns({"token": per_token, "typing": typing(KEYSTROKE_READS), "full": typing(None)}, repeat)
+    keystrokes = len(runs["typing"][0])
+    token = statistics.median(runs["token"])
+    for name, how, target in (("typing", f"as the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke)", "≤ 5×"),
+                              ("full", "searched in full", "")):
+        what = (f"per keystroke, {len(typed)} queries (everyday and names) typed letter by letter ({keystrokes} "
+                f"keystrokes), --suggest 5 each, {how}, one warm process, the starter, {lm.engine.name}")
+        table.add(f"{what} (mean, s)", baseline, token,
+                  statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
+        table.add(f"{what} (95th percentile, s)", baseline, token,
+                  statistics.median(sorted(t)[int(0.95 * len(t))] for t in runs[name]), "s", "")
+    for name, queries in {"everyday, 3+ letters": sets["everyday"],
+                          "everyday, 1-2 letters": query_quality.load_queries(query_quality.SHORT),
+                          **{f"names: {k}": v for k, v in sets.items() if k != "everyday"}}.items():
+        notes.append(f"the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke), each of {len(queries)} prefixes "
+                     f"({name}) typed letter by letter: the right word in the last list's 5 for "
+                     f"{query_quality.keystroke_success(lm, queries, KEYSTROKE_READS):.0%}")
+        print("  " + notes[-1], file=sys.stderr)
+    models.unload(lm)
+
+
+def _generate_per_token(directory: Path, ids: list[int]) -> Callable[[], float]:
+    """transformers generate()'s time per token, greedy, 64 tokens after `ids`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     hf = AutoModelForCausalLM.from_pretrained(directory).eval()
-    ids = lm.encode(lines[0])
     n = 64
 
     def per_token() -> float:
@@ -563,22 +597,7 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
             hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0,
                         streamer=clock)
         return (clock.times[-1] - clock.times[1]) / (len(clock.times) - 2)
-
-    runs = in_turns({"generate": per_token, "typing": typing(KEYSTROKE_READS), "full": typing(None)}, repeat)
-    keystrokes = len(runs["typing"][0])
-    for name, how, target in (("typing", f"as the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke)", "≤ 1.5×"),
-                              ("full", "searched in full", "")):
-        table.add(f"per keystroke, {TYPED_QUERIES} queries typed letter by letter ({keystrokes} keystrokes), --suggest "
-                  f"5 each, {how}, one warm process, the starter, {lm.engine.name} (mean, s)",
-                  "generate()'s time per token", statistics.median(runs["generate"]),
-                  statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
-    for typed, path in (("3+ letters", query_quality.QUERIES), ("1-2 letters", query_quality.SHORT)):
-        queries = query_quality.load_queries(path)
-        notes.append(f"the REPL's list (≤ {KEYSTROKE_READS} new rows a keystroke), each of {len(queries)} prefixes "
-                     f"({typed} of the last word) typed letter by letter: the right word in the last list's 5 for "
-                     f"{query_quality.keystroke_success(lm, queries, KEYSTROKE_READS):.0%}")
-        print("  " + notes[-1], file=sys.stderr)
-    models.unload(lm)
+    return per_token
 
 
 def bench_web(table: Table, repeat: int) -> None:

@@ -25,7 +25,8 @@ class Tree(Protocol):
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         """[len(continuations), vocab]: the next-token logits after the state the tree grew from, then each
-        continuation (a tuple of token ids; its parent, all but the last, is empty or held)."""
+        continuation (a tuple of token ids); where the tree doesn't hold a continuation's parent (all but its last
+        token), it reads that first."""
 
     def holds(self, continuation: tuple[int, ...]) -> bool:
         """Whether the row's keys and values are kept (a child of it can be read)."""

@@ -51,11 +51,7 @@ class Remembered:
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         missing = [c for c in dict.fromkeys(continuations) if c not in self.logits]
-        parents = [c[:-1] for c in missing if not self.tree.holds(c[:-1])]
-        if parents:  # dropped: read again, first (a row is read after its parent's keys and values)
-            self.next_logits(list(dict.fromkeys(parents)))
-            missing = [c for c in missing if c not in self.logits]
-        if missing:
+        if missing:  # (a row whose parent's keys and values the tree doesn't hold: the tree reads that first)
             for c, row in zip(missing, self.tree.next_logits(missing)):
                 self.logits[c] = row
                 self.kept += row.nbytes

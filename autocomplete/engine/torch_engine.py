@@ -115,6 +115,9 @@ class Tree:
 
     @torch.inference_mode()
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
+        parents = list(dict.fromkeys(c[:-1] for c in continuations if c[:-1] not in self.kv))
+        if parents:  # not read, or dropped: read first (a row reads its parent's keys and values)
+            self.next_logits(parents)
         n = self.prompt.length
         own = [self.kv[c[:-1]] for c in continuations]  # the parents' keys and values after the prompt
         width = max(kv.shape[4] for kv in own)

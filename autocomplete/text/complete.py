@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from autocomplete.settings import Settings
 from autocomplete.text.records import Completion
 from autocomplete.text.stream import TextStream
-from autocomplete.text.word import start
+from autocomplete.text import frames
+from autocomplete.text.casing import apart, casings, weights
+from autocomplete.text.word import start, start_in_casings
 
 if TYPE_CHECKING:  # the module stays light: a cold call imports numpy only once it completes
     from autocomplete.engine.models import LoadedModel
@@ -28,15 +30,31 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     from autocomplete.text.prompt import prepare  # loads numpy
     from autocomplete.text.sample import generate, new_seed  # loads numpy
 
-    read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    if read is None:  # a lower-case query is read in each of its casings (autocomplete.text.casing)
+        style = frames.resolve(settings.style, prompt)
+        reads, _ = apart([prepare(lm, text, style, settings.examples, settings.max_tokens, quiet=i > 0)
+                          for i, text in enumerate(casings(prompt, style))])
+    else:
+        reads = [read]
+    read = reads[0]
+    chosen = [read]  # the casing the completion goes on in: what it adds is shown in the user's (lower) case
+
+    def shown(new: list[int]) -> str:
+        text = chosen[0].shown(new)
+        return text.lower() if len(reads) > 1 else text
+
     seed = settings.seed if settings.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
-    stream = TextStream(read.shown, settings.stop, query=read.style == "query")  # a query ends with its line
+    stream = TextStream(shown, settings.stop, query=read.style == "query")  # a query ends with its line
 
     finish, first_at, started = "length", None, time.perf_counter()
     begin = None
     try:
-        begin = start(lm, read, settings.temperature, rng)
+        if len(reads) > 1:
+            chosen[0], begin = start_in_casings(lm, reads, weights(lm, reads), settings.temperature, rng)
+        else:
+            begin = start(lm, read, settings.temperature, rng)
+        read = chosen[0]
         if begin.word is not None and on_word is not None:
             on_word(begin.word)
         given = begin.given[: read.max_new]

@@ -153,6 +153,49 @@ class Vocab:
         return [i for k in range(1, len(text)) for i in self.starting_with(text[:k], exact=True, fold=fold)]
 
 
+class Canonical:
+    """Whether tokens are the ones the tokenizer writes their text with, the only tokenization of it the model saw in
+    training. The other paths to the same letters (" l" + "u" + "ai" + "y" + "un") are probability a small model
+    leaks, not words it writes: summed, that mass chose made-up words. So a word or a suggestion is credited through
+    its canonical tokens alone. A text the tokenizer doesn't give back as it was (one its normaliser rewrites) can't
+    be judged so: any tokens of it count."""
+
+    KEPT = 1 << 16  # answers remembered (a warm server's keystrokes ask again and again)
+
+    def __init__(self, encode, vocab: Vocab):
+        self.encode, self.vocab = encode, vocab
+        self._seen: dict[tuple, bool] = {}
+
+    def __call__(self, ids) -> bool:
+        """Whether `ids` are the canonical tokens of their text (False while they end inside a character)."""
+        ids = tuple(ids)
+        if not ids:
+            return True
+        if ids not in self._seen:
+            try:
+                text = self.vocab.bytes_of(list(ids)).decode("utf-8")
+            except UnicodeDecodeError:
+                self._seen[ids] = False
+            else:
+                own = tuple(self.encode(text))
+                if len(self._seen) >= self.KEPT:
+                    self._seen.clear()
+                self._seen[ids] = own == ids or self.vocab.text(list(own)) != text
+        return self._seen[ids]
+
+    def words(self, ids) -> bool:
+        """Whether the words `ids` have finished (all but the last, which a token may still carry on) are canonical."""
+        ids = tuple(ids)
+        starts = [i for i, token in enumerate(ids) if _starts_word(self.vocab.pieces[token] if token < len(self.vocab)
+                                                                     else b"")]
+        return self(ids[: starts[-1]]) if starts and starts[-1] > 0 else True
+
+
+def _starts_word(piece: bytes) -> bool:
+    first = piece[:4].decode("utf-8", errors="replace")[:1]
+    return bool(first) and not first.isalnum() and first != "\ufffd"
+
+
 def back_up(ids: list[int], vocab: Vocab) -> tuple[list[int], bytes]:
     """(ids without the word being typed, that word's bytes). The word is the last run of tokens with no
     whitespace inside, with its leading space; a prompt ending in whitespace gives back just that whitespace, so

@@ -1,12 +1,13 @@
 """Masks over the vocabulary, by what a token does to the word being written: begins a new one, ends a query, or
-carries it on. Built once per model and logits size (a graph's output may be padded past the tokenizer), kept in
-the model's `masks`."""
+carries it on; and which token sequences are the tokenizer's own (canonical). Built once per model (masks: and
+logits size, a graph's output may be padded past the tokenizer), kept in the model's `masks`."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from autocomplete.engine.models import LoadedModel
+from autocomplete.text.heal import Canonical
 from autocomplete.text.prompt import vocabulary
 
 
@@ -35,7 +36,12 @@ def carries_on(lm: LoadedModel, size: int) -> np.ndarray:
     return _kept(lm, "carries_on", size, build)
 
 
-def _kept(lm: LoadedModel, name: str, size: int, build) -> np.ndarray:
+def canonical(lm: LoadedModel) -> Canonical:
+    """Whether token ids are the ones the tokenizer writes their text with."""
+    return _kept(lm, "canonical", 0, lambda: Canonical(lambda text: lm.encode(text, special=False), vocabulary(lm)))
+
+
+def _kept(lm: LoadedModel, name: str, size: int, build):
     key = (name, size)
     if key not in lm.masks:
         lm.masks[key] = build()

@@ -44,16 +44,16 @@ class Prompt:
         """The engine's state to read `ids` after: the frame's, which reading leaves as it is (None: no frame)."""
         return self.frame.cache if self.frame else None
 
-    def root(self, lm: LoadedModel, grown: bool = False):
-        """The read of `ids` after the frame, remembered (autocomplete.engine.prefix): a later request with the same
-        start (the next keystroke's) finds it read, and its search's rows too. grown: a row of an earlier read's
-        tree holding these tokens will do (the suggestion search's, which rounding does not change)."""
+    def root(self, lm: LoadedModel, grown: bool = False, ids: list[int] | None = None):
+        """The read of `ids` (these: its own) after the frame, remembered (autocomplete.engine.prefix): a later request
+        with the same start (the next keystroke's) finds it read, and its search's rows too. grown: a row of an
+        earlier read's tree holding these tokens will do (the suggestion search's, which rounding does not change)."""
         if lm.prefixes is None:
             from autocomplete.engine.prefix import Prefixes  # loads numpy
 
             lm.prefixes = Prefixes()
-        return lm.prefixes.root(lm.engine, self.ids, self.after(), tuple(self.frame.ids) if self.frame else None,
-                                grown=grown)
+        return lm.prefixes.root(lm.engine, self.ids if ids is None else ids, self.after(),
+                                tuple(self.frame.ids) if self.frame else None, grown=grown)
 
     def allowed(self, generated: list[int]):
         return self.healing.allowed(generated) if self.healing else None

@@ -178,7 +178,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         result = best_first(Tree(read=read, shown=lambda tokens: "".join(tokens)[len(typed):],
                                  spelled=lambda tokens: spelled("".join(tokens), typed, fold), ends_text={""},
                                  bound=MAX_REQUESTS - 1, batch=PARALLEL),
-                            row("", listed), prefix, style, n, words)
+                            [((), 1.0, row("", listed))], prefix, style, n, words)
     finally:
         ask.pool.shutdown(wait=False, cancel_futures=True)
     for suggestion in result:

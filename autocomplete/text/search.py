@@ -8,13 +8,14 @@ it (a suggestion's other tokenizations still waiting, each below that bar, are n
 batch of the likeliest waiting prefixes; one the tree already holds (Tree.known) is expanded without a read.
 
 Never listed: text without a letter or digit, bytes that are no character, a word said twice back to back
-(autocomplete.text.suggestions.repeats: not followed either), and in the text style a token that only adds
-punctuation or space to the word before (counted in that word's ending already). Never followed: the end of the
+(autocomplete.text.suggestions.repeats: not followed either), tokens that aren't how the model writes their text
+(Tree.written: not followed past a finished word either), and in the text style a token that only adds punctuation
+or space to the word before (counted in that word's ending already). Never followed: the end of the
 text, a second line, more than `words` words, more than Tree.room tokens.
 
 What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Tree.bound
-expansions, and prefixes past `reads` rows read (read on while the list has fewer than n: a list is never left
-empty for speed; rows the tree already holds are free).
+expansions, and prefixes past `reads` rows read (read on while the list is empty: a list is never left empty for
+speed; rows the tree already holds are free, so typing on, each list goes deeper than the one before).
 """
 
 from __future__ import annotations
@@ -58,12 +59,16 @@ class Tree:
     batch: int  # nodes read at once
     room: int | None = None  # tokens a node may hold at most (the context window's room); None: no bound
     known: Callable[[Node], Row | None] = lambda node: None  # a row already read, free (an earlier search's)
+    # Whether the model writes a node's tokens so (autocomplete.text.heal.Canonical): whole, or its finished words
+    # only (whole=False: the last may still grow). A suggestion is credited, and a node followed, only if so.
+    written: Callable[[Node, bool], bool] = lambda node, whole: True
 
 
-def best_first(tree: Tree, root: Row, prefix: str, style: str, n: int, words: int,
+def best_first(tree: Tree, roots: list[tuple[Node, float, Row]], prefix: str, style: str, n: int, words: int,
                reads: int | None = None) -> Found:
-    """The n likeliest suggestions under the root's row; `exact` False if a bound cut one that could have made it.
-    reads: rows the search may read (known ones not counted); None: as many as it takes."""
+    """The n likeliest suggestions under the roots' rows (a node each, its probability: 1 for the one root, a
+    casing's share where a query is read in several, autocomplete.text.casing); `exact` False if a bound cut one that
+    could have made it. reads: rows the search may read (known ones not counted); None: as many as it takes."""
     found = Tally()
     left_out = 0.0  # the most a child past a row's cut could have had
     frontier: list[tuple[float, int, Node]] = []  # (-probability, tiebreak, tokens)
@@ -82,12 +87,12 @@ def best_first(tree: Tree, root: Row, prefix: str, style: str, n: int, words: in
         # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
         # first bytes (followed, not suggested); before the end it never goes away (not followed either).
         if tree.spelled(tokens) and any(ch.isalnum() for ch in text) and "\ufffd" not in text \
-                and not repeats(prefix, text) and not counted(tokens, text):
+                and not repeats(prefix, text) and not counted(tokens, text) and tree.written(tokens, True):
             score = p * row.end
             if score > 0:
                 found.add(text, score, list(tokens))
-        if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True):
-            return  # bytes that are no character, or a word said twice: whatever follows stays so
+        if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True) or not tree.written(tokens, False):
+            return  # bytes that are no character, a word said twice, or one the model doesn't write so: all stay so
         nonlocal left_out
         threshold = bar()
         if row.cut:
@@ -99,10 +104,12 @@ def best_first(tree: Tree, root: Row, prefix: str, style: str, n: int, words: in
                 continue  # the end of the text is in row.end
             child = tokens + (token,)
             text = tree.shown(child)
-            if "\n" not in text and len(text.split()) <= words and (tree.room is None or len(child) <= tree.room):
+            if "\n" not in text and len(text.split()) <= words and (tree.room is None or len(child) <= tree.room) \
+                    and tree.written(child, False):  # (a word it finishes is written so: else never read)
                 heapq.heappush(frontier, (-p * q, next(tiebreak), child))
 
-    expand((), 1.0, root)
+    for node, p, row in roots:
+        expand(node, p, row)
     expansions = read_rows = 0
     unread = 0.0  # the likeliest prefix left unread once `reads` rows were read
     while frontier and expansions < tree.bound:
@@ -116,7 +123,7 @@ def best_first(tree: Tree, root: Row, prefix: str, style: str, n: int, words: in
             if (row := tree.known(tokens)) is not None:
                 expand(tokens, -neg_p, row)
                 expansions += 1
-            elif reads is None or read_rows < reads or len(found.found) < n:  # a list not yet full reads on
+            elif reads is None or read_rows < reads or not found.found:  # an empty list reads on
                 pending.append((-neg_p, tokens))
             else:
                 unread = max(unread, -neg_p)

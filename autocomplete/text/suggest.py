@@ -15,8 +15,13 @@ likeliest waiting prefixes not read before, sharing the prompt's keys and values
 
 Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_CHILDREN tokens a prefix,
 MAX_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
-read (read on while the list has fewer than N: a list is never left empty for speed). Rows an earlier list read
-are free, so typing on, each list searches deeper than the one before.
+read (read on while the list is empty: a list is never left empty for speed). Rows an earlier list read are
+free, so typing on, each list searches deeper than the one before.
+
+A lower-case query is read in its casings (autocomplete.text.casing), in one tree: each casing's words a path in it
+(one word typed: a node is in the casing its first letter is), each row digested under its casing's letters, and
+the casings' shares weigh their roots. A suggestion is credited, and a node followed past a finished word, only
+through the tokens the tokenizer writes its text with (autocomplete.text.heal.Canonical).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import numpy as np
 
 from autocomplete.engine.models import LoadedModel
 from autocomplete.settings import Settings
-from autocomplete.text.heal import odds_while_spelling
-from autocomplete.text.masks import line_ends, word_starts
-from autocomplete.text.prompt import prepare
+from autocomplete.text.heal import Healing, odds_while_spelling
+from autocomplete.text.masks import canonical, line_ends, word_starts
+from autocomplete.text import frames
+from autocomplete.text.casing import apart, casings, weights
+from autocomplete.text.prompt import Prompt, prepare
 from autocomplete.text.sample import probabilities
 from autocomplete.text.search import Row, Tree, best_first
 from autocomplete.text.suggestions import Found
@@ -55,30 +62,52 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     starter, int8, the AMX Xeon); at 12 or 16 the read bound bought worse lists (the right word in 92% of top 5s
     on our prefixes against 95%) no faster, the wider batch reading prefixes that turned out not to matter.
     check: called before every forward; what it raises ends the search (the warm server's client hung up).
-    reads: rows the list may read (KEYSTROKE_READS for a list refreshed per keystroke); None: as many as it takes."""
-    read = prepare(lm, prefix, settings.style, settings.examples, words * 8, quiet=True)
-    # Remembered (autocomplete.engine.prefix): the next keystroke's search finds this one's rows read and digested,
-    # and one past a word finds its start as a row of this one's tree.
-    root_read = read.root(lm, grown=True)
+    reads: rows the list may read (KEYSTROKE_READS for a list refreshed per keystroke); None: as many as it takes.
+    A lower-case query is searched in each of its casings (autocomplete.text.casing), the lists mixed."""
+    style = frames.resolve(settings.style, prefix)
+    spellings = [prepare(lm, text, style, settings.examples, words * 8, quiet=True)
+                 for text in casings(prefix, style)]
+    lower = len(spellings) > 1  # a lower-case query: suggestions shown in lower case, whatever case they're read in
+    spellings, one_word = apart(spellings)  # one word typed: each casing spells it in its own case
+    shares = weights(lm, spellings)
+    # Remembered (autocomplete.engine.prefix): the next keystroke's search finds this one's rows read and digested.
+    # One casing, or one word: the tree grows from the prompt's read (and one past a word finds its start as a row of
+    # an earlier one's tree). Several words: from the frame's line break, every casing's words a path in it, all read
+    # in one run.
+    if len(spellings) == 1 or one_word:
+        base, paths = spellings[0].root(lm, grown=True), [()] * len(spellings)
+    else:
+        base, paths = spellings[0].root(lm, ids=spellings[0].ids[:1]), [tuple(read.ids[1:]) for read in spellings]
+    order = sorted(range(len(paths)), key=lambda c: -len(paths[c]))
+
+    def split(node: tuple[int, ...]) -> tuple[Prompt, tuple[int, ...]]:
+        """The casing a node is in, and its tokens after that casing's prompt."""
+        if one_word:
+            first = read_bytes(node[:1])[:1]
+            return spellings[next((c for c, read in enumerate(spellings) if read.healing.tail[:1] == first), 0)], node
+        c = next((c for c in order if node[:len(paths[c])] == paths[c]), 0)
+        return spellings[c], node[len(paths[c]):]
+
     # The typed letters spelled again in every way the vocabulary can (whole-word healing, as autocomplete.text.word
     # does for one word): "new yo" finds "york" as ` yo` + `rk` too, a tokenization token healing never tries.
-    # Our prefixes' right word in the top 5 with the model's own odds while spelling (odds_while_spelling): 1-2
-    # letters typed 86% -> 98%, 3+ letters 95%.
-    ends = (line_ends if read.style == "query" else word_starts)(lm, root_read.logits.shape[-1])
-    context = len(read.ids) + (len(read.frame.ids) if read.frame else 0)
+    ends = (line_ends if style == "query" else word_starts)(lm, base.logits.shape[-1])
+    context = max(len(read.ids) + (len(read.frame.ids) if read.frame else 0) for read in spellings)
     batch = max(1, min(batch, CACHE_BUDGET // max(1, context)))
 
-    def key(tokens: tuple[int, ...]) -> tuple:
-        """What a row's digest depends on besides its logits: the letters still to spell and the odds they go by."""
+    def key(node: tuple[int, ...], read: Prompt | None = None) -> tuple:
+        """What a row's digest depends on besides its logits: the letters still to spell (in any case or not) and the
+        odds they go by."""
+        read, tokens = (read, node) if read else split(node)
         rest = read.healing.remaining(list(tokens)) if read.healing else b""
         odds = odds_while_spelling(rest, settings)
-        return ("suggest", read.style, rest, rest and read.healing.fold, odds.temperature, odds.top_k, odds.top_p)
+        return ("suggest", style, rest, bool(rest) and read.healing.fold, odds.temperature, odds.top_k, odds.top_p)
 
     def digest(logits: np.ndarray, key: tuple) -> Row:
-        _, _, rest, _, temperature, top_k, top_p = key
+        _, _, rest, fold, temperature, top_k, top_p = key
         # Only the tokens that can get a probability are warped (a row's whole vocabulary took 2 ms): those that
-        # spell what is left of the letters, else the top k and any tied with the k-th. The rest get 0 either way.
-        ids = read.healing.every_for(rest) if rest else None
+        # spell what is left of the letters (in any case in the query style: the casings' lists are one), else the
+        # top k and any tied with the k-th. The rest get 0 either way.
+        ids = (folded if fold else exact).every_for(rest) if rest else None
         if ids is None and 0 < top_k < logits.size:
             ids = np.flatnonzero(logits >= np.partition(logits, -top_k)[-top_k])
         probs = probabilities((logits if ids is None else logits[ids])[None], temperature, top_k, top_p)[0]
@@ -89,8 +118,14 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         end = float(probs[ends if ids is None else ends[ids]].sum())
         return Row(end, (top if ids is None else ids[top]).tolist(), probs[top].tolist(), k < candidates.size)
 
-    root = root_read.memo(key(()), digest)
-    tree = root_read.tree
+    vocab = spellings[0].vocab
+    folded, exact = Healing(vocab, b"", fold=True), Healing(vocab, b"", fold=False)  # (every_for: any rest)
+    read_bytes = vocab.bytes_of
+    tree = base.tree
+    words_read = [path for path in paths if path]  # every casing's prompt, read in one run where not yet
+    rows = dict(zip(words_read, tree.memo(words_read, [key(path) for path in words_read], digest)))
+    roots = [(path, share, rows[path] if path else base.memo(key((), read), digest))
+             for path, share, read in zip(paths, shares, spellings)]
 
     def forward(nodes: list[tuple[int, ...]]) -> list[Row]:
         check()
@@ -100,11 +135,23 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         """A row an earlier list read (the previous keystroke's): expanded for nothing."""
         return tree.memo([tokens], [key(tokens)], digest)[0] if tree.read(tokens) else None
 
+    def shown(node: tuple[int, ...]) -> str:
+        read, tokens = split(node)
+        text = read.shown(list(tokens))
+        return text.lower() if lower else text  # what a casing adds, in the user's case
+
+    def spelled(node: tuple[int, ...]) -> bool:
+        read, tokens = split(node)
+        return read.healing is None or not read.healing.remaining(list(tokens))
+
+    written = canonical(lm)
     result = best_first(
-        Tree(read=forward, shown=lambda tokens: read.shown(list(tokens)),
-             spelled=lambda tokens: read.healing is None or not read.healing.remaining(list(tokens)),
-             ends_text=lm.eos_ids, bound=MAX_EXPANSIONS, batch=batch, room=read.max_new, known=known),
-        root, prefix, read.style, n, words, reads)
+        Tree(read=forward, shown=shown, spelled=spelled, ends_text=lm.eos_ids, bound=MAX_EXPANSIONS, batch=batch,
+             room=min(read.max_new + len(path) for read, path in zip(spellings, paths)), known=known,
+             written=lambda node, whole: written(split(node)[1]) if whole else written.words(split(node)[1])),
+        roots, prefix, style, n, words, reads)
+    for suggestion in result:
+        suggestion.tokens = list(split(tuple(suggestion.tokens))[1])  # after the prompt, as with one casing
     bounds = ([f"{reads} rows read"] if reads is not None else []) + [f"{MAX_CHILDREN} tokens a step",
                                                                       f"{MAX_EXPANSIONS} prefixes"]
     result.note = (f"The search stopped at its bound ({', '.join(bounds)}): a suggestion it left out could be "

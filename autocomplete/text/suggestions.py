@@ -57,17 +57,23 @@ def normalise(text: str) -> str:
 
 
 def repeats(typed: str, completion: str, growing: bool = False) -> bool:
-    """Whether typed + completion says a word, or a run of words, twice back to back where the completion wrote it
-    ("san francisco airport airport", "stock market stock market"): no search box lists that. A repeat within
-    the words already typed is the user's own. growing: the last word may still grow ("stock market stock mar"
-    can become "… marketing"), so it isn't counted yet."""
+    """Whether typed + completion says a word twice where the completion wrote one of them: a word, or a run of
+    words, back to back ("san francisco airport airport", "stock market stock market"), or a word of SHORT + 1
+    letters or more anywhere ("seat in seat"; "how to tie a tie" is fine, short words repeat in any query). No search
+    box lists that. Repeats within the words already typed are the user's own. growing: the last word may still
+    grow ("stock market stock mar" can become "… marketing"), so it isn't counted yet."""
     text = typed + completion
     words = [w.strip(_PUNCTUATION) for w in text.lower().split()]
     if growing and text[-1:] and not text[-1:].isspace():
         words = words[:-1]
     typed_words = len(typed.split()) - (1 if typed[-1:] and not typed[-1:].isspace() else 0)  # whole ones
-    return any(words[i:i + k] == words[i + k:i + 2 * k] and i + 2 * k > typed_words
-               for k in range(1, len(words) // 2 + 1) for i in range(len(words) - 2 * k + 1))
+    if any(words[i:i + k] == words[i + k:i + 2 * k] and i + 2 * k > typed_words
+           for k in range(1, len(words) // 2 + 1) for i in range(len(words) - 2 * k + 1)):
+        return True
+    typed_all = [w.strip(_PUNCTUATION) for w in typed.lower().split()]  # the word being typed too, as typed
+    return any(len(word) > SHORT and word in words[:j] and not (j < len(typed_all) and typed_all[j] == word)
+               for j, word in enumerate(words) if j >= typed_words)
 
 
+SHORT = 3  # letters: words this short (a, to, in, the, for) may come back in any query
 _PUNCTUATION = ".,;:!?…"

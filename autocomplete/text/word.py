@@ -51,8 +51,10 @@ class Words:
     """A whole-word search's bookkeeping, whatever reads the model: prefixes waiting (a tuple of tokens each),
     words found (keyed as `key` says), the probability still waiting and left out."""
 
-    def __init__(self, key: Callable[[tuple], Hashable], text: Callable[[tuple], str], room: int | None = None):
+    def __init__(self, key: Callable[[tuple], Hashable], text: Callable[[tuple], str], room: int | None = None,
+                 written: Callable[[tuple], bool] = lambda tokens: True):
         self.key, self.text, self.room = key, text, room  # room: the most tokens a word may have (the context's)
+        self.written = written  # whether the model writes a word's tokens so (autocomplete.text.heal.Canonical)
         self.found: dict[Hashable, float] = {}
         self.best: dict[Hashable, tuple[tuple[bool, float], tuple]] = {}  # each word's likeliest tokenization
         self.frontier: list[tuple[float, int, tuple]] = []
@@ -62,7 +64,10 @@ class Words:
 
     def ends(self, tokens: tuple, p: float, clean: bool = True) -> None:
         """The word `tokens` spell ends after them with probability p (theirs times a boundary's); not clean: it
-        ended inside their last token, which then shows the word only where no clean tokenization was found."""
+        ended inside their last token, which then shows the word only where no clean tokenization was found. Tokens
+        the model doesn't write the word with credit it nothing."""
+        if not self.written(tokens):
+            return
         key = self.key(tokens)
         self.found[key] = self.found.get(key, 0.0) + p
         rank = (clean, p)
@@ -129,10 +134,61 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
     """The whole word the typed letters become, or None when there is nothing to heal or no word was found within
     the bounds. temperature 0 takes the likeliest word; above 0 a word is drawn with weights P(word)^(1/T). It
     grows from the prompt's remembered read (Prompt.root): the next keystroke's search reads none of its rows."""
+    search = words(lm, read, check)
+    return None if search is None else search.chosen(temperature, _picker(rng))
+
+
+def _picker(rng):
+    import numpy as np  # loads numpy
+
+    rng = rng if rng is not None else np.random.default_rng()
+    return lambda weights: int(rng.choice(len(weights), p=np.array(weights) / sum(weights)))
+
+
+def choose_in_casings(lm: LoadedModel, reads: list[Prompt], shares: list[float], temperature: float = 0.0,
+                      rng: np.random.Generator | None = None, check: Callable[[], None] = lambda: None
+                      ) -> tuple[int, Word] | None:
+    """The word chosen over the casings a lower-case query is read in (autocomplete.text.casing): each word's
+    probability the casings' mixture, P(w) = sum of share x P(w | casing) (each search's words, normalised over
+    what it found); and the casing it came from likeliest,
+    whose read the completion goes on from. None where no casing found a word."""
+    import math
+
+    searches = [words(lm, read, check) for read in reads]
+    mixed: dict = {}
+    sources: dict = {}  # a word's likeliest casing: (its share there, the casing, the word as that search keys it)
+    for c, (share, search) in enumerate(zip(shares, searches)):
+        total = sum(search.found.values()) if search else 0.0
+        for key, p in (search.found.items() if total else ()):
+            p /= total  # P(word | the letters typed in this case): the casing's own odds of them are its share
+            word = key.lower()  # one word in every case (a lower-case query's completion is shown so)
+            mixed[word] = mixed.get(word, 0.0) + share * p
+            if word not in sources or share * p > sources[word][0]:
+                sources[word] = (share * p, c, key)
+    if not mixed:
+        return None
+    ranked = sorted(mixed.items(), key=lambda kv: -kv[1])
+    key = ranked[0][0]
+    if temperature > 0 and len(ranked) > 1:
+        top = math.log(ranked[0][1])
+        key = ranked[_picker(rng)([math.exp((math.log(p) - top) / temperature) for _, p in ranked])][0]
+
+    def tokens_of(word) -> tuple[int, list[int]]:
+        _, c, key = sources[word]
+        return c, list(searches[c].best[key][1])
+
+    c, tokens = tokens_of(key)
+    exact = all(s is None or s.settled() or not s.frontier and s.left_out == 0 for s in searches)
+    candidates = [(searches[tokens_of(k)[0]].text(tokens_of(k)[1]), p) for k, p in ranked[:SHOWN]]
+    return c, Word(tokens, searches[c].text(tokens), candidates, exact, sum(s.expansions for s in searches if s))
+
+
+def words(lm: LoadedModel, read: Prompt, check: Callable[[], None] = lambda: None) -> Words | None:
+    """The whole-word search under one read of the prompt, run to its end (None: nothing to heal)."""
     import numpy as np
 
     from autocomplete.text.sample import softmax  # loads numpy
-    from autocomplete.text.masks import carries_on, word_starts  # loads numpy
+    from autocomplete.text.masks import canonical, carries_on, word_starts  # loads numpy
 
     healing = read.healing
     if healing is None:
@@ -158,7 +214,8 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
         word = text[: boundary(text, typed)]
         return word.lower() if fold else word
 
-    search = Words(key=key, text=spelled_text, room=read.max_new)  # a row past the context window can't be read
+    # a row past the context window can't be read; a word counts through its canonical tokens alone
+    search = Words(key=key, text=spelled_text, room=read.max_new, written=canonical(lm))
 
     def expand(tokens: tuple, p: float, probs: np.ndarray) -> None:
         every = healing.every(list(tokens))
@@ -182,9 +239,7 @@ def choose(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rand
         rows = softmax(np.asarray(tree.next_logits([tokens for tokens, _ in nodes]), dtype=np.float32))
         for (tokens, p), probs in zip(nodes, rows):
             expand(tokens, p, probs)
-    rng = rng if rng is not None else np.random.default_rng()
-    return search.chosen(temperature, lambda weights: int(rng.choice(len(weights), p=np.array(weights)
-                                                                      / sum(weights))))
+    return search
 
 
 def boundary(text: str, typed: str) -> int | None:
@@ -220,3 +275,16 @@ def start(lm: LoadedModel, read: Prompt, temperature: float = 0.0, rng: np.rando
     if word is None:
         return Start(read.ids, read.after(), None, read.allowed)
     return Start(word.tokens, read.root(lm).state, word, None)
+
+
+def start_in_casings(lm: LoadedModel, reads: list[Prompt], shares: list[float], temperature: float = 0.0,
+                     rng: np.random.Generator | None = None, check: Callable[[], None] = lambda: None
+                     ) -> tuple[Prompt, Start]:
+    """start() for a lower-case query read in its casings (autocomplete.text.casing): the read to go on from (the
+    casing the chosen word came from likeliest; with no word to choose, the likeliest casing) and where."""
+    likeliest = max(range(len(reads)), key=shares.__getitem__)
+    chosen = choose_in_casings(lm, reads, shares, temperature, rng, check) if reads[0].healing else None
+    if chosen is None:
+        return reads[likeliest], start(lm, reads[likeliest], temperature, rng, check)
+    c, word = chosen
+    return reads[c], Start(word.tokens, reads[c].root(lm).state, word, None)

@@ -147,3 +147,17 @@ def test_tokens_starting_with_equal_a_scan(pieces, prefix, exact, fold):
     wanted = prefix.lower() if fold else prefix
     scan = [i for i, k in enumerate(keys) if (k == wanted if exact else k.startswith(wanted))]
     assert sorted(vocab.starting_with(prefix, exact=exact, fold=fold)) == scan
+
+
+def test_only_the_tokenizers_own_tokens_of_a_text_are_canonical(smol):
+    """A word is credited through the tokens the tokenizer writes it with, not through a spelled-out path to the
+    same letters; .words() judges the finished words only (the last may still grow)."""
+    from autocomplete.text.masks import canonical
+
+    written = canonical(smol)
+    own = smol.encode(" kuala lumpur", special=False)
+    spelled = [t for ch in " kuala" for t in smol.encode(ch, special=False)]  # " " "k" "u" "a" "l" "a"
+    lumpur = smol.encode(" lumpur", special=False)
+    assert written(own) and smol.decode(spelled) == " kuala" and not written(spelled)
+    assert written.words(smol.encode(" kuala", special=False) + spelled[:3])  # " kuala" then a word begun
+    assert not written.words(spelled + lumpur) and not written(spelled + lumpur)

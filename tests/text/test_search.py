@@ -50,7 +50,7 @@ def brute_force(prefix: str, n: int, words: int) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("n, words", [(1, 3), (5, 3), (8, 4), (5, 2)])
 def test_the_search_finds_the_top_n_brute_force_finds(n, words):
-    found = best_first(toy(), row(()), "i like", "query", n, words)
+    found = best_first(toy(), [((), 1.0, row(()))], "i like", "query", n, words)
     expected = brute_force("i like", n, words)
     assert found.exact
     assert [s.completion for s in found] == [text for text, _ in expected]
@@ -60,18 +60,21 @@ def test_the_search_finds_the_top_n_brute_force_finds(n, words):
 
 def test_the_search_reads_few_rows_and_stops_at_its_bound_saying_so():
     read: list = []
-    whole = best_first(toy(read=read), row(()), "i like", "query", 5, 4)
+    whole = best_first(toy(read=read), [((), 1.0, row(()))], "i like", "query", 5, 4)
     assert whole.exact and END not in {token for tokens in read for token in tokens}  # the end is never followed
     assert len(read) < len(WORDS) ** 3  # best first: far fewer than the paths
     read.clear()
-    cut = best_first(toy(bound=4, batch=2, read=read), row(()), "i like", "query", 5, 4)
+    cut = best_first(toy(bound=4, batch=2, read=read), [((), 1.0, row(()))], "i like", "query", 5, 4)
     assert not cut.exact and len(read) == 4
 
 
 def test_rows_known_are_free_and_the_read_bound_counts_only_rows_read():
     read: list = []
-    free = best_first(toy(read=read, known=row), row(()), "i like", "query", 5, 3)
+    free = best_first(toy(read=read, known=row), [((), 1.0, row(()))], "i like", "query", 5, 3)
     assert read == [] and free.exact
     assert [(s.completion, s.probability) for s in free] == brute_force("i like", 5, 3)
-    short = best_first(toy(read=read), row(()), "i like", "query", 5, 3, reads=3)
-    assert not short.exact and len(short) == 5 and len(read) >= 3  # read on while the list had fewer than 5
+    short = best_first(toy(read=read), [((), 1.0, row(()))], "i like", "query", 5, 3, reads=3)
+    assert not short.exact and 1 <= len(short) < 5 and len(read) == 3  # one batch read, the bound met
+    read.clear()
+    empty = best_first(toy(read=read), [((), 1.0, row(()))], "i like", "query", 5, 3, reads=0)
+    assert len(empty) >= 1 and len(read) == 3  # an empty list reads on: one batch, and then it had some

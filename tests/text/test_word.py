@@ -79,10 +79,25 @@ class BigramEngine:
                                    [engine._after(list(state) + list(c)) for c in continuations]))
 
 
+def encode(text: str, special: bool = False) -> list[int]:
+    """The made-up model's tokenizer: the longest piece that fits, left to right (" york" is " yo" + "rk", " York"
+    one token; " y" + "o" + "rk" is a path to " york" that it never writes)."""
+    data, ids = text.encode(), []
+    while data:
+        best = max((i for i, piece in enumerate(PIECES) if piece and data.startswith(piece)),
+                   key=lambda i: len(PIECES[i]), default=None)
+        if best is None:
+            return ids  # bytes no piece spells: not given back
+        ids.append(best)
+        data = data[len(PIECES[best]):]
+    return ids
+
+
 def bigram_lm():
     vocab = Vocab.__new__(Vocab)
     vocab.pieces, vocab._index = list(PIECES), {}
-    return SimpleNamespace(engine=BigramEngine(), vocab=vocab, eos_ids=frozenset({EOS}), prefixes=None, masks={})
+    return SimpleNamespace(engine=BigramEngine(), vocab=vocab, eos_ids=frozenset({EOS}), prefixes=None, masks={},
+                           encode=encode)
 
 
 def prompt(lm, tail: bytes, fold: bool) -> Prompt:
@@ -92,7 +107,7 @@ def prompt(lm, tail: bytes, fold: bool) -> Prompt:
 def oracle(tail: bytes, fold: bool, depth: int = 4) -> dict[bytes, float]:
     """Every sequence of up to `depth` tokens (the words here take at most 4), written out: those whose bytes
     spell the tail then carry the word on (letters), ended by a token that starts a new word (or the end), summed
-    per word (lower-cased if fold)."""
+    per word (lower-cased if fold) over the sequences that are the tokenizer's own (encode) only."""
     log = table()
     words: dict[bytes, float] = {}
     for n in range(1, depth + 1):
@@ -105,6 +120,8 @@ def oracle(tail: bytes, fold: bool, depth: int = 4) -> dict[bytes, float]:
             rest = data[len(tail):]
             if rest and not rest.decode().isalnum():
                 continue  # a boundary inside: not one word
+            if encode(data.decode()) != list(seq):
+                continue  # not how the tokenizer writes it
             p, last = 1.0, len(PIECES)  # the start row
             for t in seq:
                 p *= math.exp(log[last][t])
