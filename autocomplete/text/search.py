@@ -14,8 +14,9 @@ or space to the word before (counted in that word's ending already). Never follo
 text, a second line, more than `words` words, more than Tree.room tokens.
 
 What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Tree.bound
-expansions, and prefixes past `reads` rows read (read on while the list is empty: a list is never left empty for
-speed; rows the tree already holds are free, so typing on, each list goes deeper than the one before).
+expansions, and prefixes past `reads` rows read (rows the tree already holds are free, so typing on, each list goes
+deeper than the one before; past the bound every row held is still looked at, and only if the list is still empty
+does it read on: a list is never left empty for speed).
 """
 
 from __future__ import annotations
@@ -111,27 +112,38 @@ def best_first(tree: Tree, roots: list[tuple[Node, float, Row]], prefix: str, st
     for node, p, row in roots:
         expand(node, p, row)
     expansions = read_rows = 0
-    unread = 0.0  # the likeliest prefix left unread once `reads` rows were read
-    while frontier and expansions < tree.bound:
-        if -frontier[0][0] <= bar():
-            break  # nothing waiting can beat the n-th best: the answer is exact
-        # Best first: a row the tree holds is expanded at once, for nothing; the next `batch` rows not read yet
-        # are read at once, full however many of the rows around them are known.
-        pending: list[tuple[float, Node]] = []
-        while frontier and len(pending) < tree.batch and -frontier[0][0] > bar() and expansions < tree.bound:
-            neg_p, _, tokens = heapq.heappop(frontier)
-            if (row := tree.known(tokens)) is not None:
-                expand(tokens, -neg_p, row)
-                expansions += 1
-            elif reads is None or read_rows < reads or not found.found:  # an empty list reads on
-                pending.append((-neg_p, tokens))
-            else:
-                unread = max(unread, -neg_p)
-        if pending:
-            for (p, tokens), row in zip(pending, tree.read([tokens for _, tokens in pending])):
-                expand(tokens, p, row)
-            expansions += len(pending)
-            read_rows += len(pending)
+    deferred: list[tuple[float, int, Node]] = []  # prefixes not read once `reads` rows were
+    starving = False  # the bound met with nothing found among the rows held: an empty list reads on
+    while True:
+        while frontier and expansions < tree.bound:
+            if -frontier[0][0] <= bar():
+                break  # nothing waiting can beat the n-th best: the answer is exact
+            # Best first: a row the tree holds is expanded at once, for nothing; the next `batch` rows not read yet
+            # are read at once, full however many of the rows around them are known.
+            pending: list[tuple[float, Node]] = []
+            while frontier and len(pending) < tree.batch and -frontier[0][0] > bar() and expansions < tree.bound:
+                entry = heapq.heappop(frontier)
+                neg_p, _, tokens = entry
+                if (row := tree.known(tokens)) is not None:
+                    expand(tokens, -neg_p, row)
+                    expansions += 1
+                elif reads is None or read_rows < reads or starving and not found.found:
+                    pending.append((-neg_p, tokens))
+                else:
+                    deferred.append(entry)
+            if pending:
+                for (p, tokens), row in zip(pending, tree.read([tokens for _, tokens in pending])):
+                    expand(tokens, p, row)
+                expansions += len(pending)
+                read_rows += len(pending)
+        if found.found or not deferred or starving or expansions >= tree.bound:
+            break
+        # Every row held looked at past the bound and still nothing to list: a list is never left empty for speed.
+        for entry in deferred:
+            heapq.heappush(frontier, entry)
+        deferred.clear()
+        starving = True
+    unread = max((-neg_p for neg_p, _, _ in deferred), default=0.0)  # the likeliest prefix left unread
     result = found.best(n)
     result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
     return result
