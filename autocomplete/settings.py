@@ -69,6 +69,12 @@ def check_max_tokens(value: int) -> int:
     return value
 
 
+def check_seed(value: int) -> int:
+    if not 0 <= value < 2**64:  # what a random generator takes
+        raise ValueError(f"seed must be from 0 to 2^64 - 1, not {value}")
+    return value
+
+
 def check_at_least_one(value: int) -> int:
     if value < 1:
         raise ValueError(f"must be 1 or more, not {value}")
@@ -157,7 +163,7 @@ class Settings:
         24, "-n", "--max-tokens", metavar="N", check=check_max_tokens, in_config=True, show_default=True,
         generation=True, help="Generate at most this many tokens")
     seed: int | None = option(
-        None, "--seed", metavar="N", generation=True,
+        None, "--seed", metavar="N", check=check_seed, generation=True,
         help="Random seed: the same seed and settings give the same completion")
     stop: str = option(
         "sentence", "--stop", choices=STOP_RULES, in_config=True, show_default=True, generation=True,

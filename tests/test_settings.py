@@ -34,6 +34,8 @@ def test_config_keys_are_the_options_marked_for_it():
     ("top_p", 0.0, "top-p must be"),
     ("top_k", -3, "top-k must be"),
     ("max_tokens", 0, "max-tokens must be"),
+    ("seed", -1, "seed must be"),
+    ("seed", 2**64, "seed must be"),
     ("stop", "paragraph", "stop must be one of sentence, line, none"),
     ("idle_timeout", -1.0, "must be 0 or more"),
     ("examples", [], "examples must be"),
@@ -58,6 +60,7 @@ def test_a_request_takes_the_generation_fields_and_defaults_the_rest():
     ({"max_tokens": True}, "wrong type"),
     ({"max_tokens": 2.5}, "wrong type"),
     ({"top_p": 2.0}, "top-p must be"),
+    ({"seed": -1}, "seed must be"),
 ])
 def test_a_bad_request_is_refused_with_a_reason(raw, needle):
     with pytest.raises(ValueError, match=needle):

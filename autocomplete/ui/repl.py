@@ -116,7 +116,8 @@ class Repl:
                 self.settings.suggest = 0
                 terminal.notice("explain on: every step is shown" if self.settings.explain else "explain off")
             elif name == "/seed":
-                self.settings.seed = None if arg in ("off", "none", "") else _number(name, arg, int)
+                off = arg in ("off", "none", "")
+                self.settings.seed = None if off else checks.check("seed", _number(name, arg, int))
                 terminal.notice(f"seed {self.settings.seed if self.settings.seed is not None else 'off (random)'}")
             elif name == "/model":
                 if arg:

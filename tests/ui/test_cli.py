@@ -122,6 +122,13 @@ def test_same_seed_same_completion_with_or_without_json(cli, tiny_dir):
     assert other["tokens"] != record["tokens"]
 
 
+def test_a_negative_seed_is_one_line_and_exit_2_before_anything_is_written(cli, tiny_dir):
+    result = cli("-m", str(tiny_dir), "--seed", "-1", "san")
+    err = result.stderr.decode()
+    assert result.returncode == 2 and result.stdout == b""
+    assert "seed must be" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_repl_on_piped_stdin(cli, tiny_dir):
     script = "san\n/temp 0.0\n/top-p 2\n/max 2\nseoul\n/bogus\n/quit\nnever completed\n"
     result = cli("-m", str(tiny_dir), "-t", "0", "-i", input=script.encode())

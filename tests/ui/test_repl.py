@@ -31,7 +31,7 @@ def test_commands_change_settings(repl, line, field, value):
 
 @pytest.mark.parametrize("line", ["/temp -1", "/temp nan", "/top-p 0", "/top-k -2", "/max 0", "/stop word",
                                   "/temp", "/max lots", "/style poem", "/temp abc", "/suggest -1", "/suggest 0",
-                                  "/suggest many", "/seed x"])
+                                  "/suggest many", "/seed x", "/seed -1"])
 def test_bad_values_are_refused_and_change_nothing(repl, line, capsys):
     before = repl.settings.generation(), repl.settings.suggest
     repl.command(line)

@@ -188,6 +188,7 @@ def test_localhost_is_ours_too(site):
     ("/explain?q=san&style=poem", 400, "style"),
     ("/explain?q=", 400, "?q="),
     ("/complete", 400, "?q="),
+    ("/complete?q=san&seed=-1", 400, "seed must be"),
     ("/suggest?q=%00", 400, "NUL"),
     ("/nothing", 404, "nothing at"),
 ])
