@@ -53,6 +53,8 @@ def _read(file: Path) -> dict:
         table = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsageError(f"config {file}: not valid TOML ({error})") from None
+    except RecursionError:  # tomllib parses nested arrays by recursion, without a limit of its own
+        raise UsageError(f"config {file}: not valid TOML (nested too deeply)") from None
     values = {}
     for key, value in table.items():
         name = key.replace("-", "_")

@@ -69,8 +69,8 @@ def check_max_tokens(value: int) -> int:
     return value
 
 
-def check_seed(value: int) -> int:
-    if not 0 <= value < 2**64:  # what a random generator takes
+def check_seed(value: int | None) -> int | None:
+    if value is not None and not 0 <= value < 2**64:  # what a random generator takes (None: a new seed each time)
         raise ValueError(f"seed must be from 0 to 2^64 - 1, not {value}")
     return value
 

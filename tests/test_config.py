@@ -63,6 +63,7 @@ def test_the_typer_path_reads_it_too(cli, env, tiny_dir):
 
 @pytest.mark.parametrize("text, says", [
     ("temperature = ", "not valid TOML"),
+    ("temperature = " + "[" * 5000 + "]" * 5000, "not valid TOML (nested too deeply)"),
     ("temprature = 0.5", "unknown key 'temprature' (did you mean temperature?)"),
     ("colour = 'red'", "unknown key 'colour' (known: model, temperature,"),
     ("temperature = 'hot'", "temperature: must be a number"),

@@ -280,7 +280,7 @@ def _message(reply) -> str:
 def _json(data: bytes, base: str):
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested too deeply for the parser)
         raise UserError(f"the API server at {base} sent something that is not JSON: {data[:80]!r}") from None
 
 

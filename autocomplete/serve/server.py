@@ -227,7 +227,7 @@ class Server:
             raise BadRequest(f"request longer than {client.MAX_REQUEST} bytes")
         try:
             request = json.loads(line)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # (nested too deeply for the parser)
             raise BadRequest(f"not a JSON request: {error}") from None
         if not isinstance(request, dict):
             raise BadRequest("a request is a JSON object")

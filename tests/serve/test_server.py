@@ -216,6 +216,7 @@ def test_bad_requests_get_one_line_errors(warm):
         return reply["error"]
 
     assert "not a JSON request" in error_for(b"this is not json\n")
+    assert "not a JSON request" in error_for(b"[" * 5000 + b"]" * 5000 + b"\n")  # nested past the parser's depth
     assert "JSON object" in error_for(b"[1, 2]\n")
     assert "unknown op 'fly'" in error_for(b'{"op": "fly"}\n')
     assert "missing field 'op'" in error_for(b'{"prompt": "san"}\n')
