@@ -25,6 +25,19 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def stdout_console(**options) -> Console:
+    """A Rich console on stdout (or options' file) whose closed pipe (`| head`) ends the run quietly, as every other
+    write's does (autocomplete.ui.dispatch: exit 0); Rich's own exits with status 1."""
+    from rich.console import Console  # imported when first used
+
+    class Output(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return Output(**options)
+
+
 # Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts cursor moves, title changes,
 # hyperlinks…; some terminals obey C1 too), but not the line breaks and tabs text is made of; and the bidirectional
 # overrides and isolates, which make a line read otherwise than it is (U+202E flips what follows).

@@ -7,7 +7,7 @@ import json
 from autocomplete import config, paths
 from autocomplete.engine import hub
 from autocomplete.engine.models import ALIASES, DEFAULT_MODEL, STARTER
-from autocomplete.terminal import visible
+from autocomplete.terminal import stdout_console, visible
 
 
 def available() -> list[dict]:
@@ -45,7 +45,6 @@ def show_models(json_lines: bool, engine: str = "auto") -> None:
         for row in rows:
             print(json.dumps(row))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -54,7 +53,7 @@ def show_models(json_lines: bool, engine: str = "auto") -> None:
     for row in rows:
         name = row["alias"] + (" (default)" if row["default"] else "")
         table.add_row(name, row["source"], "yes" if row["local"] else f"no: {row['if_missing']}")
-    console = Console(highlight=False)
+    console = stdout_console(highlight=False)
     console.print(table)
 
     defaults = config.load()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from autocomplete.settings import Settings
-from autocomplete.terminal import visible
+from autocomplete.terminal import stdout_console, visible
 from autocomplete.text.complete import complete
 from autocomplete.text.records import Completion, record as completion_record
 
@@ -185,10 +185,9 @@ class StepPrinter:
 
     def __init__(self, prompt: str, temperatures: list[float], style: str, typed: str, score: str = "logit",
                  about_api: str = ""):
-        from rich.console import Console
         from rich.text import Text
 
-        self.console = Console(highlight=False)
+        self.console = stdout_console(highlight=False)
         self.temperatures, self.score = temperatures, score
         self.text = prompt[: len(prompt) - len(typed)] if typed and prompt.endswith(typed) else prompt
         about = "query (a search query, after hidden example queries)" if style == "query" else "text"

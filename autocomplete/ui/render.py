@@ -8,7 +8,7 @@ from typing import TextIO
 
 from autocomplete import terminal
 from autocomplete.settings import Settings
-from autocomplete.terminal import visible
+from autocomplete.terminal import stdout_console, visible
 from autocomplete.text.records import Completion, record
 
 
@@ -23,9 +23,7 @@ class TextRenderer:
         self.file = file or sys.stdout
         self.console = None
         if self.file.isatty():
-            from rich.console import Console  # honours NO_COLOR and TERM=dumb
-
-            self.console = Console(file=self.file, highlight=False, soft_wrap=True)
+            self.console = stdout_console(file=self.file, highlight=False, soft_wrap=True)  # honours NO_COLOR
 
     def start(self, prompt: str) -> None:
         if not self.only_new:
@@ -43,7 +41,6 @@ class TextRenderer:
     def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str,
                     engine: str | None = None) -> None:
         """A search box's dropdown: each suggestion with its probability."""
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -55,7 +52,7 @@ class TextRenderer:
         for s in found:
             table.add_row(Text(visible(shown), style="dim") + Text(visible(s.completion), style="bold cyan"),
                           f"{s.probability:.1%}")
-        console = self.console or Console(file=self.file, highlight=False, color_system=None, width=200)
+        console = self.console or stdout_console(file=self.file, highlight=False, color_system=None, width=200)
         if found:
             console.print(table)
         else:

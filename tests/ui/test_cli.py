@@ -387,6 +387,20 @@ def test_closed_stdout_exits_quietly(env, tiny_dir):
     assert proc.stderr.read() == b""
 
 
+@pytest.mark.parametrize("args", [("--explain", "san"), ("--suggest", "5", "--each-line"), ("--list-models",)])
+def test_a_closed_pipe_after_rich_output_exits_quietly(env, tiny_dir, args):
+    """Rich's tables (--explain, --suggest, --list-models) into `| head -1`: exit 0 and nothing on stderr, like any
+    other output (Rich's own handling exits 1)."""
+    proc = subprocess.Popen([console_script(), "-m", str(tiny_dir), "-t", "0", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdin.write(b"san\n" * 3000 if "--each-line" in args else b"")
+    proc.stdin.close()
+    assert proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    assert proc.wait(timeout=300) == 0
+    assert proc.stderr.read() == b""
+
+
 def test_help_reads_like_the_tool(cli):
     shown = cli("--help", extra_env={"COLUMNS": "120"}).stdout.decode()
     assert "like a search box" in shown and "Examples:" in shown and 'autocomplete --suggest 5 "stock mar"' in shown
