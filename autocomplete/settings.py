@@ -63,9 +63,12 @@ def check_top_p(value: float) -> float:
     return value
 
 
+MAX_TOKENS = 4096  # a completion's tokens at most: past it, a window's worth is wanted from a search box's tool
+
+
 def check_max_tokens(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"max-tokens must be >= 1, not {value}")
+    if not 1 <= value <= MAX_TOKENS:
+        raise ValueError(f"max-tokens must be from 1 to {MAX_TOKENS}, not {value}")
     return value
 
 

@@ -34,6 +34,7 @@ def test_config_keys_are_the_options_marked_for_it():
     ("top_p", 0.0, "top-p must be"),
     ("top_k", -3, "top-k must be"),
     ("max_tokens", 0, "max-tokens must be"),
+    ("max_tokens", 100_000, "max-tokens must be"),
     ("seed", -1, "seed must be"),
     ("seed", 2**64, "seed must be"),
     ("stop", "paragraph", "stop must be one of sentence, line, none"),

@@ -126,6 +126,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     rows = dict(zip(words_read, tree.memo(words_read, [key(path) for path in words_read], digest)))
     roots = [(path, share, rows[path] if path else base.memo(key((), read), digest))
              for path, share, read in zip(paths, shares, spellings)]
+    check()  # the prompt read: is anyone still waiting for the list?
 
     def forward(nodes: list[tuple[int, ...]]) -> list[Row]:
         check()

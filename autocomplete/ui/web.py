@@ -16,8 +16,9 @@ keep-alive with TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs add 
 connection.
 
 Safe by default: loopback only; a Host other than 127.0.0.1:PORT or localhost:PORT is refused (DNS rebinding: a page
-elsewhere can't read this one through a name it points here); GET and HEAD only; queries of at most MAX_QUERY
-characters; at most RATE requests a second (BURST at once). Each error is one line in the log (stderr) and
+elsewhere can't read this one through a name it points here); a request a browser says comes from another site is
+refused before it counts; GET and HEAD only; queries of at most MAX_QUERY characters; at most RATE requests a second
+(BURST at once). Each error is one line in the log (stderr) and
 {"error": one line} to the client, never a traceback.
 """
 
@@ -27,6 +28,8 @@ import dataclasses
 import errno
 import json
 import math
+import os
+import queue
 import sys
 import threading
 import time
@@ -46,8 +49,11 @@ from autocomplete.text.records import record
 from autocomplete.ui import actions
 from autocomplete.ui.explain import next_step
 
-MAX_QUERY = 1000  # characters: a search box's query, not a document
+# Characters: a search box's query, not a document. At most 4 bytes each in UTF-8, so at most 1,000 tokens for a
+# byte-level tokenizer (1,000 four-byte characters were 2,998 tokens).
+MAX_QUERY = 250
 MAX_SUGGESTIONS = 10
+STOP_WAIT = 10.0  # seconds Ctrl-C waits for a running forward to end
 TOP = 64  # candidates /explain sends by default: the page's top-k slider goes this far
 MAX_TOP = 256
 RATE, BURST = 30.0, 60  # requests a second: a fast typist with the page's debounce makes a few
@@ -86,16 +92,19 @@ class Local:
         from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
 
         with self.lock:
+            check_in()  # it may have hung up while it waited for the model
             return suggest(self.lm, q, settings, n, settings.words, check=check_in,
                            reads=KEYSTROKE_READS if keystroke else None)
 
     def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
         with self.lock:
+            check_in()
             done = complete(self.lm, q, settings, on_piece, lambda logits, token, allowed: check_in())
         return record(done, self.name, settings, self.engine)
 
     def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
         with self.lock:
+            check_in()
             return next_step(self.lm, q, settings, top, check_in)
 
 
@@ -153,7 +162,9 @@ class Site(ThreadingHTTPServer):
             raise UserError(f"can't listen on 127.0.0.1:{port}: {first_line(error)}") from None
         self.port = self.server_address[1]
         self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+        self.origins = {f"http://{host}" for host in self.hosts}
         self.settings, self.answers, self.bucket = settings, None, Bucket(RATE, BURST)
+        self.stopping = threading.Event()  # Ctrl-C: every request still running ends at its next check
 
     def handle_error(self, request, client_address) -> None:
         """What escaped a handler (it answers every error itself, so a bug): one line, not the library's traceback."""
@@ -201,7 +212,13 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Host") not in self.server.hosts:
                 raise Refused(HTTPStatus.FORBIDDEN, f"Host {self.headers.get('Host')!r} is not this server's "
                               f"(use {self.server.url()})")
-            if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+            # A page on another origin may send requests here (no-cors fetches, images, forms) though it can't read
+            # the answers: refused before they count against the rate or take the model. Browsers say where a
+            # request comes from; other clients send neither header.
+            site, origin = self.headers.get("Sec-Fetch-Site"), self.headers.get("Origin")
+            if site not in (None, "same-origin", "none") or origin is not None and origin not in self.server.origins:
+                raise Refused(HTTPStatus.FORBIDDEN, f"a request from another site ({origin or site}) is not served")
+            if self.headers.get_all("Content-Length", ["0"]) != ["0"] or "Transfer-Encoding" in self.headers:
                 raise Refused(HTTPStatus.BAD_REQUEST, "a request here has no body")
             if not self.server.bucket.take():
                 raise Refused(HTTPStatus.TOO_MANY_REQUESTS, f"too many requests: at most {RATE:g} a second")
@@ -255,22 +272,43 @@ class Handler(BaseHTTPRequestHandler):
         if not self.body:
             return
 
-        def event(data: dict, name: str | None = None) -> None:
-            lines = (f"event: {name}\n" if name else "") + f"data: {dumps(data)}\n\n"
-            self.wfile.write(lines.encode())
-            self.wfile.flush()
+        # The events are written by a thread of their own: the model is never held while a client that stopped
+        # reading (a suspended one) blocks a write. One that can't be written to stops the completion.
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        gone = threading.Event()
 
+        def write() -> None:
+            while (item := events.get()) is not None:
+                data, name = item
+                lines = (f"event: {name}\n" if name else "") + f"data: {dumps(data)}\n\n"
+                try:
+                    self.wfile.write(lines.encode())
+                    self.wfile.flush()
+                except OSError:
+                    gone.set()
+                    return
+
+        def check() -> None:
+            if gone.is_set():
+                raise Cancelled
+            self._check()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
         try:
-            done = self.server.answers.complete(q, settings, lambda piece: event({"piece": piece}), self._check)
+            done = self.server.answers.complete(q, settings, lambda piece: events.put(({"piece": piece}, None)),
+                                                check)
+            events.put((done, "done"))
         except (Cancelled, OSError):
             raise
         except Exception as error:  # the stream has begun: the error is an event of it
             said = str(error) if isinstance(error, UserError) else f"unexpected {type(error).__name__}: " \
                                                                     f"{first_line(error)}"
             self._log(said)
-            event({"error": said}, "error")
-            return
-        event(done, "done")
+            events.put(({"error": said}, "error"))
+        finally:
+            events.put(None)
+            writer.join(timeout=self.timeout)  # a write blocks at most `timeout`: then the connection goes
 
     def explain(self, query: dict) -> None:
         q, settings = self._text(query, "q"), self._settings(query)
@@ -325,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         return dataclasses.replace(self.server.settings, **changed)
 
     def _check(self) -> None:
-        if hung_up(self.connection):
+        if self.server.stopping.is_set() or hung_up(self.connection):
             raise Cancelled
 
     # Answering
@@ -414,6 +452,13 @@ def serve(settings: Settings) -> int:
         terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (README: --web).")
         site.serve_forever()
     except KeyboardInterrupt:
+        # A request's forward may be running in its thread: the process must not end under it (ONNX Runtime's
+        # threads, torn down mid-run, abort it). Each request stops at its next check; the model is held once
+        # free, so none starts again.
+        site.stopping.set()
+        if isinstance(site.answers, Local) and not site.answers.lock.acquire(timeout=STOP_WAIT):
+            sys.stderr.flush()
+            os._exit(130)  # still running past the wait: leave without tearing anything down
         return 130
     finally:
         site.server_close()

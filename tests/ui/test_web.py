@@ -189,6 +189,8 @@ def test_localhost_is_ours_too(site):
     ("/explain?q=", 400, "?q="),
     ("/complete", 400, "?q="),
     ("/complete?q=san&seed=-1", 400, "seed must be"),
+    ("/complete?q=san&n=100000", 400, "max-tokens must be"),
+    ("/suggest?q=" + quote("\U0001F600" * (web.MAX_QUERY + 1)), 414, "longer than"),
     ("/suggest?q=%00", 400, "NUL"),
     ("/nothing", 404, "nothing at"),
 ])
@@ -279,6 +281,23 @@ def test_the_command_prints_its_url_and_stops_on_ctrl_c(env):
     assert b"Traceback" not in process.stderr.read()
 
 
+def test_ctrl_c_during_a_request_exits_130_cleanly(env, smollm2_cache):
+    """The starter model, whose forwards take long enough to be running when Ctrl-C comes (it aborted 3 in 3)."""
+    env = {**env, "AUTOCOMPLETE_CACHE_DIR": str(smollm2_cache)}
+    for _ in range(3):
+        process, url = start_web(env, "-m", "smollm2-135m", "--stop", "none", "--style", "text")
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/complete?q=san&n=4000")
+        reply = conn.getresponse()
+        assert reply.status == 200 and reply.fp.readline().startswith(b"data: ")  # streaming
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        err = process.stderr.read().decode()
+        assert "terminate" not in err and "Aborted" not in err and "Traceback" not in err, err
+        conn.close()
+
+
 @pytest.mark.parametrize("args, said", [(("san",), "PROMPT"), (("--suggest", "3"), "--suggest"),
                                         (("--port", "70000"), "port must be")])
 def test_web_refuses_what_it_does_not_take(cli, args, said):
@@ -311,6 +330,30 @@ def test_a_refused_request_s_body_is_never_read_as_another_request(site):
             reply = read_all(conn)  # the server hangs up after its one answer
         assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply
         assert reply.startswith(b"HTTP/1.1 405" if method == "POST" else b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "http://evil.example"}, {"Origin": "null"},
+                                     {"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:1"}])
+def test_a_request_from_another_site_is_refused_before_it_counts(site, headers):
+    for _ in range(web.BURST + 5):  # past the rate limit's burst: none of them was counted
+        status, _, body = get(site, "/suggest?q=san", headers=headers)
+        assert status == 403 and "another site" in json.loads(body)["error"]
+    assert get(site, "/suggest?q=san")[0] == 200
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}])
+def test_the_page_itself_and_other_clients_are_served(site, headers):
+    own = {"Origin": f"http://127.0.0.1:{site.port}"} if headers.get("Sec-Fetch-Site") == "same-origin" else {}
+    assert get(site, "/suggest?q=san", headers={**headers, **own})[0] == 200
+
+
+def test_a_second_content_length_is_refused(site):
+    with socket.create_connection(("127.0.0.1", site.port)) as conn:
+        conn.sendall(f"GET /info HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nContent-Length: 0\r\n"
+                     f"Content-Length: 5\r\n\r\nhello".encode())
+        reply = read_all(conn)
+    assert reply.startswith(b"HTTP/1.1 400") and b"no body" in reply and reply.count(b"HTTP/1.1 ") == 1
 
 
 def test_a_bad_host_closes_the_connection(site):

@@ -41,14 +41,21 @@ def _needs_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def url(env_module):
+def log(tmp_path_factory) -> Path:
+    """Where the server's stderr (its log) goes."""
+    return tmp_path_factory.mktemp("web-log") / "stderr"
+
+
+@pytest.fixture(scope="module")
+def url(env_module, log):
     """`autocomplete --web` on the starter model, on a free port: its URL once it serves."""
     _needs_browser()
-    process = subprocess.Popen([console_script(), "--web", "--port", "0", "-m", "smollm2-135m"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_module)
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([console_script(), "--web", "--port", "0", "-m", "smollm2-135m"],
+                                   stdout=subprocess.PIPE, stderr=stderr, env=env_module)
     line = process.stdout.readline().decode()
     try:
-        assert line.startswith("Serving http://127.0.0.1:"), process.stderr.read().decode()
+        assert line.startswith("Serving http://127.0.0.1:"), log.read_text()
         yield line.split()[1]
     finally:
         process.send_signal(signal.SIGINT)
@@ -224,3 +231,35 @@ def test_a_search_engine_s_url_fills_the_box_and_completes_it(browser, url):
     assert browser.find_element(By.ID, "q").get_attribute("value") == "cheap fli"
     assert browser.find_element(By.ID, "shown-prompt").text == "cheap fli"
     assert browser.find_element(By.ID, "streamed").get_attribute("textContent").strip()
+
+
+def test_a_page_on_another_origin_cannot_drive_the_model(browser, url, log, tmp_path):
+    """A page served from elsewhere sends no-cors fetches of long queries (it can't read the answers, but before,
+    the model computed them): each is refused before it counts or takes the model, and the user's own page is
+    served at once."""
+    import http.server
+    import threading
+    import time
+
+    attack = tmp_path / "index.html"
+    attack.write_text(f"""<!doctype html><script>
+      const q = encodeURIComponent("\\u{{1F600}}".repeat(200));
+      Promise.all([...Array(5)].map(() => fetch("{url}suggest?q=" + q, {{mode: "no-cors"}}).catch(() => null)))
+        .then(() => {{ document.title = "sent"; }});
+    </script>""")
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=elsewhere.serve_forever, daemon=True).start()
+    try:
+        before = log.read_text().count("a request from another site")
+        browser.get(f"http://localhost:{elsewhere.server_address[1]}/index.html")
+        wait(browser, lambda d: d.title == "sent")
+        start = time.monotonic()
+        browser.get(url)
+        wait(browser, lambda d: d.execute_script("return window.autocomplete !== undefined"))
+        type_in(browser, "san")
+        wait(browser, lambda d: dropdown(d))
+        assert time.monotonic() - start < 20
+        assert log.read_text().count("a request from another site") - before == 5
+    finally:
+        elsewhere.shutdown()
