@@ -104,6 +104,7 @@ class Api:
                 event = _json(data.encode(), self.base)
                 if not isinstance(event, dict):
                     raise UserError(f"the API server sent an event that is not a JSON object: {data[:80]!r}")
+                _shaped(event, self.base)
                 if "error" in event:
                     raise UserError(f"the API server failed mid-stream: {_message(event)}")
                 finished = finished or any(c.get("finish_reason") for c in event.get("choices") or [])
@@ -119,7 +120,7 @@ class Api:
         reply = _json(data, self.base)
         if not isinstance(reply, dict):
             raise UserError(f"the API server at {self.base} sent JSON that is not an object")
-        return reply
+        return _shaped(reply, self.base)
 
     def _post_dropping_refused(self, path: str, body: dict):
         """POST, leaving out the extra fields this server refuses: a 400/422 naming one of them is retried
@@ -154,6 +155,9 @@ class Api:
             raise UserError(self._unreachable(error.reason)) from None
         except (TimeoutError, OSError) as error:
             raise UserError(self._unreachable(error)) from None
+        except http.client.HTTPException as error:  # a status line or headers that aren't HTTP
+            raise UserError(f"the API server at {self.base} answered with something that is not HTTP "
+                            f"({type(error).__name__})") from None
 
     def authorize(self, request: urllib.request.Request) -> None:
         """The key, as a header urllib never copies onto a redirected request (_Redirects adds it back where the
@@ -208,7 +212,10 @@ def _same_origin(base: str, url: str) -> bool:
             return False
         if a.scheme == b.scheme:
             return a.port == b.port
-        return a.scheme == "http" and b.scheme == "https"  # an upgrade: the key no longer travels in the clear
+        # An upgrade (the key no longer travels in the clear) of the same service: on the same port, or from the
+        # default port to the default port. Another port may be another service.
+        return a.scheme == "http" and b.scheme == "https" and (a.port == b.port or a.port in (None, 80)
+                                                               and b.port in (None, 443))
     except ValueError:  # a port that is not a number
         return False
 
@@ -275,6 +282,17 @@ def _message(reply) -> str:
     if isinstance(reply, list) and reply:
         return _message(reply[0]) or str(reply[0])
     return first_line(reply)
+
+
+def _shaped(reply: dict, base: str) -> dict:
+    """A completion's reply or event, its parts of the shape the OpenAI API gives them: choices a list of objects,
+    usage an object (each may be absent or null). The rest is read with care where it is used."""
+    choices, usage = reply.get("choices"), reply.get("usage")
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, dict) for c in choices)):
+        raise UserError(f"the API server at {base} sent choices that are not a list of objects")
+    if usage is not None and not isinstance(usage, dict):
+        raise UserError(f"the API server at {base} sent a usage that is not an object")
+    return reply
 
 
 def _json(data: bytes, base: str):

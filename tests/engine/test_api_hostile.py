@@ -90,6 +90,9 @@ def test_an_upgrade_to_https_on_the_same_host_is_not_another_origin():
     assert not _same_origin("http://127.0.0.1:8000/v1", "http://127.0.0.1:8001/v1")
     assert not _same_origin("http://example.com/v1", "http://example.com.evil.example/v1")
     assert not _same_origin("http://example.com/v1", "http://user@example.com/v1")
+    assert _same_origin("http://example.com:8000/v1", "https://example.com:8000/v1")
+    assert not _same_origin("http://example.com:8000/v1", "https://example.com:8443/v1")  # another service
+    assert not _same_origin("http://example.com/v1", "https://example.com:8443/v1")
 
 
 def test_a_redirect_on_the_same_origin_is_followed_with_the_key_and_the_body(cli):
@@ -185,3 +188,59 @@ def test_an_api_timeout_that_is_no_number_of_seconds_is_one_line(cli, value):
     result = cli("--api", "http://127.0.0.1:9/v1", "-m", "m", "san", extra_env={"AUTOCOMPLETE_API_TIMEOUT": value})
     err = result.stderr.decode()
     assert result.returncode == 2 and err.count("\n") == 1 and "AUTOCOMPLETE_API_TIMEOUT must" in err
+
+
+# --- replies of the wrong shape -----------------------------------------------------------------------------------
+
+
+def reply_with(body: bytes):
+    def answer(handler: JsonHandler) -> None:
+        if models(handler, "m"):
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream" if body.startswith(b"data:") else "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    return answer
+
+
+@pytest.mark.parametrize("payload, said", [
+    (b'{"choices": 5}', "choices that are not a list of objects"),
+    (b'{"choices": [1]}', "choices that are not a list of objects"),
+    (b'{"choices": [{"index": 0, "text": " x", "finish_reason": "stop"}], "usage": [1, 2]}',
+     "usage that is not an object"),
+])
+@pytest.mark.parametrize("streamed", [True, False])  # a one-shot completion streams; --suggest's requests don't
+def test_a_reply_of_the_wrong_shape_is_one_line(cli, payload, said, streamed):
+    body, args = (b"data: " + payload + b"\n\n", ("san",)) if streamed else (payload, ("--suggest", "3", "san"))
+    with http_server("127.0.0.1", reply_with(body)) as (base, _):
+        result = cli("--api", base, "-m", "m", *args)
+    line = one_error(result)
+    assert said in line and "unexpected" not in line, line
+
+
+def test_a_status_line_that_is_not_http_is_one_line(cli):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = cli("--api", f"http://127.0.0.1:{listener.getsockname()[1]}/v1", "-m", "m", "san")
+    finally:
+        listener.close()
+    line = one_error(result)
+    assert "not HTTP" in line and "unexpected" not in line, line
