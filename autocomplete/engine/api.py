@@ -14,6 +14,7 @@ import http.client
 import ipaddress
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +24,7 @@ from autocomplete import terminal
 from autocomplete.errors import UsageError, UserError, first_line
 
 KEY_VARIABLE = "AUTOCOMPLETE_API_KEY"  # never an option: a command line shows in every process listing
+MAX_LINE = 1 << 20  # bytes of one line of a stream: an event is a few hundred
 TIMEOUT = 60.0  # longest silence: connecting, waiting for the first token, or between two events
 # Sent where the engine takes them, dropped (once, with a notice if it matters) where it refuses them:
 # top_k (vLLM, llama.cpp, TGI take it; the OpenAI schema has no such field), llama.cpp's repeat penalty,
@@ -84,18 +86,25 @@ class Api:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         with self._post_dropping_refused("/completions", body) as response:
             finished = False
+            fed = time.monotonic()  # when data last came: a server that only keeps the line alive times out too
             while True:
                 try:
-                    raw = response.readline()
+                    raw = response.readline(MAX_LINE + 1)
                 except (OSError, ValueError, http.client.HTTPException):
                     raw = None
                 if not raw:
                     if raw is None or not finished:
                         raise UserError(f"the API server at {self.base} closed the connection mid-stream")
                     return
+                if len(raw) > MAX_LINE:
+                    raise UserError(f"the API server at {self.base} sent a line longer than {MAX_LINE >> 20} MiB")
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 if not line or line.startswith((":", "event:", "id:", "retry:")):
+                    if time.monotonic() - fed > self.timeout:
+                        raise UserError(f"the API server at {self.base} sent no data for {self.timeout:g} s (only "
+                                        "keep-alives); AUTOCOMPLETE_API_TIMEOUT sets how long to wait")
                     continue  # a blank line ends an event; the rest are SSE fields we don't need
+                fed = time.monotonic()
                 if not line.startswith("data:"):
                     raise UserError(f"the API server sent something that is not an SSE event: {line[:80]!r}")
                 data = line[5:].strip()

@@ -255,9 +255,11 @@ def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
     return style, "\n".join(settings.examples or frames.EXAMPLES) + "\n" + text
 
 
-def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None]) -> Completion:
+def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None],
+             check: Callable[[], None] = lambda: None) -> Completion:
     """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
-    the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed."""
+    the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed.
+    check: called at every event; what it raises ends the completion (--web's client hung up)."""
     style, sent = prompt_for(prompt, settings)
     seed = settings.seed if settings.seed is not None else new_seed()
     chunks: list[str] = []
@@ -278,23 +280,30 @@ def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Cal
         if style == "query":
             body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)
         events = api.stream(body) if left > 0 else iter(())
+        received, ended = 0, False  # the server's text events: -n holds on our side too (it may ignore max_tokens)
         if head[len(typed):]:
             events = itertools.chain([{"choices": [{"text": head[len(typed):]}]}], events)
+            received = -1
         for event in events:
+            check()
             usage = event.get("usage") or usage
             for choice in event.get("choices") or []:
                 text = choice.get("text") or ""
                 if text:
                     first_at = first_at or time.perf_counter()
                     chunks.append(text)
+                    received += 1
                     piece = stream.put(len(chunks) - 1)
                     if piece:
                         on_text(piece)
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop" if style == "query" else "eos"
+                    ended = True  # the server's end: nothing of ours to cut
             if stream.stopped:
                 finish = "stop"
                 break  # closes the connection: the server stops generating
+            if received >= left and not ended:
+                break  # "length"
     except KeyboardInterrupt:
         finish = "interrupted"
     piece = stream.flush()

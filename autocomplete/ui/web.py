@@ -123,7 +123,8 @@ class OverApi:
     def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
         from autocomplete.text import remote  # loads numpy
 
-        return record(remote.complete(self.remote.api, self.name, q, settings, on_piece), self.name, settings)
+        return record(remote.complete(self.remote.api, self.name, q, settings, on_piece, check_in), self.name,
+                      settings)
 
     def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
         from autocomplete.ui import api_explain  # loads numpy

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
@@ -244,3 +245,77 @@ def test_a_status_line_that_is_not_http_is_one_line(cli):
         listener.close()
     line = one_error(result)
     assert "not HTTP" in line and "unexpected" not in line, line
+
+
+# --- streams that never end -----------------------------------------------------------------------------------------
+
+
+def stream_head(handler: JsonHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+
+
+def endless(handler: JsonHandler) -> None:
+    """Ignores max_tokens: a word every 10 ms until the client hangs up."""
+    if models(handler, "m"):
+        return
+    stream_head(handler)
+    try:
+        while True:
+            handler.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'text': ' la'}]})}\n\n".encode())
+            handler.wfile.flush()
+            time.sleep(0.01)
+    except OSError:
+        return
+
+
+def keep_alive_only(handler: JsonHandler) -> None:
+    """A comment every 0.2 s, never an event: no silence for a socket timeout to notice."""
+    if models(handler, "m"):
+        return
+    stream_head(handler)
+    try:
+        for _ in range(300):
+            handler.wfile.write(b": ping\n")
+            handler.wfile.flush()
+            time.sleep(0.2)
+    except OSError:
+        return
+
+
+def no_line_break(handler: JsonHandler) -> None:
+    """One 'line' of 64 MiB, sent until the client stops reading."""
+    if models(handler, "m"):
+        return
+    stream_head(handler)
+    try:
+        handler.wfile.write(b"data: ")
+        for _ in range(64):
+            handler.wfile.write(b"x" * (1 << 20))
+    except OSError:
+        return
+
+
+def test_a_server_that_ignores_max_tokens_is_cut_at_n(cli):
+    with http_server("127.0.0.1", endless) as (base, _):
+        started = time.monotonic()
+        result = cli("--api", base, "-m", "m", "--style", "text", "--stop", "none", "-n", "5", "--json", "san")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["completion"] == " la" * 5 and record["finish_reason"] == "length"
+    assert time.monotonic() - started < 30
+
+
+def test_a_server_that_only_keeps_the_line_alive_times_out(cli):
+    with http_server("127.0.0.1", keep_alive_only) as (base, _):
+        started = time.monotonic()
+        result = cli("--api", base, "-m", "m", "--style", "text", "san", extra_env={"AUTOCOMPLETE_API_TIMEOUT": "2"})
+    assert "sent no data for 2 s" in one_error(result) and time.monotonic() - started < 30
+
+
+def test_a_line_with_no_end_is_refused_in_bounded_memory(cli):
+    with http_server("127.0.0.1", no_line_break) as (base, _):
+        result = cli("--api", base, "-m", "m", "--style", "text", "san")
+    assert "a line longer than 1 MiB" in one_error(result)
