@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -31,9 +32,13 @@ def convert(path: Path, out: Path | None = None) -> Path:
         key = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
         out = paths.cache_dir() / "gguf" / f"{path.stem}-{key}"
     if (out / "config.json").is_file():
-        if cached:
-            paths.touch(out)  # used: kept by prune()
-        return out
+        why = damaged(out)
+        if why is None:
+            if cached:
+                paths.touch(out)  # used: kept by prune()
+            return out
+        terminal.notice(f"The conversion in {out} is damaged ({why}): converting {path.name} again.")
+        shutil.rmtree(out, ignore_errors=True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     # Named with a leading "." while written, so a prune by another process leaves it be.
@@ -61,6 +66,7 @@ def convert(path: Path, out: Path | None = None) -> Path:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / _GGUF_SOURCE).write_text(str(path))
+        _synced(tmp)
         try:
             tmp.rename(out)
         except OSError:  # another process finished the same conversion first
@@ -74,6 +80,34 @@ def convert(path: Path, out: Path | None = None) -> Path:
                 shutil.rmtree(other, ignore_errors=True)
         paths.prune(out.parent)
     return out
+
+
+def damaged(directory: Path) -> str | None:
+    """Why a conversion's weights can't be loaded (a write cut short: a full disk, a crash), or None: each
+    safetensors file's header reads, and the data it describes is all there. Reads the headers only."""
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        return "no weights"
+    for file in files:
+        try:
+            with file.open("rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(size)) if 2 <= size <= 100 << 20 else None
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if 8 + size + int(end) > file.stat().st_size:
+                return f"{file.name} is cut short"
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return f"{file.name} has no readable header"
+    return None
+
+
+def _synced(directory: Path) -> None:
+    """Every file written under `directory` on disk before it is renamed into place (else a crash may leave a
+    complete-looking directory of empty files)."""
+    for file in directory.rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            with file.open("rb") as f:
+                os.fsync(f.fileno())
 
 
 def _gguf_source(conversion: Path) -> str | None:

@@ -5,6 +5,7 @@ then converted once into the cache."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,11 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 def model_dir() -> Path:
     out = paths.cache_dir() / "models" / "smollm2-135m"
     if (out / "config.json").is_file():
-        return out
+        why = gguf.damaged(out)
+        if why is None:
+            return out
+        terminal.notice(f"The starter model in {out} is damaged ({why}): fetching and converting it again.")
+        shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix="download.") as tmp:
         gguf.convert(_fetch(Path(tmp)), out)

@@ -18,8 +18,11 @@ def fake_conversion(monkeypatch):
             self.hf_quantizer, self.config = None, types.SimpleNamespace(quantization_config=None)
 
         def save_pretrained(self, directory):
-            for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            for name in ("config.json", "tokenizer.json"):
                 (Path(directory) / name).write_text("{}")
+            header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
+            (Path(directory) / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header
+                                                                + b"\0" * 16)
 
     auto = types.SimpleNamespace(from_pretrained=lambda *args, **kwargs: Saved())
     monkeypatch.setattr(gguf, "quiet_transformers", lambda: types.SimpleNamespace(AutoTokenizer=auto,
@@ -48,3 +51,22 @@ def test_a_new_conversion_replaces_older_ones_of_its_gguf_and_prunes_unused_ones
     assert second != first and (second / "config.json").is_file() and (second / "gguf-source").is_file()
     assert sorted(p.name for p in (tmp_path / "cache" / "gguf").iterdir()) == sorted([second.name, kept.name,
                                                                                       writing.name])
+
+
+def test_a_damaged_conversion_is_named_and_made_again(tmp_path, monkeypatch, capsys):
+    """A conversion cut short (a full disk, a crash before the data reached it) was loaded, and failed, at every
+    run: it is named, and converted again."""
+    fake_conversion(monkeypatch)
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 20)
+    out = gguf.convert(model)
+    weights = out / "model.safetensors"
+    assert gguf.damaged(out) is None
+    for cut in (weights.stat().st_size - 4, 20, 3):
+        weights.write_bytes(weights.read_bytes()[:cut])
+        assert gguf.damaged(out) is not None
+        capsys.readouterr()
+        assert gguf.convert(model) == out and gguf.damaged(out) is None
+        said = capsys.readouterr().err
+        assert str(out) in said and "damaged" in said and "converting model.gguf again" in said
