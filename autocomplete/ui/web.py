@@ -170,6 +170,8 @@ class Site(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         """What escaped a handler (it answers every error itself, so a bug): one line, not the library's traceback."""
         error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return  # a client that reset its connection, or went quiet mid-request: nothing went wrong here
         said = f"autocomplete --web: unexpected {type(error).__name__}: {first_line(error)}"
         sys.stderr.write(visible(said) + "\n")
 

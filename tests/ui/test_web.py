@@ -356,6 +356,19 @@ def test_a_second_content_length_is_refused(site):
     assert reply.startswith(b"HTTP/1.1 400") and b"no body" in reply and reply.count(b"HTTP/1.1 ") == 1
 
 
+def test_a_client_that_resets_its_connection_is_no_error(site, capfd):
+    import struct
+
+    for partial in (b"", b"GET /info HTTP/1.1\r\nHo"):
+        conn = socket.create_connection(("127.0.0.1", site.port))
+        conn.sendall(partial)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends a reset
+        conn.close()
+    time.sleep(0.5)
+    assert get_json(site, "/info")[0] == 200
+    assert "unexpected" not in capfd.readouterr().err
+
+
 def test_a_bad_host_closes_the_connection(site):
     with socket.create_connection(("127.0.0.1", site.port)) as conn:
         conn.sendall(b"GET /info HTTP/1.1\r\nHost: rebound.example\r\n\r\n"
