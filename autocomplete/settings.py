@@ -63,7 +63,7 @@ def check_top_p(value: float) -> float:
     return value
 
 
-MAX_TOKENS = 4096  # a completion's tokens at most: past it, a window's worth is wanted from a search box's tool
+MAX_TOKENS = 4096  # a completion's tokens at most: a bound on one request's work (a search box's needs are a few)
 
 
 def check_max_tokens(value: int) -> int:

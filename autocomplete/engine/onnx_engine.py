@@ -205,8 +205,8 @@ class Tree:
     its own (attention_bias hides the rest), at the position in the text its depth gives. A step reads one token
     per row; no row's keys are copied."""
 
-    # Rows after the base at most: past them the sequence begins again. Every row read attends over all of them (a
-    # run of 8 rows took 1.6x as long with 4,000 behind it as with 256); rows given up are read again as needed.
+    # Rows after the base at most: past them the sequence begins again. Every row read attends over all of them, so
+    # a long sequence makes each run slower; rows given up are read again as needed.
     ROWS = 256
 
     def __init__(self, engine: OnnxEngine, state: State):

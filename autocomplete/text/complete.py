@@ -30,18 +30,19 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     from autocomplete.text.prompt import prepare  # loads numpy
     from autocomplete.text.sample import generate, new_seed  # loads numpy
 
+    texts = casings(prompt, frames.resolve(settings.style, prompt)) if read is None else [prompt]
+    lower = len(texts) > 1  # a lower-case query: what it adds shown in lower case, whatever case it's read in
     if read is None:  # a lower-case query is read in each of its casings (autocomplete.text.casing)
-        style = frames.resolve(settings.style, prompt)
-        reads, _ = apart([prepare(lm, text, style, settings.examples, settings.max_tokens, quiet=i > 0)
-                          for i, text in enumerate(casings(prompt, style))])
+        reads, _ = apart([prepare(lm, text, settings.style, settings.examples, settings.max_tokens, quiet=i > 0)
+                          for i, text in enumerate(texts)])
     else:
         reads = [read]
     read = reads[0]
-    chosen = [read]  # the casing the completion goes on in: what it adds is shown in the user's (lower) case
+    chosen = [read]  # the casing the completion goes on in
 
     def shown(new: list[int]) -> str:
         text = chosen[0].shown(new)
-        return text.lower() if len(reads) > 1 else text
+        return text.lower() if lower else text
 
     seed = settings.seed if settings.seed is not None else new_seed()
     rng = np.random.default_rng(seed)

@@ -150,8 +150,8 @@ def choose_in_casings(lm: LoadedModel, reads: list[Prompt], shares: list[float],
                       ) -> tuple[int, Word] | None:
     """The word chosen over the casings a lower-case query is read in (autocomplete.text.casing): each word's
     probability the casings' mixture, P(w) = sum of share x P(w | casing) (each search's words, normalised over
-    what it found); and the casing it came from likeliest,
-    whose read the completion goes on from. None where no casing found a word."""
+    what it found); and the casing it came from likeliest, whose read the completion goes on from. None where no
+    casing found a word."""
     import math
 
     searches = [words(lm, read, check) for read in reads]

@@ -50,7 +50,7 @@ from autocomplete.ui import actions
 from autocomplete.ui.explain import next_step
 
 # Characters: a search box's query, not a document. At most 4 bytes each in UTF-8, so at most 1,000 tokens for a
-# byte-level tokenizer (1,000 four-byte characters were 2,998 tokens).
+# byte-level tokenizer (a bound in characters alone let four-byte ones become three tokens each).
 MAX_QUERY = 250
 MAX_SUGGESTIONS = 10
 STOP_WAIT = 10.0  # seconds Ctrl-C waits for a running forward to end

@@ -4,6 +4,7 @@ the CLI as installed, HTTP servers on loopback addresses (127.0.0.1 and 127.0.0.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -45,11 +46,15 @@ def http_server(host: str, answer: Callable[[JsonHandler], None]):
         server.server_close()
 
 
-def stream_words(handler: JsonHandler, *words: str) -> None:
+def stream_head(handler: JsonHandler) -> None:
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream")
     handler.send_header("Connection", "close")
     handler.end_headers()
+
+
+def stream_words(handler: JsonHandler, *words: str) -> None:
+    stream_head(handler)
     for i, word in enumerate(words):
         choice = {"index": 0, "text": word, **({"finish_reason": "stop"} if i == len(words) - 1 else {})}
         handler.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
@@ -250,52 +255,30 @@ def test_a_status_line_that_is_not_http_is_one_line(cli):
 # --- streams that never end -----------------------------------------------------------------------------------------
 
 
-def stream_head(handler: JsonHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/event-stream")
-    handler.send_header("Connection", "close")
-    handler.end_headers()
+def sending(chunk: bytes, every: float, times: int | None = None, first: bytes = b""):
+    """A server that streams `first`, then `chunk` every `every` seconds, `times` times (None: until the client
+    hangs up)."""
+    def answer(handler: JsonHandler) -> None:
+        if models(handler, "m"):
+            return
+        stream_head(handler)
+        try:
+            handler.wfile.write(first)
+            for _ in itertools.count() if times is None else range(times):
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                time.sleep(every)
+        except OSError:
+            return
+    return answer
 
 
-def endless(handler: JsonHandler) -> None:
-    """Ignores max_tokens: a word every 10 ms until the client hangs up."""
-    if models(handler, "m"):
-        return
-    stream_head(handler)
-    try:
-        while True:
-            handler.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'text': ' la'}]})}\n\n".encode())
-            handler.wfile.flush()
-            time.sleep(0.01)
-    except OSError:
-        return
-
-
-def keep_alive_only(handler: JsonHandler) -> None:
-    """A comment every 0.2 s, never an event: no silence for a socket timeout to notice."""
-    if models(handler, "m"):
-        return
-    stream_head(handler)
-    try:
-        for _ in range(300):
-            handler.wfile.write(b": ping\n")
-            handler.wfile.flush()
-            time.sleep(0.2)
-    except OSError:
-        return
-
-
-def no_line_break(handler: JsonHandler) -> None:
-    """One 'line' of 64 MiB, sent until the client stops reading."""
-    if models(handler, "m"):
-        return
-    stream_head(handler)
-    try:
-        handler.wfile.write(b"data: ")
-        for _ in range(64):
-            handler.wfile.write(b"x" * (1 << 20))
-    except OSError:
-        return
+# Ignores max_tokens: a word every 10 ms until the client hangs up.
+endless = sending(f"data: {json.dumps({'choices': [{'index': 0, 'text': ' la'}]})}\n\n".encode(), 0.01)
+# A comment every 0.2 s, never an event: no silence for a socket timeout to notice.
+keep_alive_only = sending(b": ping\n", 0.2, 300)
+# One "line" of 64 MiB, sent until the client stops reading.
+no_line_break = sending(b"x" * (1 << 20), 0, 64, first=b"data: ")
 
 
 def test_a_server_that_ignores_max_tokens_is_cut_at_n(cli):
