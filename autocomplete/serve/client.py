@@ -198,7 +198,8 @@ def _exchange(sock: socket.socket, reader, request: bytes | None, path: Path, ti
     """Send the request line if given, then read one reply line; None if the server hung up."""
     try:
         if request is not None:
-            # A server too busy for us answers and hangs up without reading: what it said is still to be read.
+            # A server that answered without reading all of it (a request too long) hangs up: its answer is still
+            # to be read.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(request)
         line = reader.readline()

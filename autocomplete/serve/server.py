@@ -16,8 +16,9 @@ Protocol, newline-delimited JSON, one request per connection:
                          "idle_timeout"}
     {"op": "stop"} -> {"ok": true}, then the server exits once the request running has been answered (the ones
                       queued are hung up on without a word: their clients work in-process)
-Anything wrong gets {"error": "<one line>"}, and so does a connection past MAX_CONNECTIONS (without being read).
-Closing the connection (either half) cancels the request.
+Anything wrong gets {"error": "<one line>"}. Connections past MAX_CONNECTIONS wait in the listen backlog until one
+closes. Closing the connection cancels the request; shutting down only its sending half does not. Replies are written
+by a thread of their own (serve/outbox.py): the model is never held while a client doesn't read.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from autocomplete import terminal
 from autocomplete.engine import models
 from autocomplete.engine.models import ALIASES
 from autocomplete.errors import UserError, first_line
 from autocomplete.serve import client
+from autocomplete.serve.outbox import Outbox
 from autocomplete.settings import DEFAULT_MODEL, DEVICES, ENGINES, PRECISIONS, Settings, env_flag, settings_from_request
 from autocomplete.text import frames
 from autocomplete.text.complete import complete
@@ -90,11 +94,19 @@ def _field(request: dict, name: str, kind: type, default=None):
     return value
 
 
-def hung_up(conn: socket.socket) -> bool:
-    """Whether the client closed its end. It sends nothing after its request line, so readable means EOF."""
+def hung_up(conn: socket.socket, eof_is_gone: bool = False) -> bool:
+    """Whether the client is gone. A client that only shut down its sending half (it has said all it will) is still
+    reading, and a Unix socket tells it from one that closed (POLLHUP). A TCP connection tells them apart only once
+    something was written to it (a closed peer answers with a reset); before that, eof_is_gone says how to take an
+    end of input."""
     poller = select.poll()
     poller.register(conn, select.POLLIN)
-    if not poller.poll(0):
+    events = poller.poll(0)
+    if not events:
+        return False
+    if events[0][1] & (select.POLLHUP | select.POLLERR):
+        return True
+    if not eof_is_gone:
         return False
     try:
         return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
@@ -102,6 +114,13 @@ def hung_up(conn: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+class Client(NamedTuple):
+    """The connection a request came on: its socket, whether writing to it has failed, and send(message)."""
+    conn: socket.socket
+    gone: threading.Event
+    send: Callable[[dict], None]
 
 
 class Server:
@@ -141,19 +160,20 @@ class Server:
                 for engine in engines}
 
     def serve(self, listener: socket.socket) -> None:
+        """Accept connections until stopped or idle. Past MAX_CONNECTIONS open, the next ones wait in the listen
+        backlog (their clients' connect has succeeded: they wait for a reply as for a queued request)."""
         listener.settimeout(POLL)
         while not self.stopping.is_set() and not self._idle():
+            with self.changed:
+                if self.connections >= MAX_CONNECTIONS:
+                    self.changed.wait(POLL)
+                    continue
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            with self.state_lock:
-                full = self.connections >= MAX_CONNECTIONS
-                self.connections += not full
-            if full:
-                _refuse(conn)
-            else:
-                threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            self._count("connections", 1)
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def drain(self) -> None:
         """Before the process exits (taking its daemon threads with it), with the listener closed: decline what is
@@ -197,15 +217,15 @@ class Server:
 
     def answer(self, line: bytes, conn: socket.socket) -> None:
         conn.settimeout(WRITE_TIMEOUT)
+        outbox = Outbox(lambda message: conn.sendall(json.dumps(message).encode() + b"\n"))
 
         def send(message: dict) -> None:
-            try:
-                conn.sendall(json.dumps(message).encode() + b"\n")
-            except OSError as error:  # it hung up or stopped reading: stop working for it
-                raise Cancelled(f"the client went away ({type(error).__name__})") from None
+            if outbox.gone.is_set():  # it hung up or stopped reading: stop working for it
+                raise Cancelled("the client went away")
+            outbox.put(message)
 
         try:
-            reply = self.dispatch(line, conn, send)
+            reply = self.dispatch(line, Client(conn, outbox.gone, send))
         except BadRequest as error:
             reply = {"error": str(error)}
         except Cancelled as error:
@@ -213,16 +233,17 @@ class Server:
             reply = {"error": str(error)}
         except Declined:
             log.info("declined a request queued before the stop")
-            return
+            reply = None
         except Exception as error:
             log.exception("request failed")
             reply = {"error": f"{type(error).__name__}: {first_line(error)}"}
-        with contextlib.suppress(Cancelled):
-            send(reply)
+        if reply is not None:
+            outbox.put(reply)
+        outbox.close(WRITE_TIMEOUT)
         if reply is _STOPPED:
             self.stopping.set()  # only now: the accept loop may exit as soon as it sees this
 
-    def dispatch(self, line: bytes, conn: socket.socket, send) -> dict:
+    def dispatch(self, line: bytes, asking: Client) -> dict:
         if len(line) > client.MAX_REQUEST:
             raise BadRequest(f"request longer than {client.MAX_REQUEST} bytes")
         try:
@@ -238,9 +259,9 @@ class Server:
             log.info("stop requested")
             return _STOPPED
         if op == "complete":
-            return self.complete(request, conn, send)
+            return self.complete(request, asking)
         if op == "suggest":
-            return self.suggest(request, conn, send)
+            return self.suggest(request, asking)
         raise BadRequest(f"unknown op {op!r} (complete, suggest, status or stop)")
 
     def status(self) -> dict:
@@ -271,25 +292,26 @@ class Server:
                 self.busy -= 1
                 self.last_used = time.monotonic()
 
-    def complete(self, request: dict, conn: socket.socket, send) -> dict:
+    def complete(self, request: dict, asking: Client) -> dict:
         prompt = _field(request, "prompt", str)
         settings = parse_settings(_field(request, "settings", dict, {}))
         if not prompt:
             raise BadRequest("the prompt is empty")
 
-        with self._working(send), terminal.notices_to(lambda message: send({"notice": message})):
-            done = complete(self.lm, prompt, settings, lambda piece: send({"piece": piece}),
-                            lambda logits, token, allowed: self._check(conn))  # every token, between pieces too
+        with self._working(asking.send), terminal.notices_to(lambda message: asking.send({"notice": message})):
+            done = complete(self.lm, prompt, settings, lambda piece: asking.send({"piece": piece}),
+                            lambda logits, token, allowed: self._check(asking))  # every token, between pieces too
         return {"done": record(done, self.lm.name, settings, self.lm.engine.name)}
 
-    def _check(self, conn: socket.socket) -> None:
-        """Stop the work in progress if its client hung up (Ctrl-C, say), or a stop has waited DRAIN_WAIT for it."""
+    def _check(self, asking: Client) -> None:
+        """Stop the work in progress if its client hung up (Ctrl-C, say) or stopped reading for WRITE_TIMEOUT, or a
+        stop has waited DRAIN_WAIT for it."""
         if self.cancelling.is_set():
             raise Cancelled("the model server is stopping")
-        if hung_up(conn):
+        if asking.gone.is_set() or hung_up(asking.conn):
             raise Cancelled("the client went away")
 
-    def suggest(self, request: dict, conn: socket.socket, send) -> dict:
+    def suggest(self, request: dict, asking: Client) -> dict:
         from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
 
         prefix = _field(request, "prefix", str)
@@ -300,8 +322,8 @@ class Server:
             raise BadRequest("the prefix is empty")
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
-        with self._working(send), terminal.notices_to(lambda message: send({"notice": message})):
-            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(conn), reads=reads)
+        with self._working(asking.send), terminal.notices_to(lambda message: asking.send({"notice": message})):
+            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(asking), reads=reads)
         return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
                                 for s in found], "model": self.lm.name, "engine": self.lm.engine.name,
                 "style": frames.resolve(settings.style, prefix), "exact": found.exact}
@@ -445,14 +467,6 @@ def _unlink_ours(links: list, path, inode: int) -> None:
     with contextlib.suppress(OSError):
         if os.stat(path).st_ino == inode:
             path.unlink()
-
-
-def _refuse(conn: socket.socket) -> None:
-    """Past MAX_CONNECTIONS: one line at once (a fresh socket's buffer takes it), the request left unread."""
-    with conn, contextlib.suppress(OSError):
-        conn.settimeout(POLL)
-        conn.sendall(json.dumps({"error": f"too busy ({MAX_CONNECTIONS} connections open); try again, or pass "
-                                          f"--no-server"}).encode() + b"\n")
 
 
 def _link(path, wanted: set[tuple[str, str, str, str]]) -> list:

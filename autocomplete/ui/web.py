@@ -29,7 +29,6 @@ import errno
 import json
 import math
 import os
-import queue
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from xml.sax.saxutils import escape
 
 from autocomplete import terminal
 from autocomplete.errors import UserError, first_line
+from autocomplete.serve.outbox import Outbox
 from autocomplete.serve.server import hung_up
 from autocomplete.settings import Settings, check
 from autocomplete.terminal import visible
@@ -277,27 +277,18 @@ class Handler(BaseHTTPRequestHandler):
 
         # The events are written by a thread of their own: the model is never held while a client that stopped
         # reading (a suspended one) blocks a write. One that can't be written to stops the completion.
-        events: queue.SimpleQueue = queue.SimpleQueue()
-        gone = threading.Event()
+        def write(event: tuple) -> None:
+            data, name = event
+            self.wfile.write(((f"event: {name}\n" if name else "") + f"data: {dumps(data)}\n\n").encode())
+            self.wfile.flush()
 
-        def write() -> None:
-            while (item := events.get()) is not None:
-                data, name = item
-                lines = (f"event: {name}\n" if name else "") + f"data: {dumps(data)}\n\n"
-                try:
-                    self.wfile.write(lines.encode())
-                    self.wfile.flush()
-                except OSError:
-                    gone.set()
-                    return
+        events = Outbox(write)
 
         def check() -> None:
-            if gone.is_set():
+            if events.gone.is_set():
                 raise Cancelled
             self._check()
 
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
         try:
             done = self.server.answers.complete(q, settings, lambda piece: events.put(({"piece": piece}, None)),
                                                 check)
@@ -310,8 +301,7 @@ class Handler(BaseHTTPRequestHandler):
             self._log(said)
             events.put(({"error": said}, "error"))
         finally:
-            events.put(None)
-            writer.join(timeout=self.timeout)  # a write blocks at most `timeout`: then the connection goes
+            events.close(self.timeout)  # a write blocks at most `timeout`: then the connection goes
 
     def explain(self, query: dict) -> None:
         q, settings = self._text(query, "q"), self._settings(query)
@@ -366,7 +356,9 @@ class Handler(BaseHTTPRequestHandler):
         return dataclasses.replace(self.server.settings, **changed)
 
     def _check(self) -> None:
-        if self.server.stopping.is_set() or hung_up(self.connection):
+        # Before an answer has begun, a client's end of input is taken as its hang-up (as nginx does): over TCP,
+        # only a write tells a closed client from one that shut down its sending half.
+        if self.server.stopping.is_set() or hung_up(self.connection, eof_is_gone=not self.begun):
             raise Cancelled
 
     # Answering

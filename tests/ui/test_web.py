@@ -148,6 +148,19 @@ def test_a_client_that_hangs_up_mid_stream_frees_the_model(site):
     assert time.monotonic() - started < 30
 
 
+def test_a_client_that_only_shuts_down_its_sending_half_gets_the_stream(site):
+    """`nc -N`: the request sent, the client's sending half shut; it still reads, and gets the whole stream."""
+    with socket.create_connection(("127.0.0.1", site.port), timeout=60) as conn:
+        conn.sendall(f"GET /complete?q=san+francisco&t=0&n=12 HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n"
+                     .encode())
+        conn.shutdown(socket.SHUT_WR)
+        reply = read_all(conn)
+    stream = events(reply.partition(b"\r\n\r\n")[2])
+    (done,) = [data for name, data in stream if name == "done"]
+    assert done["completion"].startswith(" weather is good")
+    assert "".join(data["piece"] for name, data in stream if name == "message") == done["completion"]
+
+
 def test_opensearch_description_points_at_the_suggest_endpoint(site):
     status, headers, body = get(site, "/opensearch.xml")
     assert status == 200 and headers["Content-Type"].startswith("application/opensearchdescription+xml")
