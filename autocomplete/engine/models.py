@@ -10,7 +10,7 @@ from pathlib import Path
 from autocomplete import terminal
 from autocomplete.engine import compact, gguf, hub, starter
 from autocomplete.engine.tokenizer import Tokenizer
-from autocomplete.errors import UsageError, UserError, first_line
+from autocomplete.errors import UserError, first_line
 from autocomplete.settings import DEFAULT_MODEL, runs_on
 
 STARTER = "smollm2-135m"
