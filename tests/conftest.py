@@ -144,6 +144,23 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def replay(tmp_path_factory):
+    """The stand-in OpenAI-compatible server for what a real one rarely does (tests/engine/replay_server.py): its
+    base URL."""
+    port_file = tmp_path_factory.mktemp("replay") / "port"
+    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "engine" / "replay_server.py"), str(port_file)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}/v1"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def logprob_api(tiny_dir, tmp_path_factory):
     """The stand-in llama-server on the tiny GPT-2 (tests/engine/logprob_server.py): its base URL. Its port file
     appears once the model is loaded. Model names: its own ("tiny-gpt2", the only one listed: llama-server's logprobs

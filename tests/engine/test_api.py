@@ -99,22 +99,6 @@ def llama_engine(smollm2_gguf):
         yield f"http://127.0.0.1:{port}/v1"
 
 
-@pytest.fixture(scope="module")
-def replay(tmp_path_factory):
-    """The stand-in server: its base URL."""
-    port_file = tmp_path_factory.mktemp("replay") / "port"
-    server = subprocess.Popen([sys.executable, str(HERE / "replay_server.py"), str(port_file)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}/v1"
-    finally:
-        server.kill()
-        server.wait(timeout=10)
-
-
 def one_error(result) -> str:
     err = result.stderr.decode()
     lines = [line for line in err.splitlines() if line.startswith("autocomplete:")]

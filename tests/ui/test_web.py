@@ -323,6 +323,30 @@ def test_port_without_web_is_a_usage_error(cli):
     assert result.returncode == 2 and "--web" in result.stderr.decode()
 
 
+def test_over_the_api_a_client_that_hangs_up_ends_the_server_s_stream(replay, monkeypatch):
+    """--web --api: a page closed mid-stream closes the stream from the API server at the next event, rather than
+    reading it to its end."""
+    from autocomplete.engine.api import Api
+
+    ended, real = threading.Event(), Api.stream
+
+    def stream(self, body):
+        try:
+            yield from real(self, body)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(Api, "stream", stream)
+    with running(web.OverApi(actions.Remote(Api(replay), "slow"))) as site:  # a word every 0.2 s, for 120 s
+        with socket.create_connection(("127.0.0.1", site.port)) as conn:
+            conn.sendall(f"GET /complete?q=go&n=500&stop=none HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n"
+                         .encode())
+            seen = b""
+            while b"data:" not in seen:
+                seen += conn.recv(4096)
+        assert ended.wait(10)
+
+
 def test_an_engine_that_fails_says_so_in_one_line(logprob_api, capfd):
     # "none": the stand-in sends no logprobs (as transformers serve), which the next token's odds need
     settings = Settings(style="text", seed=3, api=logprob_api, model="none")
