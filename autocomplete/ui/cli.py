@@ -19,7 +19,7 @@ from autocomplete.ui.options import from_options
 
 DEFAULTS = Settings()
 
-app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+app = typer.Typer(add_completion=True, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def _checked(spec: Option):
@@ -55,9 +55,17 @@ def _parameter(spec: Option) -> inspect.Parameter:
         kind, default = (list[spec.kind], []) if spec.multiple else (Optional[spec.kind], None)
     metavar = spec.metavar or (f"[{'|'.join(spec.kind)}]" if isinstance(spec.kind, tuple) else "")
     option = typer.Option(*spec.flags, envvar=spec.envvar, metavar=metavar, show_default=False, help=_help(spec),
-                          callback=None if spec.kind == "flag" or isinstance(spec.kind, tuple) else _checked(spec))
+                          callback=None if spec.kind == "flag" or isinstance(spec.kind, tuple) else _checked(spec),
+                          autocompletion=_model_names if spec.dest == "model" else None)
     return inspect.Parameter(spec.dest, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[kind, option])
+
+
+def _model_names(incomplete: str) -> list[str]:
+    """What the shell completes -m with: the models' short names (choices are completed by Click itself)."""
+    from autocomplete.engine.models import ALIASES  # only when completing
+
+    return [name for name in ALIASES if name.startswith(incomplete)]
 
 
 def _plain(message: str) -> str:
@@ -100,11 +108,13 @@ app.command(
 
 def _command():
     """The click command Typer makes, without Typer's type placeholders ("<str>" beside PROMPT, "<bool>" beside
-    --help): a metavar says it where one helps."""
+    --help and the shell completion flags): a metavar says it where one helps."""
     command = typer.main.get_command(app)
     for param in command.params:
         if isinstance(param, typer.core.TyperArgument):
             param.display_type_rich = lambda ctx: None
+        elif param.name in ("install_completion", "show_completion"):  # Typer's own: flags
+            param.metavar = ""
     make = command.get_help_option
 
     def help_option(ctx):

@@ -3,6 +3,7 @@ call); what that declines (help, version, usage errors, the unusual) goes to Typ
 
 from __future__ import annotations
 
+import os
 import sys
 
 from autocomplete.ui import args
@@ -17,8 +18,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# What the shell's completion script sets when it asks for completions (Click's name for it: _{PROG}_COMPLETE).
+COMPLETING = "_AUTOCOMPLETE_COMPLETE"
+
+
 def _main(argv: list[str]) -> int:
-    settings = args.parse(argv)
+    settings = None if COMPLETING in os.environ else args.parse(argv)
     if settings is not None:
         return guarded(lambda: execute(settings))
     from autocomplete.ui.cli import run  # loads typer
