@@ -1,0 +1,1 @@
+"""The Python API and the one interface under it for where a model runs (backends)."""

@@ -1,0 +1,137 @@
+"""One interface for where a model runs, three implementations: in this process, on the warm server
+(autocomplete.serve), on an OpenAI-compatible server (--api). The Python API (autocomplete.backend.model) stands on
+it; each takes the text layer's Settings and a `check` that raises to stop the work (the caller went away).
+
+    complete(prompt, settings, on_piece, check) -> Completion   (pieces streamed as they come; joined, the completion)
+    suggest(prefix, settings, n, words, check, reads) -> Found
+    name, engine: the model's name, and what runs it ("onnx", "torch"; None over --api, where the server doesn't say)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from autocomplete.settings import Placement, Settings
+from autocomplete.text.records import Completion, from_record
+from autocomplete.text.suggestions import Found, Suggestion
+
+if TYPE_CHECKING:
+    from autocomplete.engine.api import Api
+    from autocomplete.engine.models import LoadedModel
+
+Check = Callable[[], None]
+
+
+class Backend(Protocol):
+    name: str
+    engine: str | None
+
+    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+        ...
+
+    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+                reads: int | None) -> Found:
+        ...
+
+
+class ServerGone(Exception):
+    """The warm server went away (stopped, idled out) before it answered: nothing was streamed; run in process."""
+
+
+class InProcess:
+    def __init__(self, lm: LoadedModel):
+        self.lm, self.name, self.engine = lm, lm.name, lm.engine.name
+
+    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+        from autocomplete.text.complete import complete  # loads numpy
+
+        return complete(self.lm, prompt, settings, on_piece, lambda logits, token, allowed: check())
+
+    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+                reads: int | None) -> Found:
+        from autocomplete.text.suggest import suggest  # loads numpy
+
+        return suggest(self.lm, prefix, settings, n, words, check=check, reads=reads)
+
+
+class Served:
+    """The warm server for a placement. A request it doesn't answer raises ServerGone before anything is streamed."""
+
+    def __init__(self, where: Placement, name: str, engine: str | None):
+        self.where, self.name, self.engine = where, name, engine
+
+    @classmethod
+    def find(cls, where: Placement) -> Served | None:
+        from autocomplete.serve import client  # start-up time
+
+        status = client.status(*where)
+        return None if status is None else cls(where, status["model"], status.get("engine"))
+
+    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+        from autocomplete.serve import client  # start-up time
+
+        def piece(text: str) -> None:
+            check()  # what it raises closes the connection, which cancels the request there
+            on_piece(text)
+
+        model, device, precision, engine = self.where
+        done = client.complete(model, prompt, settings.generation(), piece, device, precision, engine)
+        if done is None:
+            raise ServerGone
+        return from_record(done)
+
+    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+                reads: int | None) -> Found:
+        from autocomplete.serve import client  # start-up time
+
+        check()
+        model, device, precision, engine = self.where
+        reply = client.suggest(model, prefix, settings.generation(), n, words, device, precision, engine,
+                               keystroke=reads is not None)
+        if reply is None:
+            raise ServerGone
+        found = Found(Suggestion(**s) for s in reply["suggestions"])
+        found.exact = reply["exact"]
+        return found
+
+
+class OverApi:
+    def __init__(self, api: Api, name: str):
+        self.api, self.name, self.engine = api, name, None
+
+    @classmethod
+    def connect(cls, base: str, model: str | None) -> OverApi:
+        """The server at `base` (…/v1) and the model asked for there (None: the one it serves, if only one)."""
+        from autocomplete.engine.api import Api  # start-up time
+
+        api = Api(base)
+        return cls(api, api.model(model))
+
+    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+        from autocomplete.text import remote  # loads numpy
+
+        return remote.complete(self.api, self.name, prompt, settings, on_piece, check)
+
+    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+                reads: int | None) -> Found:
+        from autocomplete.text import remote  # loads numpy
+
+        check()
+        return remote.suggest(self.api, self.name, prefix, settings, n, words)
+
+
+def choose(settings: Settings) -> Backend | None:
+    """Where the settings say to run: over --api, or the warm server serving this model (unless --no-server); None:
+    in this process (the caller loads the model: UserError there says why it can't)."""
+    if settings.api:
+        return OverApi.connect(settings.api, settings.model)
+    if settings.no_server:
+        return None
+    return Served.find(settings.placement())
+
+
+def in_process(settings: Settings) -> InProcess:
+    from autocomplete.engine import models  # start-up time
+
+    return InProcess(models.load(settings.model, settings.device, settings.precision, settings.engine))
