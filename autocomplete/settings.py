@@ -205,8 +205,8 @@ class Settings:
         "auto", "--device", choices=DEVICES, in_config=True, show_default=True, help="Where to run the model")
     precision: str = option(
         "auto", "--precision", choices=PRECISIONS, envvar="AUTOCOMPLETE_PRECISION", in_config=True, show_default=True,
-        help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see README). auto: int8 "
-             "on onnx, fp32 on torch")
+        help="fp32: exact. int8: 8-bit weights, faster on the CPU, a little less faithful (see docs/speed.md). "
+             "auto: int8 on onnx, fp32 on torch")
     engine: str = option(
         "auto", "--engine", choices=ENGINES, envvar="AUTOCOMPLETE_ENGINE", in_config=True, show_default=True,
         help="Where the model runs: onnx (ONNX Runtime on the CPU), torch, or auto: onnx on the CPU for the models "

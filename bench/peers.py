@@ -3,7 +3,7 @@ autocomplete's default engine (ONNX Runtime, int8) and its int4:
 
 - llama.cpp's own benchmark, llama-bench (the engine itself, no Python loop around it), on Q8_0 GGUFs its
   llama-quantize makes from the same weights: decode (tg128) and prompt reading (pp512, pp2048). Found as
-  $LLAMA_BENCH or on PATH (llama-quantize beside it); the README's "Speed" says how to build both (about ten minutes).
+  $LLAMA_BENCH or on PATH (llama-quantize beside it); docs/speed.md says how to build both (about ten minutes).
 - onnxruntime-genai's model builder graph (int8, CPU) of the same checkpoint, run by its own generator on ONNX
   Runtime (the wheel onnxruntime-genai): what the runtime does with a well-made graph. The builder takes no GPT-2.
 - llama-cpp-python, where installed, for llama.cpp's logits: faithfulness only.

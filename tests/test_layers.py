@@ -1,4 +1,4 @@
-"""The import graph follows the folders (README, Development): engine -> text -> backend -> ui, with serve beside; the
+"""The import graph follows the folders (docs/development.md): engine -> text -> backend -> ui, with serve beside; the
 modules at the top (errors, paths, terminal, settings, config) sit under them all. Read from the source, so it
 stays true: no import upward, no circle, and an import inside a function only with a word on why it waits."""
 

@@ -4,7 +4,7 @@ and an HTTP request.
 
 HTTP comes from the standard library (urllib): it honours the proxy variables and the system's certificates, and
 an SSE stream is lines of `data: {json}`. The `openai` package and `httpx` cost more to import than the rest of
-the call (see the README's benchmark); the `openai` package stays the reference for what a stream means, in the
+the call (see the benchmark in docs/speed.md); the `openai` package stays the reference for what a stream means, in the
 tests.
 """
 

@@ -132,7 +132,7 @@ def load(name: str | None = None, device: str = "auto", precision: str = "auto",
     """Load (once per process) the model `name` names; None means the default.
 
     precision: "fp32" is exact (greedy tokens equal transformers' generate()). "int8" gives every linear layer,
-    the output head included, int8 weights for faster decoding on CPU (see the README's benchmark for how
+    the output head included, int8 weights for faster decoding on CPU (see docs/speed.md's benchmark for how
     faithful it stays). "auto": resolved_precision. engine: "onnx" (ONNX Runtime, the CPU), "torch", or "auto":
     ONNX Runtime for the models it runs on the CPU, torch for the rest (autocomplete.engine.engine).
     """
@@ -176,8 +176,8 @@ def _load_dir(directory: Path, shown: str, device: str, precision: str, engine: 
 
 def resolved_precision(precision: str, engine: str) -> str:
     """What --precision auto means on an engine: int8 on ONNX Runtime, where it is as faithful as llama.cpp's Q8_0
-    (autocomplete.engine.onnx_export.BLOCK) and decodes faster than fp32 (README, "Precision"); fp32 on torch, where
-    int8 is fbgemm's, less faithful (7-bit activations without VNNI), and CPU-only."""
+    (autocomplete.engine.onnx_export.BLOCK) and decodes faster than fp32 (docs/speed.md, "Precision"); fp32 on torch,
+    where int8 is fbgemm's, less faithful (7-bit activations without VNNI), and CPU-only."""
     if precision != "auto":
         return precision
     return "int8" if engine == "onnx" else "fp32"

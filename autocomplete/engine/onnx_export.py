@@ -27,7 +27,7 @@ from autocomplete.engine.onnx_run import LOGITS_AT, MAX_KEYS, OUTPUTS, TOKENS, k
 PRECISIONS = ("fp32", "int8", "int4")
 # Weights quantized in blocks along the input, each block its own scale and zero point (asymmetric: as faithful,
 # and faster on ONNX Runtime's kernels); 8-bit in llama.cpp Q8_0's blocks of 32, but the product into q, k and v in
-# blocks of 16, the one that makes the int8 model as faithful as Q8_0 for the least time (README, "Precision").
+# blocks of 16, the one that makes the int8 model as faithful as Q8_0 for the least time (docs/speed.md, "Precision").
 BLOCK = {8: 32, 4: 32}
 FINER = {8: ("qkv",)}  # products (by the last part of their name) quantized in blocks of FINER_BLOCK
 FINER_BLOCK = 16

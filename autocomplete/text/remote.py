@@ -2,7 +2,7 @@
 with the stop rules, and, from the text of the server's top alternatives for the next token (OpenAI `logprobs`),
 token healing and autocomplete.text.search's best-first search.
 
-What the API can't give is approximated, and said (README, a notice, `"exact": false`):
+What the API can't give is approximated, and said (docs/serving.md, a notice, `"exact": false`):
 - only the top ALTERNATIVES tokens of each step are seen, so the search can't be exact;
 - engines report the model's own log-probabilities (temperature 1); other temperatures, top-k and top-p are
   applied here to the listed alternatives alone, as if nothing else could be drawn;
@@ -185,7 +185,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         suggestion.tokens = None  # texts, not ids: ids don't travel
     result.exact, result.note = False, ""  # the top alternatives are all it saw: said once, just below
     terminal.notice_once("api-suggest-approximate", "Over --api, suggestions come from the server's top alternatives "
-                         "for each token, so their probabilities are approximate (said once; see the README).")
+                         "for each token, so their probabilities are approximate (said once; see docs/serving.md).")
     return result
 
 

@@ -102,7 +102,7 @@ app.command(
     help="Complete what you type with a language model, like a search box: whole likely queries, even mid-word.",
     epilog="Examples:  autocomplete \"san fra\"  ·  autocomplete --suggest 5 \"stock mar\"  ·  "
            "cat notes.txt | autocomplete  ·  autocomplete -i  ·  autocomplete --server start.  "
-           f"Defaults you set once: {config.path()} (see the README); options and environment variables win "
+           f"Defaults you set once: {config.path()} (see docs/usage.md); options and environment variables win "
            "over it.")(main)
 
 

@@ -11,7 +11,7 @@ once (in process, or the --api server's).
 /complete and /explain take t, k, p, n (--max-tokens), seed and style, each checked as its option is.
 
 The standard library's ThreadingHTTPServer, not Starlette + uvicorn: its import costs 28 ms against 150, it answers in
-0.34 ms against 0.76 (bench/run.py --only web, the AVX2 EPYC: README), and it needs nothing installed. HTTP/1.1
+0.34 ms against 0.76 (bench/run.py --only web, the AVX2 EPYC: docs/speed.md), and it needs nothing installed. HTTP/1.1
 keep-alive with TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs add 44 ms to every answer on a kept-alive
 connection.
 
@@ -444,7 +444,7 @@ def serve(settings: Settings) -> int:
         where = f"{site.answers.name} on {site.answers.engine}" if site.answers.engine else \
             f"{site.answers.name} at {site.answers.remote.api.host}"
         print(visible(f"Serving {site.url()} ({where}); Ctrl-C stops it."), flush=True)
-        terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (README: --web).")
+        terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (docs/web.md).")
         site.serve_forever()
     except KeyboardInterrupt:
         # A request's forward may be running in its thread: the process must not end under it (ONNX Runtime's
