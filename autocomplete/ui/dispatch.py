@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable
 
 from autocomplete import terminal
+from autocomplete.backend.backends import InProcess, ServerGone
 from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import Settings, env_flag
 from autocomplete.terminal import report
@@ -81,28 +82,31 @@ def _run_all(prompts, settings: Settings) -> int:
     """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
     import time
 
-    lm, loading, remote = None, 0.0, None
+    backend, loading = None, 0.0
     out = renderer(settings.json_lines, settings.only_new)
+
+    def load_here() -> InProcess:
+        nonlocal loading
+        started = time.perf_counter()
+        loaded = InProcess(actions.load(settings))
+        loading = time.perf_counter() - started
+        return loaded
+
     for text in prompts:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
-        interrupted = None
-        if settings.api:
-            remote = remote or actions.Remote.of(settings)
-            interrupted = actions.run_over_api(remote, text, settings, out)
-        elif lm is None and settings.servable():
-            if env_flag("AUTOCOMPLETE_AUTOSTART"):
+        if backend is None:
+            if not settings.api and settings.servable() and env_flag("AUTOCOMPLETE_AUTOSTART"):
                 from autocomplete.serve.serve_cli import ensure_running  # start-up time
 
                 ensure_running(settings)
-            interrupted = actions.run_on_server(text, settings, out)  # None: no server answered
-        if interrupted is None:
-            if lm is None:
-                started = time.perf_counter()
-                lm = actions.load(settings)
-                loading = time.perf_counter() - started
-            interrupted = actions.run(lm, text, settings, out)
+            backend = actions.elsewhere(settings) or load_here()
+        try:
+            interrupted = actions.run(backend, text, settings, out)
+        except ServerGone:  # it stopped or idled out before answering: from now on, the model runs here
+            backend = load_here()
+            interrupted = actions.run(backend, text, settings, out)
         if interrupted:
             return 130
     if loading > TIP_AFTER:

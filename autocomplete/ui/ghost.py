@@ -11,16 +11,15 @@ error shows none (Enter reports it), unless AUTOCOMPLETE_DEBUG is on.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.serve import client
+from autocomplete.backend.backends import Backend, InProcess, ServerGone
 from autocomplete.settings import Settings, env_flag
-from autocomplete.text.suggestions import Suggestion
 from autocomplete.text.word import start
-from autocomplete.ui.actions import Remote, Served
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
     from autocomplete.engine.models import LoadedModel
@@ -62,7 +61,7 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = M
     return _first_words(read.shown(new), words)
 
 
-def streamed_continuation(source: Served | Remote, text: str, words: int = 4,
+def streamed_continuation(source: Backend, text: str, words: int = 4,
                           wanted: Callable[[], bool] = lambda: True, style: str = "auto",
                           examples: list[str] | None = None) -> str:
     """`continuation`, computed by a warm server or an --api engine (`source`): a greedy completion that stops at
@@ -79,10 +78,11 @@ def streamed_continuation(source: Served | Remote, text: str, words: int = 4,
             raise _Enough
 
     try:
-        if not source.stream(text, settings, on_piece):
-            return ""  # the server went away: the next keystroke's ghost comes from the REPL's own model
+        source.complete(text, settings, on_piece, lambda: None)
     except _Enough:
         pass
+    except ServerGone:
+        return ""  # the server went away: the next keystroke's ghost comes from the REPL's own model
     return _first_words("".join(pieces), words) if wanted() else ""
 
 
@@ -99,7 +99,7 @@ class Ghost:
     """Front of `continuation` for prompt_toolkit's suggestion thread: a call superseded by a newer one (or by
     cancel()) returns '' quickly."""
 
-    def __init__(self, model: Callable[[], LoadedModel | Served | Remote], words: int = 4, debounce: float = 0.08,
+    def __init__(self, model: Callable[[], Backend | None], words: int = 4, debounce: float = 0.08,
                  settings: Callable[[], Settings] = Settings):
         self._model = model  # the REPL's model, or the warm server or --api engine it uses
         self._settings = settings  # the session's, read at each keystroke: /style applies at once
@@ -143,10 +143,10 @@ class Ghost:
             settings, source = self._settings(), self._model()
             if source is None:  # the server just went away; the model is not loaded here yet
                 return ""
-            if isinstance(source, (Served, Remote)):
+            if not isinstance(source, InProcess):  # a server's answer is waited for in a thread of its own
                 return self._served(source, text, wanted, settings)
             with self._lock:
-                return continuation(source, text, self.words, wanted=wanted, style=settings.style,
+                return continuation(source.lm, text, self.words, wanted=wanted, style=settings.style,
                                     examples=settings.examples) if wanted() else ""
         except Exception:
             if env_flag("AUTOCOMPLETE_DEBUG"):
@@ -169,21 +169,11 @@ class Ghost:
             settings, source = self._settings(), self._model()
             if source is None:
                 return []
-            if isinstance(source, Served):
-                model, device, precision, engine = source.where
-                reply = client.suggest(model, text, settings.generation(), n, settings.words, device, precision,
-                                       engine, keystroke=True)
-                return [Suggestion(**s) for s in reply["suggestions"]] if reply and wanted() else []
-            if isinstance(source, Remote):
-                from autocomplete.text import remote  # loads numpy
+            from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
-                found = remote.suggest(source.api, source.name, text, settings, n, settings.words)
-                return list(found) if wanted() else []
-            from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
-
-            with self._lock:
-                found = suggest(source, text, settings, n, settings.words, check=check, reads=KEYSTROKE_READS)
-                return list(found) if wanted() else []
+            with self._lock if isinstance(source, InProcess) else contextlib.nullcontext():
+                found = source.suggest(text, settings, n, settings.words, check, KEYSTROKE_READS)
+            return list(found) if wanted() else []
         except _Enough:
             return []
         except Exception:
@@ -191,7 +181,7 @@ class Ghost:
                 raise
             return []
 
-    def _served(self, source: Served | Remote, text: str, wanted: Callable[[], bool], settings: Settings) -> str:
+    def _served(self, source: Backend, text: str, wanted: Callable[[], bool], settings: Settings) -> str:
         """streamed_continuation, in a thread of its own: a server slow to answer then holds neither prompt_toolkit's
         suggestion thread nor Enter once this call is cancelled. The request, left behind, hangs up at its next
         piece; a busy server's requests pile up to ASKING_AT_MOST, and newer ones wait for one of them to end."""

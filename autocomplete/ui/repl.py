@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 from autocomplete import paths, settings as checks, terminal
+from autocomplete.backend.backends import InProcess, ServerGone, choose
 from autocomplete.engine import models
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
@@ -41,7 +42,7 @@ class Repl:
         self.settings = settings  # changed in place by the /commands
         self.out = renderer(settings.json_lines, settings.only_new)
         self.lm = None  # the model loaded here, when no server serves it (or for /explain)
-        self.served = None  # the warm server in use (actions.Served), or the --api engine (actions.Remote)
+        self.served = None  # the warm server in use, or the --api engine (autocomplete.backend.backends)
 
     def run(self, lines: Iterable[str] | None = None) -> int:
         """Read from a prompt_toolkit session on a terminal, or from `lines` (piped stdin) until they end."""
@@ -52,7 +53,8 @@ class Repl:
                     break
             return 0
 
-        ghost = Ghost(lambda: self.served or self.lm, settings=lambda: self.settings)
+        ghost = Ghost(lambda: self.served or (InProcess(self.lm) if self.lm is not None else None),
+                      settings=lambda: self.settings)
         prompt = _session(ghost, lambda: self.settings)
         where = self.lm.name if self.served is None else f"{self.served.name} on " + (
             self.settings.api if self.settings.api else "the running server")
@@ -77,16 +79,13 @@ class Repl:
         if line.startswith("/"):
             return self.command(line)
         try:
-            if self.settings.api:
-                actions.run_over_api(self.served, line, self.settings, self.out)
-                return None
-            done = None
-            if self.served is not None and self.settings.servable():
-                done = actions.run_on_server(line, self.settings, self.out)
-                if done is None:  # the server went away (stopped, idle): from now on, the model loads here
+            if self.served is not None and (self.settings.api or self.settings.servable()):
+                try:
+                    actions.run(self.served, line, self.settings, self.out)
+                    return None
+                except ServerGone:  # it stopped or idled out: from now on, the model loads here
                     self.served = None
-            if done is None:
-                actions.run(self._local(), line, self.settings, self.out)
+            actions.run(InProcess(self._local()), line, self.settings, self.out)
         except KeyboardInterrupt:  # before the first token: nothing generated, the session goes on
             self.out.blank()
         except UserError as error:  # an --api engine down, say: said, and the session goes on
@@ -147,7 +146,7 @@ class Repl:
     def _load(self) -> None:
         """Use the --api engine, or the warm server for the model if one runs, else load it here; one
         model at a time."""
-        served = actions.Remote.of(self.settings) if self.settings.api else actions.served(self.settings)
+        served = choose(self.settings)  # (the server too when started with --explain: later lines may use it)
         if served is None:
             self._local()  # a model that can't be had raises here, before anything changed
         else:

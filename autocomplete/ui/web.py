@@ -39,12 +39,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
 from autocomplete import terminal
+from autocomplete.backend import backends
+from autocomplete.backend.backends import InProcess
 from autocomplete.errors import UserError, first_line
 from autocomplete.serve.outbox import Outbox
 from autocomplete.serve.server import hung_up
 from autocomplete.settings import Settings, check
 from autocomplete.terminal import visible
-from autocomplete.text.complete import complete
 from autocomplete.text.records import record
 from autocomplete.ui import actions
 from autocomplete.ui.explain import next_step
@@ -85,21 +86,22 @@ class Local:
     hangs up stops at its next forward."""
 
     def __init__(self, lm):
+        self.backend = InProcess(lm)
         self.lm, self.name, self.engine, self.approximate = lm, lm.name, lm.engine.name, False
         self.lock = threading.Lock()
 
     def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
-        from autocomplete.text.suggest import KEYSTROKE_READS, suggest  # loads numpy
+        from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
         with self.lock:
             check_in()  # it may have hung up while it waited for the model
-            return suggest(self.lm, q, settings, n, settings.words, check=check_in,
-                           reads=KEYSTROKE_READS if keystroke else None)
+            return self.backend.suggest(q, settings, n, settings.words, check_in,
+                                        KEYSTROKE_READS if keystroke else None)
 
     def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
         with self.lock:
             check_in()
-            done = complete(self.lm, q, settings, on_piece, lambda logits, token, allowed: check_in())
+            done = self.backend.complete(q, settings, on_piece, check_in)
         return record(done, self.name, settings, self.engine)
 
     def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
@@ -112,24 +114,19 @@ class OverApi:
     """An OpenAI-compatible server (--api): it queues and batches requests itself, so they go at once. Its odds are
     its top alternatives, renormalised (approximate: the page says so)."""
 
-    def __init__(self, remote: actions.Remote):
-        self.remote, self.name, self.engine, self.approximate = remote, remote.name, None, True
+    def __init__(self, backend: backends.OverApi):
+        self.backend, self.name, self.engine, self.approximate = backend, backend.name, None, True
 
     def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
-        from autocomplete.text import remote  # loads numpy
-
-        return remote.suggest(self.remote.api, self.name, q, settings, n, settings.words)
+        return self.backend.suggest(q, settings, n, settings.words, check_in, None)
 
     def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
-        from autocomplete.text import remote  # loads numpy
-
-        return record(remote.complete(self.remote.api, self.name, q, settings, on_piece, check_in), self.name,
-                      settings)
+        return record(self.backend.complete(q, settings, on_piece, check_in), self.name, settings)
 
     def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
         from autocomplete.ui import api_explain  # loads numpy
 
-        return api_explain.next_step(self.remote, q, settings, top)
+        return api_explain.next_step(self.backend, q, settings, top)
 
 
 class Bucket:
@@ -180,7 +177,7 @@ class Site(ThreadingHTTPServer):
 
     def info(self) -> dict:
         s = self.settings
-        api = self.answers.remote.api.host if s.api else None
+        api = self.answers.backend.api.host if s.api else None
         return {"model": self.answers.name, "engine": self.answers.engine, "api": api,
                 "approximate": self.answers.approximate, "top": TOP, "max_query": MAX_QUERY,
                 "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
@@ -435,14 +432,14 @@ def serve(settings: Settings) -> int:
     site = Site(settings.port, settings)
     try:
         if settings.api:
-            site.answers = OverApi(actions.Remote.of(settings))
+            site.answers = OverApi(backends.OverApi.connect(settings.api, settings.model))
         else:
             site.answers = Local(actions.load(settings))
             # the first forwards, the query frame's cache and the vocabulary's masks: before the first user
             site.answers.explain("warm up", settings, 1, lambda: None)
             site.answers.suggest("warm up", settings, 1, lambda: None, keystroke=True)
         where = f"{site.answers.name} on {site.answers.engine}" if site.answers.engine else \
-            f"{site.answers.name} at {site.answers.remote.api.host}"
+            f"{site.answers.name} at {site.answers.backend.api.host}"
         print(visible(f"Serving {site.url()} ({where}); Ctrl-C stops it."), flush=True)
         terminal.notice(f"To add it to a browser as a search engine: {site.url('/opensearch.xml')} (docs/web.md).")
         site.serve_forever()

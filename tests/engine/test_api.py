@@ -312,7 +312,7 @@ def test_the_repl_over_the_api(cli, engine, tiny_dir):
 
 
 def test_ghost_text_over_the_api_is_the_same_as_in_process(engine, tiny):
-    from autocomplete.ui.actions import Remote
+    from autocomplete.backend.backends import OverApi as Remote
     from autocomplete.engine.api import Api
     from autocomplete.ui.ghost import continuation, streamed_continuation
 

@@ -488,10 +488,11 @@ def test_a_suggest_search_stops_when_its_client_hangs_up(in_process, tiny):
 
 
 def test_ghost_text_from_the_server_is_the_same_as_in_process(warm, tiny):
-    from autocomplete.ui.actions import Served
+    from autocomplete.backend.backends import Served
+    from autocomplete.settings import Placement
     from autocomplete.ui.ghost import continuation, streamed_continuation
 
-    served = Served((warm, "auto", "auto", "auto"), warm)
+    served = Served(Placement(warm, "auto", "auto", "auto"), warm, None)
     for text, words in [("san", 4), ("san", 2), ("seoul", 4), ("san ", 3), ("", 4), ("san\n", 4)]:
         assert streamed_continuation(served, text, words, style="text") == continuation(tiny, text, words,
                                                                                       style="text")

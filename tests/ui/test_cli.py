@@ -95,13 +95,14 @@ def test_json_over_the_api_names_no_engine(monkeypatch, capsys):
     from autocomplete.settings import Settings
     from autocomplete.text import remote
     from autocomplete.text.records import Completion
+    from autocomplete.backend.backends import OverApi
     from autocomplete.ui import actions
     from autocomplete.ui.render import JsonRenderer
 
     done = Completion("san", " francisco", None, "stop", 1, 4, 0.1, 10.0)
-    monkeypatch.setattr(remote, "complete", lambda api, name, text, settings, on_piece: done)
+    monkeypatch.setattr(remote, "complete", lambda api, name, text, settings, on_piece, check: done)
     settings = Settings(api="http://h:1/v1", json_lines=True)
-    actions.run_over_api(actions.Remote(api=None, name="served"), "san", settings, JsonRenderer())
+    actions.run(OverApi(api=None, name="served"), "san", settings, JsonRenderer())
     shown = json.loads(capsys.readouterr().out)
     assert shown["model"] == "served" and shown["completion"] == " francisco" and shown["engine"] is None
 

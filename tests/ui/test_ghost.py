@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from autocomplete.backend.backends import InProcess
 from autocomplete.ui.ghost import ASKING_AT_MOST, Ghost, continuation
 from autocomplete.settings import Settings
 from conftest import console_script
@@ -50,7 +51,7 @@ def test_continuation_stops_when_no_longer_wanted(tiny):
 
 
 def test_cancel_drops_pending_work(tiny):
-    ghost = Ghost(lambda: tiny, debounce=2.0, settings=TEXT)  # ample time for the newer call to arrive
+    ghost = Ghost(lambda: InProcess(tiny), debounce=2.0, settings=TEXT)  # ample time for the newer call to arrive
     result = []
     pending = threading.Thread(target=lambda: result.append(ghost("san")))
     pending.start()
@@ -130,7 +131,7 @@ def test_cancel_can_wait_for_the_running_call_to_let_go(tiny, monkeypatch):
             finished.set()
 
     monkeypatch.setattr(generate_module, "generate", slow)
-    ghost = Ghost(lambda: tiny, debounce=0, settings=TEXT)
+    ghost = Ghost(lambda: InProcess(tiny), debounce=0, settings=TEXT)
     worker = threading.Thread(target=ghost, args=("san",))
     worker.start()
     assert inside.wait(10)
@@ -309,5 +310,5 @@ def test_the_list_under_the_prompt_reads_as_a_keystroke_list(tiny, monkeypatch):
     monkeypatch.setattr(search, "suggest", lambda *args, **kwargs: asked.append(kwargs.get("reads")) or
                         real(*args, **kwargs))
     tiny.prefixes = None
-    listed = Ghost(lambda: tiny, debounce=0.0, settings=TEXT).suggestions("san", 3)
+    listed = Ghost(lambda: InProcess(tiny), debounce=0.0, settings=TEXT).suggestions("san", 3)
     assert asked == [search.KEYSTROKE_READS] and listed

@@ -22,7 +22,8 @@ from autocomplete.settings import Settings
 from autocomplete.text.complete import complete
 from autocomplete.text.sample import probabilities
 from autocomplete.text.suggest import KEYSTROKE_READS, suggest
-from autocomplete.ui import actions, web
+from autocomplete.backend.backends import OverApi
+from autocomplete.ui import web
 from conftest import console_script
 
 SETTINGS = Settings(style="text", seed=7)
@@ -250,7 +251,7 @@ def test_info_gives_the_page_its_starting_settings(site):
 
 def test_over_the_api_the_endpoints_answer_from_the_server(logprob_api):
     settings = Settings(style="text", seed=3, api=logprob_api, model="tiny-gpt2")
-    with running(web.OverApi(actions.Remote.of(settings)), settings) as site:
+    with running(web.OverApi(OverApi.connect(settings.api, settings.model)), settings) as site:
         status, _, (q, texts, _, _) = get_json(site, "/suggest?q=" + quote("san fr"))
         assert status == 200 and texts and all(text.startswith("san fr") for text in texts)
         assert "san francisco" in texts
@@ -337,7 +338,7 @@ def test_over_the_api_a_client_that_hangs_up_ends_the_server_s_stream(replay, mo
             ended.set()
 
     monkeypatch.setattr(Api, "stream", stream)
-    with running(web.OverApi(actions.Remote(Api(replay), "slow"))) as site:  # a word every 0.2 s, for 120 s
+    with running(web.OverApi(OverApi(Api(replay), "slow"))) as site:  # a word every 0.2 s, for 120 s
         with socket.create_connection(("127.0.0.1", site.port)) as conn:
             conn.sendall(f"GET /complete?q=go&n=500&stop=none HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n"
                          .encode())
@@ -350,7 +351,7 @@ def test_over_the_api_a_client_that_hangs_up_ends_the_server_s_stream(replay, mo
 def test_an_engine_that_fails_says_so_in_one_line(logprob_api, capfd):
     # "none": the stand-in sends no logprobs (as transformers serve), which the next token's odds need
     settings = Settings(style="text", seed=3, api=logprob_api, model="none")
-    with running(web.OverApi(actions.Remote.of(settings)), settings) as site:
+    with running(web.OverApi(OverApi.connect(settings.api, settings.model)), settings) as site:
         status, _, body = get_json(site, "/explain?q=" + quote("san fr"))
         assert status == 502 and "logprobs" in body["error"] and "\n" not in body["error"]
         assert get_json(site, "/info")[0] == 200  # and the next request is served
