@@ -4,6 +4,7 @@ it; each takes the text layer's Settings and a `check` that raises to stop the w
 
     complete(prompt, settings, on_piece, check) -> Completion   (pieces streamed as they come; joined, the completion)
     suggest(prefix, settings, n, words, check, reads) -> Found
+    explain(prompt, settings, temperatures) -> the --explain --json record (every step's candidates and odds)
     name, engine: the model's name, and what runs it ("onnx", "torch"; None over --api, where the server doesn't say)
 """
 
@@ -34,6 +35,9 @@ class Backend(Protocol):
                 reads: int | None) -> Found:
         ...
 
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+        ...
+
 
 class ServerGone(Exception):
     """The warm server went away (stopped, idled out) before it answered: nothing was streamed; run in process."""
@@ -53,6 +57,12 @@ class InProcess:
         from autocomplete.text.suggest import suggest  # loads numpy
 
         return suggest(self.lm, prefix, settings, n, words, check=check, reads=reads)
+
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+        from autocomplete.text.explain import record, steps_of  # loads numpy
+
+        done, steps = steps_of(self.lm, prompt, settings, temperatures)
+        return record(done, self.name, settings, temperatures, steps, self.engine)
 
 
 class Served:
@@ -95,6 +105,12 @@ class Served:
         found.exact = reply["exact"]
         return found
 
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+        """Every step's numbers are read here: the server doesn't send them. The model it serves, loaded here."""
+        from autocomplete.engine import models  # start-up time
+
+        return InProcess(models.load(*self.where)).explain(prompt, settings, temperatures)
+
 
 class OverApi:
     def __init__(self, api: Api, name: str):
@@ -119,6 +135,13 @@ class OverApi:
 
         check()
         return remote.suggest(self.api, self.name, prefix, settings, n, words)
+
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+        from autocomplete.text import remote_explain  # loads numpy
+        from autocomplete.text.explain import record  # (with it)
+
+        done, steps = remote_explain.run(self, prompt, settings, temperatures)
+        return record(done, self.name, settings, temperatures, steps)
 
 
 def choose(settings: Settings) -> Backend | None:

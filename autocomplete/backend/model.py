@@ -3,10 +3,11 @@
     import autocomplete
 
     lm = autocomplete.load()                          # the default model; the warm server's, if one serves it
-    lm.complete("san", temperature=0).text            # "san francisco weather is good in april?"
+    lm.complete("san", temperature=0).text            # "san francisco airport"
     for piece in lm.stream("the best way to learn python is"):
         print(piece, end="", flush=True)              # word by word, as the command prints them
     [(s.text, s.probability) for s in lm.suggest("new yo", n=3)]
+    lm.explain("san", temperatures=[0.5, 2])["steps"]  # each step's odds, as --explain --json gives them
 
 A Completion's to_json() is the record `--json` prints; a Suggestion's is one entry of `--suggest N --json`'s list.
 Parameters go as keywords or as one Params (frozen; its defaults are the command's), checked as the options are:
@@ -154,6 +155,17 @@ class Model:
         settings = _settings(params, overrides)
         found, _ = self._run(lambda backend: backend.suggest(prefix, settings, n, words, _nothing, None))
         return [Suggestion(prefix + s.completion, s.completion, s.probability, s.tokens) for s in found]
+
+    def explain(self, prompt: str, temperatures: list[float] | None = None, params: Params | None = None,
+                **overrides: Any) -> dict:
+        """The record `--explain --json` prints: the completion (drawn at the first temperature, as the command
+        does) and, for every step, the likeliest tokens with their probability at T = 1 and at each temperature
+        asked for (the parameters' one by default), the pick and the entropy."""
+        settings = _settings(params, overrides)
+        asked = [Params(temperature=t).settings().temperature for t in temperatures or [settings.temperature]]
+        settings = dataclasses.replace(settings, temperature=asked[0])  # (each checked as -t is)
+        explained, _ = self._run(lambda backend: backend.explain(prompt, settings, asked))
+        return explained
 
     def _run(self, call: Callable[[Backend], Any]) -> tuple[Any, Backend]:
         with self._lock:

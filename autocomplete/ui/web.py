@@ -48,7 +48,7 @@ from autocomplete.settings import Settings, check
 from autocomplete.terminal import visible
 from autocomplete.text.records import record
 from autocomplete.ui import actions
-from autocomplete.ui.explain import next_step
+from autocomplete.text.explain import next_step
 
 # Characters: a search box's query, not a document. At most 4 bytes each in UTF-8, so at most 1,000 tokens for a
 # byte-level tokenizer (a bound in characters alone let four-byte ones become three tokens each).
@@ -124,9 +124,9 @@ class OverApi:
         return record(self.backend.complete(q, settings, on_piece, check_in), self.name, settings)
 
     def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
-        from autocomplete.ui import api_explain  # loads numpy
+        from autocomplete.text import remote_explain  # loads numpy
 
-        return api_explain.next_step(self.backend, q, settings, top)
+        return remote_explain.next_step(self.backend, q, settings, top)
 
 
 class Bucket:

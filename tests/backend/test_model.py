@@ -67,6 +67,16 @@ def test_suggest_is_the_command_s_list(local, cli, tiny_dir):
     assert found[0].text == "san francisco" and 0 < found[0].probability <= 1
 
 
+def test_explain_is_the_command_s_record(local, cli, tiny_dir):
+    explained = local.explain("san fr", temperatures=[0, 2], seed=3, style="text", max_tokens=4)
+    (shown,) = cli_json(cli, "-m", str(tiny_dir), "--engine", "onnx", "--no-server", "--explain", "-t", "0", "-t", "2",
+                        "--seed", "3", "-n", "4", "san fr")
+    assert without_stats(explained) == without_stats(shown)
+    assert explained["temperatures"] == [1.0, 0.0, 2.0] and len(explained["steps"]) >= 1
+    with pytest.raises(ValueError, match="temperature"):
+        local.explain("san", temperatures=[-1])
+
+
 def test_parameters_are_checked_as_the_options_are(local):
     with pytest.raises(ValueError, match="temperature"):
         local.complete("san", temperature=-1)
@@ -115,6 +125,8 @@ def test_the_warm_server_answers_when_it_serves_the_model_and_the_process_once_i
                                                                                       style="text"))
     assert [s.to_json() for s in lm.suggest("san fr", n=3, style="text")] == \
         [s.to_json() for s in local.suggest("san fr", n=3, style="text")]
+    assert without_stats(lm.explain("san", temperatures=[0], seed=1, style="text")) == \
+        without_stats(local.explain("san", temperatures=[0], seed=1, style="text"))  # read here: no server step
     client.stop(str(tiny_dir), engine="onnx")
     assert lm.complete("seoul", temperature=0, style="text").completion == " subway map"  # in process now
     assert lm.engine == "onnx" and os.environ["AUTOCOMPLETE_RUNTIME_DIR"]
@@ -130,3 +142,6 @@ def test_over_an_openai_compatible_server_the_api_is_the_command_s(logprob_api, 
     found = lm.suggest("san fr", n=3, style="text")
     (listed,) = cli_json(cli, "--api", logprob_api, "--suggest", "3", "san fr")
     assert [s.to_json() for s in found] == listed["suggestions"]
+    explained = lm.explain("san", temperatures=[0, 1], seed=2, style="text", max_tokens=3)
+    (shown,) = cli_json(cli, "--api", logprob_api, "--explain", "-t", "0", "-t", "1", "--seed", "2", "-n", "3", "san")
+    assert without_stats(explained) == without_stats(shown) and explained["steps"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from autocomplete.ui.explain import distribution, entropy_bits, view
+from autocomplete.text.explain import distribution, entropy_bits, view
 from autocomplete.text.prompt import prepare
 
 
@@ -88,7 +88,7 @@ def test_several_temperatures_need_explain(cli, tiny_dir):
 
 def test_next_step_is_one_step_past_the_typed_word_and_can_be_stopped(tiny):
     from autocomplete.settings import Settings
-    from autocomplete.ui.explain import next_step
+    from autocomplete.text.explain import next_step
 
     settings = Settings(style="text", temperature=0.0)
     record = next_step(tiny, "san fr", settings, top=5)
