@@ -106,9 +106,9 @@ def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP,
 
     from autocomplete.text.prompt import prepare  # loads numpy
     from autocomplete.text.sample import generate, new_seed  # loads numpy
-    from autocomplete.text.word import MAX_TOKENS, start  # loads numpy
+    from autocomplete.text.word import WORD_TOKENS, start  # loads numpy
 
-    read = prepare(lm, prompt, settings.style, settings.examples, MAX_TOKENS + 1, quiet=True)
+    read = prepare(lm, prompt, settings.style, settings.examples, WORD_TOKENS + 1, quiet=True)
     seed = settings.seed if settings.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
     check()

@@ -29,13 +29,13 @@ from autocomplete.text import frames
 from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.records import Completion
 from autocomplete.text.sample import new_seed, probabilities
-from autocomplete.text.search import Row, Tree, best_first
+from autocomplete.text.search import Row, Space, best_first
 from autocomplete.text.stream import TextStream
 from autocomplete.text.suggestions import Found
 from autocomplete.text.word import Words, boundary
 
 ALTERNATIVES = 20  # top tokens asked for per step (OpenAI itself allows 5; vLLM 20; llama.cpp any)
-MAX_REQUESTS = 120  # a bound on the work, as MAX_EXPANSIONS is in process
+MAX_REQUESTS = 120  # a bound on the work, as SUGGEST_EXPANSIONS is in process
 PARALLEL = 4  # steps asked at once: an engine with batching answers them together
 # Healing spells the typed word again a token (a request) at a time, each token at least a character: a word longer
 # than this (a URL, a hash) has only its last MAX_TYPED characters spelled again, as in process only its last
@@ -175,7 +175,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
     try:
         (listed,) = ask([kept])
         # the root's request is the first of MAX_REQUESTS
-        result = best_first(Tree(read=read, shown=lambda tokens: "".join(tokens)[len(typed):],
+        result = best_first(Space(read=read, shown=lambda tokens: "".join(tokens)[len(typed):],
                                  spelled=lambda tokens: spelled("".join(tokens), typed, fold), ends_text={""},
                                  bound=MAX_REQUESTS - 1, batch=PARALLEL),
                             [((), 1.0, row("", listed))], prefix, style, n, words)

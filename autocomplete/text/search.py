@@ -1,19 +1,19 @@
 """The best-first search for suggestions over a token tree, whoever reads the tree: the model in process
 (autocomplete.text.suggest, token ids) or an OpenAI-compatible server's top alternatives (autocomplete.text.remote,
-token texts). A caller gives a Tree: how to read a batch of nodes into rows, how a node shows as text, its bounds.
+token texts). A caller gives a Space: how to read a batch of nodes into rows, how a node shows as text, its bounds.
 
 A suggestion's score is P(its tokens) x P(it ends there) (Row.end). A continuation is never likelier than its
 prefix, so once the n-th best suggestion found beats every prefix still waiting, no tokenization left can overtake
 it (a suggestion's other tokenizations still waiting, each below that bar, are not added in). Each read takes a
-batch of the likeliest waiting prefixes; one the tree already holds (Tree.known) is expanded without a read.
+batch of the likeliest waiting prefixes; one the tree already holds (Space.known) is expanded without a read.
 
 Never listed: text without a letter or digit, bytes that are no character, a word said twice back to back
 (autocomplete.text.suggestions.repeats: not followed either), tokens that aren't how the model writes their text
-(Tree.written: not followed past a finished word either), and in the text style a token that only adds punctuation
+(Space.written: not followed past a finished word either), and in the text style a token that only adds punctuation
 or space to the word before (counted in that word's ending already). Never followed: the end of the
-text, a second line, more than `words` words, more than Tree.room tokens.
+text, a second line, more than `words` words, more than Space.room tokens.
 
-What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Tree.bound
+What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Space.bound
 expansions, and prefixes past `reads` rows read (rows the tree already holds are free, so typing on, each list goes
 deeper than the one before; past the bound every row held is still looked at, and only if the list is still empty
 does it read on: a list is never left empty for speed).
@@ -49,8 +49,8 @@ class Row(NamedTuple):
 
 
 @dataclass
-class Tree:
-    """How one caller's token tree is read (the adapter)."""
+class Space:
+    """The space searched: how one caller's token tree is read and shown, and its bounds (the adapter)."""
 
     read: Callable[[list[Node]], list[Row]]  # a batch of nodes' rows, read at once (one forward, or requests)
     shown: Callable[[Node], str]  # what a node's tokens add to the prefix (the typed letters they spell again not)
@@ -65,7 +65,7 @@ class Tree:
     written: Callable[[Node, bool], bool] = lambda node, whole: True
 
 
-def best_first(tree: Tree, roots: list[tuple[Node, float, Row]], prefix: str, style: str, n: int, words: int,
+def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, style: str, n: int, words: int,
                reads: int | None = None) -> Found:
     """The n likeliest suggestions under the roots' rows (a node each, its probability: 1 for the one root, a
     casing's share where a query is read in several, autocomplete.text.casing); `exact` False if a bound cut one that

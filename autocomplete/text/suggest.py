@@ -13,8 +13,8 @@ The search is autocomplete.text.search's best-first one, over the model's rows: 
 likeliest waiting prefixes not read before, sharing the prompt's keys and values; a prefix an earlier list read
 (the previous keystroke's: autocomplete.engine.prefix) is expanded without one.
 
-Bounds, and what they cut counts as left out (`exact` False, said under the list): MAX_CHILDREN tokens a prefix,
-MAX_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
+Bounds, and what they cut counts as left out (`exact` False, said under the list): SUGGEST_CHILDREN tokens a prefix,
+SUGGEST_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
 read (read on while the list is empty: a list is never left empty for speed). Rows an earlier list read are
 free, so typing on, each list searches deeper than the one before.
 
@@ -38,12 +38,12 @@ from autocomplete.text import frames
 from autocomplete.text.casing import apart, casings, weights
 from autocomplete.text.prompt import Prompt, prepare
 from autocomplete.text.sample import probabilities
-from autocomplete.text.search import Row, Tree, best_first
+from autocomplete.text.search import Row, Space, best_first
 from autocomplete.text.suggestions import Found
 
 # Children kept per prefix: a bound on work with a 50k vocabulary; top-k below this makes the search exact.
-MAX_CHILDREN = 64
-MAX_EXPANSIONS = 400
+SUGGEST_CHILDREN = 64
+SUGGEST_EXPANSIONS = 400
 # Rows a list refreshed per keystroke reads (see the module): one forward's. Our prefixes typed letter by letter,
 # the last keystroke's list (bench/quality.py keystroke_success): the right word in the top 5 for 3+ letters typed
 # 95% at 8 against 93% at 24, 1-2 letters 98% at both, in 0.76x the time a keystroke (most of it is filling a list
@@ -112,7 +112,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
             ids = np.flatnonzero(logits >= np.partition(logits, -top_k)[-top_k])
         probs = probabilities((logits if ids is None else logits[ids])[None], temperature, top_k, top_p)[0]
         candidates = np.flatnonzero(probs)
-        k = min(MAX_CHILDREN, candidates.size)
+        k = min(SUGGEST_CHILDREN, candidates.size)
         top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
         top = top[np.argsort(-probs[top], kind="stable")]
         end = float(probs[ends if ids is None else ends[ids]].sum())
@@ -147,14 +147,14 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
 
     written = canonical(lm)
     result = best_first(
-        Tree(read=forward, shown=shown, spelled=spelled, ends_text=lm.eos_ids, bound=MAX_EXPANSIONS, batch=batch,
+        Space(read=forward, shown=shown, spelled=spelled, ends_text=lm.eos_ids, bound=SUGGEST_EXPANSIONS, batch=batch,
              room=min(read.max_new + len(path) for read, path in zip(spellings, paths)), known=known,
              written=lambda node, whole: written(split(node)[1]) if whole else written.words(split(node)[1])),
         roots, prefix, style, n, words, reads)
     for suggestion in result:
         suggestion.tokens = list(split(tuple(suggestion.tokens))[1])  # after the prompt, as with one casing
-    bounds = ([f"{reads} rows read"] if reads is not None else []) + [f"{MAX_CHILDREN} tokens a step",
-                                                                      f"{MAX_EXPANSIONS} prefixes"]
+    bounds = ([f"{reads} rows read"] if reads is not None else []) + [f"{SUGGEST_CHILDREN} tokens a step",
+                                                                      f"{SUGGEST_EXPANSIONS} prefixes"]
     result.note = (f"The search stopped at its bound ({', '.join(bounds)}): a suggestion it left out could be "
                    "likelier than the last ones shown.")
     return result

@@ -9,8 +9,8 @@ for subword query completion. In the query style words are told apart ignoring c
 Best-first search over the tokens that spell the typed letters, then over tokens that carry the word on, until one
 that starts a new word (a space, punctuation, a line break, the end of the text). A waiting prefix can add at most
 its own probability to any word, so once the best word leads the second by more than all the probability still
-waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: MAX_CHILDREN
-tokens a prefix, MAX_TOKENS tokens a word (fewer where the context window has less room), MAX_EXPANSIONS prefixes
+waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: WORD_CHILDREN
+tokens a prefix, WORD_TOKENS tokens a word (fewer where the context window has less room), WORD_EXPANSIONS prefixes
 read (BATCH rows a forward). Over --api (autocomplete.text.remote) the same search runs on the server's top
 alternatives; what they don't list is left out.
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from autocomplete.engine.models import LoadedModel
     from autocomplete.text.prompt import Prompt
 
-MAX_CHILDREN = 16
-MAX_TOKENS = 8
-MAX_EXPANSIONS = 48
+WORD_CHILDREN = 16
+WORD_TOKENS = 8
+WORD_EXPANSIONS = 48
 BATCH = 4
 SHOWN = 8  # candidate words kept for --explain
 
@@ -79,12 +79,12 @@ class Words:
         """The likeliest children (token, its probability after `tokens`) wait to be read, or, where ended(child)
         (a token like `ket.` ends the word inside it), count as the end of their word, or where it is None are
         left out; so is the rest of `mass` (all the children could have had), and everything once `past` (tokens
-        after the typed letters were spelled) reaches MAX_TOKENS, or the tokens fill the room."""
-        if past >= MAX_TOKENS or self.room is not None and len(tokens) >= self.room:
+        after the typed letters were spelled) reaches WORD_TOKENS, or the tokens fill the room."""
+        if past >= WORD_TOKENS or self.room is not None and len(tokens) >= self.room:
             self.left_out += p * mass
             return
         kept = 0.0
-        for token, q in sorted(children, key=lambda c: -c[1])[:MAX_CHILDREN]:
+        for token, q in sorted(children, key=lambda c: -c[1])[:WORD_CHILDREN]:
             child = tokens + (token,)
             end = ended(child)
             if end is None:
@@ -104,10 +104,10 @@ class Words:
 
     def next(self, rows: int) -> list[tuple[tuple, float]]:
         """Up to `rows` prefixes to read next, likeliest first, or none once the search is over."""
-        if not self.frontier or self.expansions >= MAX_EXPANSIONS or self.settled():
+        if not self.frontier or self.expansions >= WORD_EXPANSIONS or self.settled():
             return []
         nodes = [heapq.heappop(self.frontier) for _ in range(min(rows, len(self.frontier),
-                                                                   MAX_EXPANSIONS - self.expansions))]
+                                                                   WORD_EXPANSIONS - self.expansions))]
         self.waiting -= sum(-neg for neg, _, _ in nodes)
         self.expansions += len(nodes)
         return [(tokens, -neg) for neg, _, tokens in nodes]
@@ -227,7 +227,7 @@ def words(lm: LoadedModel, read: Prompt, check: Callable[[], None] = lambda: Non
             candidates = np.flatnonzero(goes_on & (probs > 0))
         else:
             candidates = every[probs[every] > 0]
-        k = min(MAX_CHILDREN, candidates.size)
+        k = min(WORD_CHILDREN, candidates.size)
         top = candidates[np.argpartition(probs[candidates], -k)[-k:]] if k < candidates.size else candidates
         search.follow(tokens, p, list(zip(top.tolist(), probs[top].tolist())), float(probs[candidates].sum()), past,
                       ended)

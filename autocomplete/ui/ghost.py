@@ -24,11 +24,11 @@ from autocomplete.text.word import start
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
     from autocomplete.engine.models import LoadedModel
 
-MAX_TOKENS = 12
+GHOST_TOKENS = 12
 ASKING_AT_MOST = 4  # requests to a server at once, cancelled ones still waiting for a busy server included
 
 
-def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = MAX_TOKENS,
+def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = GHOST_TOKENS,
                  wanted: Callable[[], bool] = lambda: True, style: str = "auto",
                  examples: list[str] | None = None) -> str:
     """The greedy continuation of `text`: at most `words` words, never past a line break; '' if none (or no
@@ -68,7 +68,7 @@ def streamed_continuation(source: Backend, text: str, words: int = 4,
     the line, read only until it has enough words (hanging up then, or when no longer wanted, stops the work)."""
     if not text.strip() or text.endswith("\n"):
         return ""
-    settings = Settings(temperature=0, max_tokens=MAX_TOKENS, stop="line", style=style, examples=examples)
+    settings = Settings(temperature=0, max_tokens=GHOST_TOKENS, stop="line", style=style, examples=examples)
     pieces: list[str] = []
 
     def on_piece(piece: str) -> None:

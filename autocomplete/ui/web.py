@@ -55,7 +55,7 @@ from autocomplete.text.explain import next_step
 MAX_QUERY = 250
 MAX_SUGGESTIONS = 10
 STOP_WAIT = 10.0  # seconds Ctrl-C waits for a running forward to end
-TOP = 64  # candidates /explain sends by default: the page's top-k slider goes this far
+PAGE_TOP = 64  # candidates /explain sends by default: the page's top-k slider goes this far
 MAX_TOP = 256
 RATE, BURST = 30.0, 60  # requests a second: a fast typist with the page's debounce makes a few
 PAGE = {"/": ("index.html", "text/html"), "/page.js": ("page.js", "text/javascript"),
@@ -179,7 +179,7 @@ class Site(ThreadingHTTPServer):
         s = self.settings
         api = self.answers.backend.api.host if s.api else None
         return {"model": self.answers.name, "engine": self.answers.engine, "api": api,
-                "approximate": self.answers.approximate, "top": TOP, "max_query": MAX_QUERY,
+                "approximate": self.answers.approximate, "top": PAGE_TOP, "max_query": MAX_QUERY,
                 "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
                              "max_tokens": s.max_tokens, "style": s.style, "words": s.words}}
 
@@ -302,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def explain(self, query: dict) -> None:
         q, settings = self._text(query, "q"), self._settings(query)
-        top = self._number(query, "top", TOP, 1, MAX_TOP)
+        top = self._number(query, "top", PAGE_TOP, 1, MAX_TOP)
         self._json(self.server.answers.explain(q, settings, top, self._check))
 
     def opensearch(self, query: dict) -> None:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from autocomplete.text.search import Row, Tree, best_first
+from autocomplete.text.search import Row, Space, best_first
 from autocomplete.text.suggestions import repeats
 
 WORDS = (" red", " big", " cat", " dog", " runs")
@@ -23,13 +23,13 @@ def row(tokens: tuple[str, ...]) -> Row:
     return Row(weights[END] / total, ranked, [weights[token] / total for token in ranked], False)
 
 
-def toy(bound: int = 10_000, batch: int = 3, read: list | None = None, known=lambda tokens: None) -> Tree:
+def toy(bound: int = 10_000, batch: int = 3, read: list | None = None, known=lambda tokens: None) -> Space:
     def rows(nodes):
         if read is not None:
             read.extend(nodes)
         return [row(tokens) for tokens in nodes]
 
-    return Tree(read=rows, shown="".join, spelled=lambda tokens: True, ends_text={END}, bound=bound, batch=batch,
+    return Space(read=rows, shown="".join, spelled=lambda tokens: True, ends_text={END}, bound=bound, batch=batch,
                 known=known)
 
 

@@ -219,7 +219,7 @@ def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
     assert found and all(len(s.tokens) <= 2 for s in found)
 
 
-@pytest.mark.parametrize("bound", ["MAX_EXPANSIONS", "reads"])
+@pytest.mark.parametrize("bound", ["SUGGEST_EXPANSIONS", "reads"])
 def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bound):
     import io
 
@@ -230,8 +230,8 @@ def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bo
     assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
     assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
     tiny.prefixes = None  # nothing read before: the bound is met from scratch
-    if bound == "MAX_EXPANSIONS":
-        monkeypatch.setattr(search, "MAX_EXPANSIONS", 4)
+    if bound == "SUGGEST_EXPANSIONS":
+        monkeypatch.setattr(search, "SUGGEST_EXPANSIONS", 4)
     cut = suggest(tiny, "san", settings, n=5, words=3, reads=4 if bound == "reads" else None)
     assert not cut.exact
     out = io.StringIO()

@@ -172,7 +172,7 @@ def test_sampled_words_follow_their_probabilities():
 
 def test_bounds_say_when_they_cut(monkeypatch):
     lm = bigram_lm()
-    monkeypatch.setattr(word, "MAX_EXPANSIONS", 1)
+    monkeypatch.setattr(word, "WORD_EXPANSIONS", 1)
     found = word.choose(lm, prompt(lm, b" yo", True))
     assert found is not None and not found.exact and found.expansions == 1
 

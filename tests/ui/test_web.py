@@ -245,7 +245,7 @@ def test_requests_past_the_rate_are_refused(site):
 
 def test_info_gives_the_page_its_starting_settings(site):
     status, _, info = get_json(site, "/info")
-    assert status == 200 and info["engine"] == "onnx" and info["top"] == web.TOP
+    assert status == 200 and info["engine"] == "onnx" and info["top"] == web.PAGE_TOP
     assert info["settings"]["temperature"] == SETTINGS.temperature and info["settings"]["style"] == "text"
 
 
