@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from autocomplete.cancel import Check
 from autocomplete.settings import Placement, Settings
 from autocomplete.text.records import Completion, from_record
 from autocomplete.text.suggestions import Found, Suggestion
@@ -20,9 +21,6 @@ from autocomplete.text.suggestions import Found, Suggestion
 if TYPE_CHECKING:
     from autocomplete.engine.api import Api
     from autocomplete.engine.models import LoadedModel
-
-Check = Callable[[], None]
-
 
 class Backend(Protocol):
     name: str

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autocomplete.backend.backends import Backend, ServerGone, choose, in_process
+from autocomplete.cancel import Cancelled, never
 from autocomplete.settings import DEVICES, ENGINES, GENERATION, PRECISIONS, Settings, settings_from_request
 from autocomplete.text.records import record
 
@@ -112,7 +113,7 @@ class Model:
 
     def complete(self, prompt: str, params: Params | None = None, **overrides: Any) -> Completion:
         settings = _settings(params, overrides)
-        done, backend = self._run(lambda backend: backend.complete(prompt, settings, lambda piece: None, _nothing))
+        done, backend = self._run(lambda backend: backend.complete(prompt, settings, lambda piece: None, never))
         return Completion(record(done, backend.name, settings, backend.engine))
 
     def stream(self, prompt: str, params: Params | None = None, **overrides: Any) -> Iterator[str]:
@@ -124,7 +125,7 @@ class Model:
 
         def check() -> None:
             if stopped.is_set():
-                raise _Stopped
+                raise Cancelled
 
         def work() -> None:
             try:
@@ -138,7 +139,7 @@ class Model:
         try:
             while (item := pieces.get()) is not _END:
                 if isinstance(item, _Failed):
-                    if isinstance(item.error, _Stopped):
+                    if isinstance(item.error, Cancelled):
                         return
                     raise item.error
                 yield item
@@ -153,7 +154,7 @@ class Model:
         if n < 1 or words < 1:
             raise ValueError("n and words must be 1 or more")
         settings = _settings(params, overrides)
-        found, _ = self._run(lambda backend: backend.suggest(prefix, settings, n, words, _nothing, None))
+        found, _ = self._run(lambda backend: backend.suggest(prefix, settings, n, words, never, None))
         return [Suggestion(prefix + s.completion, s.completion, s.probability, s.tokens) for s in found]
 
     def explain(self, prompt: str, temperatures: list[float] | None = None, params: Params | None = None,
@@ -195,14 +196,6 @@ def _settings(params: Params | None, overrides: dict) -> Settings:
         raise TypeError(f"unknown parameter {sorted(unknown)[0]!r} (the parameters: "
                         f"{', '.join(f.name for f in dataclasses.fields(Params))})")
     return dataclasses.replace(params or Params(), **overrides).settings()
-
-
-def _nothing() -> None:
-    pass
-
-
-class _Stopped(Exception):
-    """The caller left stream()'s loop: the generation stops at its next token."""
 
 
 @dataclass

@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from autocomplete import terminal
+from autocomplete.cancel import Cancelled
 from autocomplete.engine import models
 from autocomplete.engine.models import ALIASES
 from autocomplete.errors import UserError, first_line
@@ -65,10 +66,6 @@ _STOPPED = {"ok": True}  # the stop reply; handle() stops the server once it has
 
 class BadRequest(Exception):
     """The request is wrong; the message goes back to the client as {"error": ...}."""
-
-
-class Cancelled(Exception):
-    """The client hung up, or the server is stopping: stop generating and free the model."""
 
 
 class Declined(Exception):

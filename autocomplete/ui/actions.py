@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from autocomplete.backend.backends import Backend, InProcess, OverApi, choose
+from autocomplete.cancel import never
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text import frames
@@ -33,7 +34,7 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
     if settings.explain:
         return _explain(backend, text, settings, out)
     if settings.suggest:
-        found = backend.suggest(text, settings, settings.suggest, settings.words, _nothing, None)
+        found = backend.suggest(text, settings, settings.suggest, settings.words, never, None)
         out.suggestions(text, found, backend.name, settings, settings.words, frames.resolve(settings.style, text),
                         backend.engine)
         return False
@@ -47,7 +48,7 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
         out.piece(piece)
 
     try:
-        done = backend.complete(text, settings, on_piece, _nothing)
+        done = backend.complete(text, settings, on_piece, never)
     except KeyboardInterrupt:  # on the warm server: the client hung up, which cancels the request there
         out.blank()
         return True
@@ -72,7 +73,3 @@ def _explain(backend: Backend, text: str, settings: Settings, out) -> bool:
 
     lm = backend.lm if isinstance(backend, InProcess) else load(settings)
     return explain(lm, text, settings, temperatures, out.json).interrupted
-
-
-def _nothing() -> None:
-    pass

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from autocomplete.backend.backends import Backend, InProcess, ServerGone
+from autocomplete.cancel import Cancelled, never
 from autocomplete.settings import Settings, env_flag
 from autocomplete.text.word import start
 
@@ -43,11 +44,11 @@ def continuation(lm: LoadedModel, text: str, words: int = 4, max_tokens: int = G
 
     def check() -> None:
         if not wanted():
-            raise _Enough  # a newer keystroke: the word search stops
+            raise Cancelled  # a newer keystroke: the word search stops
 
     try:
         begin = start(lm, read, check=check)
-    except _Enough:
+    except Cancelled:
         return ""
     new: list[int] = begin.given[: read.max_new]
     for token in generate(lm.engine, begin.ids, read.max_new - len(new), temperature=0, eos_ids=lm.eos_ids,
@@ -75,19 +76,15 @@ def streamed_continuation(source: Backend, text: str, words: int = 4,
         pieces.append(piece)
         out = "".join(pieces)
         if not wanted() or "\n" in out or len(out.split()) > words:
-            raise _Enough
+            raise Cancelled
 
     try:
-        source.complete(text, settings, on_piece, lambda: None)
-    except _Enough:
+        source.complete(text, settings, on_piece, never)
+    except Cancelled:
         pass
     except ServerGone:
         return ""  # the server went away: the next keystroke's ghost comes from the REPL's own model
     return _first_words("".join(pieces), words) if wanted() else ""
-
-
-class _Enough(Exception):
-    """Enough of a served continuation has arrived."""
 
 
 def _first_words(out: str, words: int) -> str:
@@ -164,7 +161,7 @@ class Ghost:
 
             def check() -> None:
                 if not wanted():
-                    raise _Enough
+                    raise Cancelled
 
             settings, source = self._settings(), self._model()
             if source is None:
@@ -174,7 +171,7 @@ class Ghost:
             with self._lock if isinstance(source, InProcess) else contextlib.nullcontext():
                 found = source.suggest(text, settings, n, settings.words, check, KEYSTROKE_READS)
             return list(found) if wanted() else []
-        except _Enough:
+        except Cancelled:
             return []
         except Exception:
             if env_flag("AUTOCOMPLETE_DEBUG"):

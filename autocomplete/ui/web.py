@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
 from autocomplete import terminal
+from autocomplete.cancel import Cancelled
 from autocomplete.backend import backends
 from autocomplete.backend.backends import InProcess
 from autocomplete.errors import UserError, first_line
@@ -77,10 +78,6 @@ class Refused(Exception):
         self.status = status
 
 
-class Cancelled(Exception):
-    """The client hung up (a newer keystroke's request replaced this one): nobody to answer."""
-
-
 class Local:
     """The model in this process: one request uses it at a time (the rest wait their turn), and one whose client
     hangs up stops at its next forward."""
@@ -90,24 +87,24 @@ class Local:
         self.lm, self.name, self.engine, self.approximate = lm, lm.name, lm.engine.name, False
         self.lock = threading.Lock()
 
-    def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
+    def suggest(self, q: str, settings: Settings, n: int, check, keystroke: bool):
         from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
         with self.lock:
-            check_in()  # it may have hung up while it waited for the model
-            return self.backend.suggest(q, settings, n, settings.words, check_in,
+            check()  # it may have hung up while it waited for the model
+            return self.backend.suggest(q, settings, n, settings.words, check,
                                         KEYSTROKE_READS if keystroke else None)
 
-    def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
+    def complete(self, q: str, settings: Settings, on_piece, check) -> dict:
         with self.lock:
-            check_in()
-            done = self.backend.complete(q, settings, on_piece, check_in)
+            check()
+            done = self.backend.complete(q, settings, on_piece, check)
         return record(done, self.name, settings, self.engine)
 
-    def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
+    def explain(self, q: str, settings: Settings, top: int, check) -> dict:
         with self.lock:
-            check_in()
-            return next_step(self.lm, q, settings, top, check_in)
+            check()
+            return next_step(self.lm, q, settings, top, check)
 
 
 class OverApi:
@@ -117,13 +114,13 @@ class OverApi:
     def __init__(self, backend: backends.OverApi):
         self.backend, self.name, self.engine, self.approximate = backend, backend.name, None, True
 
-    def suggest(self, q: str, settings: Settings, n: int, check_in, keystroke: bool):
-        return self.backend.suggest(q, settings, n, settings.words, check_in, None)
+    def suggest(self, q: str, settings: Settings, n: int, check, keystroke: bool):
+        return self.backend.suggest(q, settings, n, settings.words, check, None)
 
-    def complete(self, q: str, settings: Settings, on_piece, check_in) -> dict:
-        return record(self.backend.complete(q, settings, on_piece, check_in), self.name, settings)
+    def complete(self, q: str, settings: Settings, on_piece, check) -> dict:
+        return record(self.backend.complete(q, settings, on_piece, check), self.name, settings)
 
-    def explain(self, q: str, settings: Settings, top: int, check_in) -> dict:
+    def explain(self, q: str, settings: Settings, top: int, check) -> dict:
         from autocomplete.text import remote_explain  # loads numpy
 
         return remote_explain.next_step(self.backend, q, settings, top)
