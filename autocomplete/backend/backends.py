@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from autocomplete.cancel import Check
 from autocomplete.settings import Placement, Settings
 from autocomplete.text.records import Completion, from_record
-from autocomplete.text.suggestions import Found, Suggestion
+from autocomplete.text.suggestions import Found
 
 if TYPE_CHECKING:
     from autocomplete.engine.api import Api
@@ -99,9 +99,7 @@ class Served:
                                keystroke=reads is not None)
         if reply is None:
             raise ServerGone
-        found = Found(Suggestion(**s) for s in reply["suggestions"])
-        found.exact = reply["exact"]
-        return found
+        return Found.from_wire(reply)
 
     def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
         """Every step's numbers are read here: the server doesn't send them. The model it serves, loaded here."""

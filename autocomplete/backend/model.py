@@ -155,7 +155,7 @@ class Model:
             raise ValueError("n and words must be 1 or more")
         settings = _settings(params, overrides)
         found, _ = self._run(lambda backend: backend.suggest(prefix, settings, n, words, never, None))
-        return [Suggestion(prefix + s.completion, s.completion, s.probability, s.tokens) for s in found]
+        return [Suggestion(**entry) for entry in found.listed(prefix)]
 
     def explain(self, prompt: str, temperatures: list[float] | None = None, params: Params | None = None,
                 **overrides: Any) -> dict:

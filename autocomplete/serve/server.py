@@ -321,9 +321,8 @@ class Server:
             raise BadRequest("n and words must be >= 1")
         with self._working(asking.send), terminal.notices_to(lambda message: asking.send({"notice": message})):
             found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(asking), reads=reads)
-        return {"suggestions": [{"completion": s.completion, "probability": s.probability, "tokens": s.tokens}
-                                for s in found], "model": self.lm.name, "engine": self.lm.engine.name,
-                "style": frames.resolve(settings.style, prefix), "exact": found.exact}
+        return {**found.wire(), "model": self.lm.name, "engine": self.lm.engine.name,
+                "style": frames.resolve(settings.style, prefix)}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,11 +8,26 @@ from dataclasses import dataclass
 
 class Found(list):
     """The suggestions, best first; exact is False when the search stopped at one of its bounds (the search says
-    which in `note`) while something it left out could still have made the list."""
+    which in `note`) while something it left out could still have made the list. Its wire format (what the warm
+    server sends) and its --json entries are written here only."""
 
-    exact = True
     # Said under the list when it isn't exact ("" when said elsewhere, once).
     note = "The search stopped at its bound: a suggestion it left out could be likelier than the last ones shown."
+
+    def __init__(self, suggestions=(), exact: bool = True):
+        super().__init__(suggestions)
+        self.exact = exact
+
+    def wire(self) -> dict:
+        return {"suggestions": [s.wire() for s in self], "exact": self.exact}
+
+    @classmethod
+    def from_wire(cls, reply: dict) -> Found:
+        return cls((Suggestion(**s) for s in reply["suggestions"]), reply["exact"])
+
+    def listed(self, prefix: str) -> list[dict]:
+        """Each as `--suggest N --json` lists it (and the Python API's Suggestion): its whole text first."""
+        return [{"text": prefix + s.completion, **s.wire()} for s in self]
 
 
 @dataclass
@@ -20,6 +35,9 @@ class Suggestion:
     completion: str  # the text after the prefix
     probability: float
     tokens: list[int] | None  # None over --api: token ids don't travel
+
+    def wire(self) -> dict:
+        return {"completion": self.completion, "probability": self.probability, "tokens": self.tokens}
 
 
 class Tally:

@@ -10,6 +10,7 @@ from autocomplete import terminal
 from autocomplete.settings import Settings
 from autocomplete.terminal import stdout_console, visible
 from autocomplete.text.records import Completion, record
+from autocomplete.text.suggestions import Found
 
 
 class TextRenderer:
@@ -38,7 +39,7 @@ class TextRenderer:
     def blank(self) -> None:
         self._write("\n", None)
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str,
+    def suggestions(self, prefix: str, found: Found, model: str, settings: Settings, words: int, style: str,
                     engine: str | None = None) -> None:
         """A search box's dropdown: each suggestion with its probability."""
         from rich.table import Table
@@ -58,7 +59,7 @@ class TextRenderer:
         else:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
-        if not getattr(found, "exact", True) and found.note:
+        if not found.exact and found.note:
             terminal.notice(found.note)
 
     def _write(self, text: str, style: str | None) -> None:
@@ -90,16 +91,15 @@ class JsonRenderer:
     def blank(self) -> None:
         pass  # a blank input line has nothing to report
 
-    def suggestions(self, prefix: str, found: list, model: str, settings: Settings, words: int, style: str,
+    def suggestions(self, prefix: str, found: Found, model: str, settings: Settings, words: int, style: str,
                     engine: str | None = None) -> None:
         self._line({
             "prefix": prefix,
-            "suggestions": [{"text": prefix + s.completion, "completion": s.completion,
-                             "probability": s.probability, "tokens": s.tokens} for s in found],
+            "suggestions": found.listed(prefix),
             "model": model,
             "engine": engine,
             "style": style,
-            "exact": getattr(found, "exact", True),
+            "exact": found.exact,
             "settings": {**settings.shown(), "suggest": len(found), "words": words},
         })
 
