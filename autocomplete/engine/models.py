@@ -41,9 +41,6 @@ class LoadedModel:
     context_length: int
     eos_ids: frozenset[int] = field(default_factory=frozenset)
     directory: Path | None = None  # where its files are (what the query frame's stored cache is keyed by)
-    vocab: object = None  # every token's bytes (autocomplete.text.heal.Vocab), built when first needed
-    frames: dict = field(default_factory=dict)  # example queries -> their KV cache (autocomplete.text.prompt)
-    masks: dict = field(default_factory=dict)  # (what, size) -> a mask over the vocabulary (autocomplete.text.masks)
     prefixes: object = None  # reads remembered by their tokens (autocomplete.engine.prefix.Prefixes), when first used
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from autocomplete.engine.models import LoadedModel
+from autocomplete.text.caches import kept
 from autocomplete.text.heal import Canonical
 from autocomplete.text.prompt import vocabulary
 
@@ -43,9 +44,9 @@ def canonical(lm: LoadedModel) -> Canonical:
 
 def _kept(lm: LoadedModel, name: str, size: int, build):
     key = (name, size)
-    if key not in lm.masks:
-        lm.masks[key] = build()
-    return lm.masks[key]
+    if key not in kept(lm).masks:
+        kept(lm).masks[key] = build()
+    return kept(lm).masks[key]
 
 
 def _with_eos(lm: LoadedModel, size: int, flags: list[bool]) -> np.ndarray:

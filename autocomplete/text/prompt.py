@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from autocomplete import paths, terminal
 from autocomplete.text import frames
+from autocomplete.text.caches import kept
 from autocomplete.text.heal import Healing, Vocab, back_up
 
 if TYPE_CHECKING:
@@ -108,20 +109,20 @@ def fit_to_context(ids: list[int], context: int, max_new: int, bos: int | None) 
 def vocabulary(lm: LoadedModel) -> Vocab:
     """Every token's bytes, for healing: read from disk where an earlier call kept them (a cold call's ~80 ms of
     building them from the tokenizer become ~20), else built and kept."""
-    if lm.vocab is None:
+    if kept(lm).vocab is None:
         stored = _stored_vocab_path(lm)
         try:
-            lm.vocab = Vocab.from_bytes(stored.read_bytes()) if stored and stored.is_file() else None
-            if lm.vocab is not None:
+            kept(lm).vocab = Vocab.from_bytes(stored.read_bytes()) if stored and stored.is_file() else None
+            if kept(lm).vocab is not None:
                 paths.touch(stored)
         except (OSError, ValueError):
-            lm.vocab = None  # torn or foreign: built again
-        if lm.vocab is None:
-            lm.vocab = Vocab(lm.tokenizer)
+            kept(lm).vocab = None  # torn or foreign: built again
+        if kept(lm).vocab is None:
+            kept(lm).vocab = Vocab(lm.tokenizer)
             if stored is not None:  # to_bytes sorts both orders: only worth it when they are kept
-                data = lm.vocab.to_bytes()
+                data = kept(lm).vocab.to_bytes()
                 _write_atomically(stored, lambda tmp: Path(tmp).write_bytes(data))
-    return lm.vocab
+    return kept(lm).vocab
 
 
 _VOCAB_FORMAT = "vocab-1"
@@ -149,7 +150,7 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
     cache is also kept on disk, so a cold one-shot call loads it (milliseconds) instead of computing it (~0.4 s
     for GPT-2-124M)."""
     key = tuple(examples)
-    frame = lm.frames.pop(key, None)
+    frame = kept(lm).frames.pop(key, None)
     if frame is None:
         half = lm.context_length // 2
         lines = list(examples)
@@ -171,9 +172,9 @@ def frame_for(lm: LoadedModel, examples: list[str]) -> Frame:
             else:
                 paths.touch(stored)
         frame = Frame(ids[:-1], ids[-1], cache)
-    lm.frames[key] = frame  # last: the most recently used (dicts keep their order)
-    while len(lm.frames) > FRAMES_KEPT:
-        del lm.frames[next(iter(lm.frames))]
+    kept(lm).frames[key] = frame  # last: the most recently used (dicts keep their order)
+    while len(kept(lm).frames) > FRAMES_KEPT:
+        del kept(lm).frames[next(iter(kept(lm).frames))]
     return frame
 
 

@@ -12,6 +12,7 @@ import pytest
 from autocomplete.text import frames
 from autocomplete.text.complete import complete
 from autocomplete.errors import UsageError
+from autocomplete.text.caches import kept
 from autocomplete.text.prompt import frame_for, prepare
 from autocomplete.settings import Settings
 
@@ -213,8 +214,8 @@ def test_only_the_last_used_frames_stay_in_memory(tiny, tmp_path, monkeypatch):
     for examples in lists[1:]:
         frame_for(tiny, examples)
         assert frame_for(tiny, lists[0]) is first  # used every time: never dropped
-    assert len(tiny.frames) == prompt.FRAMES_KEPT
-    assert tuple(lists[1]) not in tiny.frames and tuple(lists[-1]) in tiny.frames
+    assert len(kept(tiny).frames) == prompt.FRAMES_KEPT
+    assert tuple(lists[1]) not in kept(tiny).frames and tuple(lists[-1]) in kept(tiny).frames
 
 
 @pytest.mark.parametrize("examples", [["zebra quilt " * 40], ["zebra quilt " * 40, "amber kettle"]])

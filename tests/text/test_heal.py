@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from autocomplete.text.complete import complete
+from autocomplete.text.caches import kept
 from autocomplete.text.heal import Healing, back_up
 from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.sample import generate
@@ -101,11 +102,11 @@ def test_the_vocabulary_kept_on_disk_is_the_one_built(model, request, tmp_path, 
 
     lm = request.getfixturevalue(f"{model}_torch")  # the vocabulary is the tokenizer's, whatever the engine
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(lm, "vocab", None)
+    monkeypatch.setattr(kept(lm), "vocab", None)
     built = vocabulary(lm)
     (stored,) = (tmp_path / "vocab").iterdir()
     assert stored.stat().st_mode & 0o077 == 0
-    monkeypatch.setattr(lm, "vocab", None)
+    monkeypatch.setattr(kept(lm), "vocab", None)
     monkeypatch.setattr(heal.Vocab, "__init__", lambda self, tokenizer: pytest.fail("built again"))
     read = vocabulary(lm)
     assert read is not built and read.pieces == built.pieces
@@ -119,7 +120,7 @@ def test_a_torn_stored_vocabulary_is_built_again(tiny, tmp_path, monkeypatch):
     from autocomplete.text import heal
 
     monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tiny, "vocab", None)
+    monkeypatch.setattr(kept(tiny), "vocab", None)
     built = vocabulary(tiny)
     (stored,) = (tmp_path / "vocab").iterdir()
     data = stored.read_bytes()
@@ -127,7 +128,7 @@ def test_a_torn_stored_vocabulary_is_built_again(tiny, tmp_path, monkeypatch):
         with pytest.raises(ValueError):
             heal.Vocab.from_bytes(torn)
         stored.write_bytes(torn)
-        monkeypatch.setattr(tiny, "vocab", None)
+        monkeypatch.setattr(kept(tiny), "vocab", None)
         assert vocabulary(tiny).pieces == built.pieces
 
 

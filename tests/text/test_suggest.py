@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from autocomplete.text.caches import kept
 from autocomplete.text.prompt import prepare
 from autocomplete.settings import Settings
 from autocomplete.text.masks import word_starts
@@ -33,7 +34,7 @@ def sampler_probs(logits: torch.Tensor, s: Settings) -> torch.Tensor:
 def allowed_after(lm, tail: bytes, tokens) -> list[int] | None:
     """Whole-word healing's constraint written out independently: every token that spells on what is left of the
     typed word (begins with it, or is a piece of it), so every tokenization of it is searched. None once spelled."""
-    pieces = lm.vocab.pieces
+    pieces = kept(lm).vocab.pieces
     spelled = b"".join(pieces[t] for t in tokens)
     if len(spelled) >= len(tail):
         return None
@@ -53,7 +54,7 @@ def says_twice(text: str) -> bool:
 def written_so(lm, tokens) -> bool:
     """Whether the tokenizer itself writes the tokens' text with exactly these tokens (the only tokenization credited)."""
     try:
-        text = b"".join(lm.vocab.pieces[t] for t in tokens).decode()
+        text = b"".join(kept(lm).vocab.pieces[t] for t in tokens).decode()
     except UnicodeDecodeError:
         return False
     return lm.tokenizer(text, add_special_tokens=False)["input_ids"] == list(tokens)
@@ -63,7 +64,7 @@ def finished_words_written_so(lm, tokens) -> bool:
     """Whether the words before the last (which may still grow) are written so: the tokenizer splits text into words
     before tokenizing, so once one isn't, nothing that follows is ever the tokenizer's own."""
     starts = [i for i, t in enumerate(tokens)  # a token that begins with a space or an ASCII punctuation mark
-              if i and (first := lm.vocab.pieces[t][:1]).isascii() and first and not first.isalnum()]
+              if i and (first := kept(lm).vocab.pieces[t][:1]).isascii() and first and not first.isalnum()]
     return not starts or written_so(lm, tokens[:starts[-1]])
 
 
@@ -107,7 +108,7 @@ def brute_force(lm, prefix, s, n, words):
         return scores[n - 1] if len(scores) >= n else 0.0
 
     def text_of(tokens):
-        return b"".join(lm.vocab.pieces[t] for t in tokens)[len(tail):].decode(errors="replace")
+        return b"".join(kept(lm).vocab.pieces[t] for t in tokens)[len(tail):].decode(errors="replace")
 
     def walk(tokens, p):
         if tokens not in rows:
@@ -270,4 +271,4 @@ def test_bytes_that_are_no_character_are_never_suggested(tiny):
     for prefix in ("san fr", "new yo", "seoul sub", "how to make cold br"):
         found = suggest(tiny, prefix, s, n=5, words=3)
         assert found and all("\ufffd" not in g.completion for g in found)
-        assert all(tiny.vocab.text(g.tokens).encode("utf-8", errors="strict") for g in found)
+        assert all(kept(tiny).vocab.text(g.tokens).encode("utf-8", errors="strict") for g in found)

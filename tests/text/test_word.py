@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from autocomplete.text import word
+from autocomplete.text.caches import kept
 from autocomplete.text.heal import Healing, Vocab
 from autocomplete.text.prompt import Prompt
 from autocomplete.text.sample import generate
@@ -96,12 +97,21 @@ def encode(text: str, special: bool = False) -> list[int]:
 def bigram_lm():
     vocab = Vocab.__new__(Vocab)
     vocab.pieces, vocab._index = list(PIECES), {}
-    return SimpleNamespace(engine=BigramEngine(), vocab=vocab, eos_ids=frozenset({EOS}), prefixes=None, masks={},
-                           encode=encode)
+    lm = FakeModel(engine=BigramEngine(), eos_ids=frozenset({EOS}), prefixes=None, encode=encode)
+    kept(lm).vocab = vocab
+    return lm
+
+
+class FakeModel:
+    """A stand-in LoadedModel (its caches are kept beside it, by a weak reference: SimpleNamespace takes none)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
 
 
 def prompt(lm, tail: bytes, fold: bool) -> Prompt:
-    return Prompt("query" if fold else "text", [0], None, Healing(lm.vocab, tail, fold=fold), 24, 1, lm.vocab)
+    vocab = kept(lm).vocab
+    return Prompt("query" if fold else "text", [0], None, Healing(vocab, tail, fold=fold), 24, 1, vocab)
 
 
 def oracle(tail: bytes, fold: bool, depth: int = 4) -> dict[bytes, float]:
@@ -152,7 +162,7 @@ def test_york_over_the_likeliest_first_token():
     lm = bigram_lm()
     read = prompt(lm, b" yo", True)
     greedy = list(generate(lm.engine, read.ids, 2, temperature=0, allowed=read.allowed))
-    assert lm.vocab.bytes_of(greedy) == b" youtube"
+    assert kept(lm).vocab.bytes_of(greedy) == b" youtube"
     found = word.choose(lm, read)
     assert found.text == " York" and found.tokens == [PIECES.index(b" York")]  # its likeliest tokenization
     york, p = found.candidates[0]
