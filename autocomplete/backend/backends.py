@@ -4,7 +4,8 @@ it; each takes the text layer's Settings and a `check` that raises to stop the w
 
     complete(prompt, settings, on_piece, check) -> Completion   (pieces streamed as they come; joined, the completion)
     suggest(prefix, settings, n, words, check, reads) -> Found
-    explain(prompt, settings, temperatures) -> the --explain --json record (every step's candidates and odds)
+    explain(prompt, settings, temperatures, on_start, on_step, on_word) -> (Completion, its steps): every step's
+        candidates and odds (autocomplete.text.explain), each handed over as it is taken
     name, engine: the model's name, and what runs it ("onnx", "torch"; None over --api, where the server doesn't say)
 """
 
@@ -33,7 +34,8 @@ class Backend(Protocol):
                 reads: int | None) -> Found:
         ...
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+                on_word=None) -> tuple[Completion, list]:
         ...
 
 
@@ -56,11 +58,11 @@ class InProcess:
 
         return suggest(self.lm, prefix, settings, n, words, check=check, reads=reads)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
-        from autocomplete.text.explain import record, steps_of  # loads numpy
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+                on_word=None) -> tuple[Completion, list]:
+        from autocomplete.text.explain import steps_of  # loads numpy
 
-        done, steps = steps_of(self.lm, prompt, settings, temperatures)
-        return record(done, self.name, settings, temperatures, steps, self.engine)
+        return steps_of(self.lm, prompt, settings, temperatures, on_start, on_step, on_word)
 
 
 class Served:
@@ -101,11 +103,13 @@ class Served:
             raise ServerGone
         return Found.from_wire(reply)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+                on_word=None) -> tuple[Completion, list]:
         """Every step's numbers are read here: the server doesn't send them. The model it serves, loaded here."""
         from autocomplete.engine import models  # start-up time
 
-        return InProcess(models.load(*self.where)).explain(prompt, settings, temperatures)
+        here = InProcess(models.load(*self.where))
+        return here.explain(prompt, settings, temperatures, on_start, on_step, on_word)
 
 
 class OverApi:
@@ -132,12 +136,12 @@ class OverApi:
         check()
         return remote.suggest(self.api, self.name, prefix, settings, n, words)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float]) -> dict:
+    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+                on_word=None) -> tuple[Completion, list]:
         from autocomplete.text import remote_explain  # loads numpy
-        from autocomplete.text.explain import record  # (with it)
 
-        done, steps = remote_explain.run(self, prompt, settings, temperatures)
-        return record(done, self.name, settings, temperatures, steps)
+        return remote_explain.run(self, prompt, settings, temperatures, on_start=on_start, on_step=on_step,
+                                  on_word=on_word)
 
 
 def choose(settings: Settings) -> Backend | None:

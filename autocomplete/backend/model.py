@@ -165,8 +165,10 @@ class Model:
         settings = _settings(params, overrides)
         asked = [Params(temperature=t).settings().temperature for t in temperatures or [settings.temperature]]
         settings = dataclasses.replace(settings, temperature=asked[0])  # (each checked as -t is)
-        explained, _ = self._run(lambda backend: backend.explain(prompt, settings, asked))
-        return explained
+        from autocomplete.text.explain import record  # loads numpy
+
+        (done, steps), backend = self._run(lambda backend: backend.explain(prompt, settings, asked))
+        return record(done, backend.name, settings, asked, steps, backend.engine)
 
     def _run(self, call: Callable[[Backend], Any]) -> tuple[Any, Backend]:
         with self._lock:

@@ -77,14 +77,18 @@ def view(lm: LoadedModel, logits: np.ndarray, picked: int, temperatures: list[fl
                 None if allowed is None else len(allowed))
 
 
-def steps_of(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], on_step=None,
-             on_word=None, read=None) -> tuple[Completion, list[Step]]:
-    """Generate as usual (at the first temperature), keeping every step's view: on_step(step, number) as each is
-    taken, on_word(word) when the typed word is finished as a whole word. read: the prompt prepared already."""
+def steps_of(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], on_start=None,
+             on_step=None, on_word=None) -> tuple[Completion, list[Step]]:
+    """Generate as usual (at the first temperature), keeping every step's view. on_start(style, typed, about, score)
+    before the first (the style, the typed letters finished as a word, what else to say of the numbers, and what
+    the candidates' scores are: "logit" here); on_step(step, number) as each is taken; on_word(word) when the typed
+    word is finished as a whole word."""
     from autocomplete.text.prompt import prepare  # loads numpy
 
     steps: list[Step] = []
-    read = read or prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    if on_start:
+        on_start(read.style, read.healing.text if read.healing else "", "", "logit")
 
     def observe(logits: np.ndarray, token: int, allowed: np.ndarray | None) -> None:
         steps.append(view(lm, logits, token, temperatures, allowed=allowed))

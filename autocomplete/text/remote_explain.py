@@ -31,7 +31,8 @@ def run(remote, prompt: str, settings: Settings, temperatures: list[float], unti
         on_start=None, on_step=None, on_word=None) -> tuple[Completion, list[Step]]:
     """The loop -> (the completion, its steps). remote: the server (.api) and the model asked for there (.name).
     until: stop after this many steps past the typed word (at --max-tokens otherwise). top: candidates kept a step.
-    on_start(style, typed, listed) before the first step (listed: alternatives the server gives a step);
+    on_start(style, typed, about, score) before the first step (as autocomplete.text.explain.steps_of: about says
+    the numbers are approximate, from the server's top alternatives; the scores are log-probabilities);
     on_step(step, number) as each is taken; on_word(word) when the typed word is finished as a whole word."""
     style, sent = prompt_for(prompt, settings)
     kept, typed = typed_word(sent)
@@ -39,7 +40,8 @@ def run(remote, prompt: str, settings: Settings, temperatures: list[float], unti
     seed = settings.seed if settings.seed is not None else new_seed()
     draw, ask = random.Random(seed), Asker(remote.api, remote.name)
     if on_start:
-        on_start(style, typed, ask.top)
+        on_start(style, typed, f"; from {remote.api.host}'s top {ask.top} alternatives a step: probabilities "
+                               "approximate", "logprob")
     steps: list[Step] = []
     chunks: list[str] = []
     stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=fold)

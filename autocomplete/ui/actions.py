@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from autocomplete.backend.backends import Backend, InProcess, OverApi, choose
+from autocomplete.backend.backends import Backend, choose
 from autocomplete.cancel import never
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
@@ -63,13 +63,20 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
 
 
 def _explain(backend: Backend, text: str, settings: Settings, out) -> bool:
-    """--explain reads the model's every step: over --api from the engine's alternatives, else in this process."""
+    """--explain: every step shown as it is taken (or one --explain --json record at the end)."""
+    from autocomplete.text.explain import temperatures_shown  # loads numpy
+    from autocomplete.ui.explain import StepPrinter, finish  # (with it)
+
     temperatures = settings.temperatures or [settings.temperature]
-    if isinstance(backend, OverApi):
-        from autocomplete.ui import api_explain  # loads numpy
+    printer = None
 
-        return api_explain.explain(backend, text, settings, temperatures, out.json).interrupted
-    from autocomplete.ui.explain import explain  # start-up time
+    def start(style: str, typed: str, about: str, score: str) -> None:
+        nonlocal printer
+        if not out.json:
+            printer = StepPrinter(text, temperatures_shown(temperatures), style, typed, score, about)
 
-    lm = backend.lm if isinstance(backend, InProcess) else load(settings)
-    return explain(lm, text, settings, temperatures, out.json).interrupted
+    done, steps = backend.explain(text, settings, temperatures, start,
+                                  lambda step, number: printer and printer.show(step, number),
+                                  lambda word: printer and printer.show_word(word))
+    finish(done, backend.name, settings, temperatures, steps, printer, backend.engine)
+    return done.interrupted

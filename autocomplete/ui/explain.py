@@ -3,37 +3,18 @@ T = 1 (the model's own) beside each temperature asked for, the token picked, and
 
 Probabilities are softmax(logits / T) over the whole vocabulary, so at each T they sum to 1; the token itself is
 drawn with all the settings (top-k and top-p too), exactly as a normal completion would. The numbers are
-autocomplete.text.explain's; this module shows them. (Over --api: autocomplete.ui.api_explain.)
+autocomplete.text.explain's (over --api, autocomplete.text.remote_explain's); this module shows them.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
 
 from autocomplete.settings import Settings
 from autocomplete.terminal import stdout_console, visible
-from autocomplete.text.explain import Step, record, steps_of, temperatures_shown
+from autocomplete.text.explain import Step, record
 from autocomplete.text.records import Completion
-
-if TYPE_CHECKING:  # the --api path uses the display, not the model
-    from autocomplete.engine.models import LoadedModel
-
-
-def explain(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float],
-            json_lines: bool) -> Completion:
-    """Generate as usual (at the first temperature), showing every step as it happens."""
-    from autocomplete.text.prompt import prepare  # loads numpy
-
-    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
-    typed = read.healing.text if read.healing else ""
-    printer = None if json_lines else StepPrinter(prompt, temperatures_shown(temperatures), read.style, typed)
-    done, steps = steps_of(lm, prompt, settings, temperatures, printer and printer.show,
-                           printer and printer.show_word, read)
-    finish(done, lm.name, settings, temperatures, steps, printer, lm.engine.name)
-    return done
-
 
 def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
            printer: StepPrinter | None, engine: str | None = None) -> None:
