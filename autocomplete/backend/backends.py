@@ -7,6 +7,7 @@ it; each takes the text layer's Settings and a `check` that raises to stop the w
     explain(prompt, settings, temperatures, on_start, on_step, on_word) -> (Completion, its steps): every step's
         candidates and odds (autocomplete.text.explain), each handed over as it is taken
     name, engine: the model's name, and what runs it ("onnx", "torch"; None over --api, where the server doesn't say)
+    local: whether the model runs in this process (its callers share it: one call at a time; no network to wait on)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 class Backend(Protocol):
     name: str
     engine: str | None
+    local: bool
 
     def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
         ...
@@ -44,6 +46,8 @@ class ServerGone(Exception):
 
 
 class InProcess:
+    local = True
+
     def __init__(self, lm: LoadedModel):
         self.lm, self.name, self.engine = lm, lm.name, lm.engine.name
 
@@ -67,6 +71,8 @@ class InProcess:
 
 class Served:
     """The warm server for a placement. A request it doesn't answer raises ServerGone before anything is streamed."""
+
+    local = False
 
     def __init__(self, where: Placement, name: str, engine: str | None):
         self.where, self.name, self.engine = where, name, engine
@@ -113,6 +119,8 @@ class Served:
 
 
 class OverApi:
+    local = False
+
     def __init__(self, api: Api, name: str):
         self.api, self.name, self.engine = api, name, None
 

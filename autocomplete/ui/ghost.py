@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.backend.backends import Backend, InProcess, ServerGone
+from autocomplete.backend.backends import Backend, ServerGone
 from autocomplete.cancel import Cancelled, never
 from autocomplete.settings import Settings, env_flag
 from autocomplete.text.word import start
@@ -140,7 +140,7 @@ class Ghost:
             settings, source = self._settings(), self._model()
             if source is None:  # the server just went away; the model is not loaded here yet
                 return ""
-            if not isinstance(source, InProcess):  # a server's answer is waited for in a thread of its own
+            if not source.local:  # a server's answer is waited for in a thread of its own
                 return self._served(source, text, wanted, settings)
             with self._lock:
                 return continuation(source.lm, text, self.words, wanted=wanted, style=settings.style,
@@ -168,7 +168,7 @@ class Ghost:
                 return []
             from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
-            with self._lock if isinstance(source, InProcess) else contextlib.nullcontext():
+            with self._lock if source.local else contextlib.nullcontext():
                 found = source.suggest(text, settings, n, settings.words, check, KEYSTROKE_READS)
             return list(found) if wanted() else []
         except Cancelled:
