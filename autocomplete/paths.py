@@ -23,6 +23,19 @@ def data_dir() -> Path:
     return Path(os.environ.get("AUTOCOMPLETE_DATA_DIR") or platformdirs.user_data_dir("autocomplete"))
 
 
+def entry(kind: str, identity: tuple, suffix: str = "") -> Path:
+    """Where a cache entry of `kind` is kept, named by a hash of everything it depends on (`identity`): any change
+    to one of them makes a new entry."""
+    import hashlib  # only when a cache entry is looked for
+
+    return cache_dir() / kind / f"{hashlib.sha256(repr(identity).encode()).hexdigest()[:32]}{suffix}"
+
+
+def weights(directory: Path) -> list[tuple[str, int, int]]:
+    """A model directory's weight files as part of a cache entry's identity: each one's name, size and time."""
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(Path(directory).glob("*.safetensors"))]
+
+
 def touch(entry: Path) -> None:
     """Mark a cache entry used (one syscall, when a cold call reads it), so prune() goes by last use."""
     with contextlib.suppress(OSError):

@@ -39,3 +39,18 @@ def test_touch_marks_an_entry_used(tmp_path):
     assert entry.exists()
     paths.touch(tmp_path / "gone")  # best effort: no error
     paths.prune(tmp_path / "missing")
+
+
+def test_a_cache_entry_is_named_by_everything_it_depends_on(tmp_path, monkeypatch):
+    from autocomplete import paths
+
+    monkeypatch.setenv("AUTOCOMPLETE_CACHE_DIR", str(tmp_path))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"x")
+    first = paths.entry("frames", ("format-1", str(model), paths.weights(model)), ".bin")
+    assert first.parent == tmp_path / "frames" and first.suffix == ".bin"
+    assert paths.entry("frames", ("format-1", str(model), paths.weights(model)), ".bin") == first
+    assert paths.entry("frames", ("format-2", str(model), paths.weights(model)), ".bin") != first
+    (model / "model.safetensors").write_bytes(b"xy")  # the weights changed: a new entry
+    assert paths.entry("frames", ("format-1", str(model), paths.weights(model)), ".bin") != first

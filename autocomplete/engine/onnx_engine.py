@@ -8,7 +8,6 @@ from, each reading its ancestors only (Tree).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import threading
@@ -81,9 +80,7 @@ def exported(directory: Path, precision: str, shown: str) -> Path:
     """The model's graph at this precision, exported the first time (one status line) and kept in the cache,
     keyed by the model's files: a changed checkpoint is exported anew."""
     directory = directory.resolve()
-    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.safetensors"))]
-    identity = repr((EXPORT_FORMAT, str(directory), files, precision))
-    out = paths.cache_dir() / "onnx" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+    out = paths.entry("onnx", (EXPORT_FORMAT, str(directory), paths.weights(directory), precision))
     graph = out / "model.onnx"
     if graph.is_file():
         paths.touch(out)

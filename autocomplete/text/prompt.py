@@ -133,11 +133,9 @@ def _stored_vocab_path(lm: LoadedModel) -> Path | None:
     tokenizer = Path(lm.directory).resolve() / "tokenizer.json" if lm.directory else None
     if tokenizer is None or not tokenizer.is_file():
         return None
-    import hashlib
-
     stat = tokenizer.stat()
-    identity = repr((_VOCAB_FORMAT, str(tokenizer), stat.st_size, stat.st_mtime_ns, len(lm.tokenizer)))
-    return paths.cache_dir() / "vocab" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.bin"
+    return paths.entry("vocab", (_VOCAB_FORMAT, str(tokenizer), stat.st_size, stat.st_mtime_ns, len(lm.tokenizer)),
+                       ".bin")
 
 
 # Frames kept in memory per model, the last used: the built-in one and a few --examples lists a server is sent.
@@ -191,12 +189,9 @@ def _stored_path(lm: LoadedModel, ids: list[int]) -> Path | None:
     anew."""
     if lm.directory is None:
         return None
-    import hashlib
-
     directory = Path(lm.directory).resolve()
-    files = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.safetensors"))]
-    identity = repr((_FORMAT, str(directory), files, ids, lm.engine.identity))
-    return paths.cache_dir() / "frames" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.safetensors"
+    return paths.entry("frames", (_FORMAT, str(directory), paths.weights(directory), ids, lm.engine.identity),
+                       ".safetensors")
 
 
 def _save_cache(lm: LoadedModel, cache, path: Path | None) -> None:
