@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from autocomplete.engine.api import Api
     from autocomplete.engine.models import LoadedModel
 
+
 class Backend(Protocol):
     name: str
     engine: str | None
@@ -162,7 +163,12 @@ def choose(settings: Settings) -> Backend | None:
     return Served.find(settings.placement())
 
 
-def in_process(settings: Settings) -> InProcess:
+def loaded(settings: Settings) -> LoadedModel:
+    """The model the settings name, loaded in this process (once: models.load keeps it)."""
     from autocomplete.engine import models  # start-up time
 
-    return InProcess(models.load(settings.model, settings.device, settings.precision, settings.engine))
+    return models.load(settings.model, settings.device, settings.precision, settings.engine)
+
+
+def in_process(settings: Settings) -> InProcess:
+    return InProcess(loaded(settings))

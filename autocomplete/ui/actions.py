@@ -3,24 +3,11 @@ backend: autocomplete.backend.backends), shared by the CLI and the REPL so both 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from autocomplete.backend.backends import Backend, choose
 from autocomplete.cancel import never
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text import frames
-
-if TYPE_CHECKING:  # the warm-server path never loads a model here
-    from autocomplete.engine.models import LoadedModel
-
-
-def load(settings: Settings) -> LoadedModel:
-    """The model the settings name, loaded in this process (once: models.load keeps it)."""
-    from autocomplete.engine import models  # start-up time
-
-    return models.load(settings.model, settings.device, settings.precision, settings.engine)
-
 
 def elsewhere(settings: Settings) -> Backend | None:
     """The --api engine, or the warm server serving this model (not for --explain, which runs here); None: load the

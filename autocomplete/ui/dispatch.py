@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 
 from autocomplete import terminal
-from autocomplete.backend.backends import InProcess, ServerGone
+from autocomplete.backend.backends import InProcess, ServerGone, in_process
 from autocomplete.errors import UsageError, UserError, first_line
 from autocomplete.settings import Settings, env_flag
 from autocomplete.terminal import report
@@ -88,7 +88,7 @@ def _run_all(prompts, settings: Settings) -> int:
     def load_here() -> InProcess:
         nonlocal loading
         started = time.perf_counter()
-        loaded = InProcess(actions.load(settings))
+        loaded = in_process(settings)
         loading = time.perf_counter() - started
         return loaded
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 from autocomplete import paths, settings as checks, terminal
+from autocomplete.backend import backends
 from autocomplete.backend.backends import InProcess, ServerGone, choose
 from autocomplete.engine import models
 from autocomplete.errors import UserError
@@ -156,7 +157,7 @@ class Repl:
     def _local(self):
         """The model in this process (no server, or /explain, which runs here), loaded on first need; models.load
         keeps it, so asking again costs a lookup."""
-        loaded = actions.load(self.settings)
+        loaded = backends.loaded(self.settings)
         if self.lm is not loaded:
             self._unload()
             self.lm = loaded

@@ -48,7 +48,6 @@ from autocomplete.serve.server import hung_up
 from autocomplete.settings import Settings, check
 from autocomplete.terminal import visible
 from autocomplete.text.records import record
-from autocomplete.ui import actions
 from autocomplete.text.explain import next_step
 
 # Characters: a search box's query, not a document. At most 4 bytes each in UTF-8, so at most 1,000 tokens for a
@@ -431,7 +430,7 @@ def serve(settings: Settings) -> int:
         if settings.api:
             site.answers = OverApi(backends.OverApi.connect(settings.api, settings.model))
         else:
-            site.answers = Local(actions.load(settings))
+            site.answers = Local(backends.loaded(settings))
             # the first forwards, the query frame's cache and the vocabulary's masks: before the first user
             site.answers.explain("warm up", settings, 1, lambda: None)
             site.answers.suggest("warm up", settings, 1, lambda: None, keystroke=True)

@@ -137,13 +137,17 @@ def test_complete_streams_the_pieces_of_the_library_s_completion(site):
     assert done["completion"].startswith(" weather is good")
 
 
-def test_a_client_that_hangs_up_mid_stream_frees_the_model(site):
+def hang_up_after_the_first_piece(site, path: str) -> None:
+    """Ask for a stream, read until its first event, and hang up."""
     with socket.create_connection(("127.0.0.1", site.port)) as conn:
-        conn.sendall(f"GET /complete?q=san&n=200&stop=none&t=1 HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n"
-                     .encode())
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n".encode())
         seen = b""
         while b"data:" not in seen:
             seen += conn.recv(4096)
+
+
+def test_a_client_that_hangs_up_mid_stream_frees_the_model(site):
+    hang_up_after_the_first_piece(site, "/complete?q=san&n=200&stop=none&t=1")
     started = time.monotonic()
     assert get_json(site, "/suggest?q=seoul")[0] == 200
     assert time.monotonic() - started < 30
@@ -339,12 +343,7 @@ def test_over_the_api_a_client_that_hangs_up_ends_the_server_s_stream(replay, mo
 
     monkeypatch.setattr(Api, "stream", stream)
     with running(web.OverApi(OverApi(Api(replay), "slow"))) as site:  # a word every 0.2 s, for 120 s
-        with socket.create_connection(("127.0.0.1", site.port)) as conn:
-            conn.sendall(f"GET /complete?q=go&n=500&stop=none HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\n\r\n"
-                         .encode())
-            seen = b""
-            while b"data:" not in seen:
-                seen += conn.recv(4096)
+        hang_up_after_the_first_piece(site, "/complete?q=go&n=500&stop=none")
         assert ended.wait(10)
 
 
