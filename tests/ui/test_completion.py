@@ -28,8 +28,10 @@ def tab(env: dict, script: str, words: list[str]) -> list[str]:
 
 @pytest.fixture
 def shell_env(env) -> dict:
-    """The test environment with the command on PATH, as it is for a user who installed it."""
-    return {**env, "PATH": f"{Path(console_script()).parent}{os.pathsep}{env.get('PATH', '')}"}
+    """The test environment with the command on PATH, as it is for a user who installed it. Typer's test switch
+    makes the completion flags take the shell by name, rather than detect the one the tests run in."""
+    return {**env, "PATH": f"{Path(console_script()).parent}{os.pathsep}{env.get('PATH', '')}",
+            "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
 
 
 def test_bash_completes_options_choices_and_model_names(shell_env):
