@@ -231,9 +231,7 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
                                  "word being typed is continued from its token boundary, unhealed (said once).")
             return None
         expand((), 1.0, listed)
-        while nodes := search.next(PARALLEL):
-            for (tokens, p), listed in zip(nodes, ask([kept + "".join(tokens) for tokens, _ in nodes])):
-                expand(tokens, p, listed)
+        search.run(lambda nodes: ask([kept + "".join(tokens) for tokens in nodes]), expand, PARALLEL)
     finally:
         ask.pool.shutdown(wait=False)
     draw = random.Random(seed)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import sys
 from collections.abc import Callable, Container, Hashable
 from dataclasses import dataclass
@@ -65,6 +66,72 @@ class Space:
     written: Callable[[Node, bool], bool] = lambda node, whole: True
 
 
+class Frontier:
+    """The prefixes waiting to be read, likeliest first (ties: first pushed first), the probability they hold
+    between them (`waiting`), and how many were taken to expand (`taken`)."""
+
+    def __init__(self):
+        self._heap: list[tuple[float, int, Node]] = []  # (-probability, tiebreak, tokens)
+        self._tiebreak = itertools.count()
+        self.waiting = 0.0
+        self.taken = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, node: Node, p: float) -> None:
+        heapq.heappush(self._heap, (-p, next(self._tiebreak), node))
+        self.waiting += p
+
+    def top(self) -> float:
+        """The likeliest waiting prefix's probability (0 with none waiting)."""
+        return -self._heap[0][0] if self._heap else 0.0
+
+
+def explore(frontier: Frontier, read: Callable[[list[Node]], list], expand: Callable[[Node, float, object], None],
+            bound: int, batch: int, bar: Callable[[], float] = lambda: -math.inf,
+            done: Callable[[], bool] | None = None, known: Callable[[Node], object | None] = lambda node: None,
+            reads: int | None = None, empty: Callable[[], bool] = lambda: False) -> float:
+    """The best-first search under every search here (suggestions, whole-word healing; in process and over --api):
+    takes the likeliest waiting prefixes, `batch` at a time, reads their rows at once (`read`) and hands each to
+    `expand`, which pushes its children, until `done()` (asked between batches, when no probability is in flight;
+    by default once nothing waiting beats `bar()`), nothing waits or `bound` prefixes were taken. A prefix at or
+    below bar() is not taken. A row `known` holds is expanded at once, for nothing; past `reads` rows read (counted
+    a batch at a time: a batch begun is read whole) the rest are put aside, and read after all only if `empty()` (a
+    list is never left empty for speed). Returns the likeliest prefix put aside unread (0: none)."""
+    done = done or (lambda: frontier.top() <= bar())
+    heap = frontier._heap
+    deferred: list[tuple[float, int, Node]] = []
+    read_rows = 0
+    starving = False
+    while True:
+        while heap and frontier.taken < bound and not done():
+            pending: list[tuple[float, Node]] = []
+            while heap and len(pending) < batch and -heap[0][0] > bar() and frontier.taken < bound:
+                entry = heapq.heappop(heap)
+                neg_p, _, node = entry
+                if (row := known(node)) is not None:
+                    frontier.waiting += neg_p
+                    frontier.taken += 1
+                    expand(node, -neg_p, row)
+                elif reads is None or read_rows < reads or starving and empty():
+                    pending.append((-neg_p, node))
+                    frontier.taken += 1
+                else:
+                    deferred.append(entry)
+            frontier.waiting -= sum(p for p, _ in pending)
+            if pending:
+                read_rows += len(pending)
+                for (p, node), row in zip(pending, read([node for _, node in pending])):
+                    expand(node, p, row)
+        if not empty() or not deferred or starving or frontier.taken >= bound:
+            return max((-neg_p for neg_p, _, _ in deferred), default=0.0)
+        for entry in deferred:  # every row held looked at past the bound and still nothing to list: read on
+            heapq.heappush(heap, entry)
+        deferred.clear()
+        starving = True
+
+
 def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, style: str, n: int, words: int,
                reads: int | None = None) -> Found:
     """The n likeliest suggestions under the roots' rows (a node each, its probability: 1 for the one root, a
@@ -72,8 +139,7 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
     could have made it. reads: rows the search may read (known ones not counted); None: as many as it takes."""
     found = Tally()
     left_out = 0.0  # the most a child past a row's cut could have had
-    frontier: list[tuple[float, int, Node]] = []  # (-probability, tiebreak, tokens)
-    tiebreak = itertools.count()
+    frontier = Frontier()
 
     def bar() -> float:
         return found.bar(n)
@@ -107,43 +173,12 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
             text = tree.shown(child)
             if "\n" not in text and len(text.split()) <= words and (tree.room is None or len(child) <= tree.room) \
                     and tree.written(child, False):  # (a word it finishes is written so: else never read)
-                heapq.heappush(frontier, (-p * q, next(tiebreak), child))
+                frontier.push(child, p * q)
 
     for node, p, row in roots:
         expand(node, p, row)
-    expansions = read_rows = 0
-    deferred: list[tuple[float, int, Node]] = []  # prefixes not read once `reads` rows were
-    starving = False  # the bound met with nothing found among the rows held: an empty list reads on
-    while True:
-        while frontier and expansions < tree.bound:
-            if -frontier[0][0] <= bar():
-                break  # nothing waiting can beat the n-th best: the answer is exact
-            # Best first: a row the tree holds is expanded at once, for nothing; the next `batch` rows not read yet
-            # are read at once, full however many of the rows around them are known.
-            pending: list[tuple[float, Node]] = []
-            while frontier and len(pending) < tree.batch and -frontier[0][0] > bar() and expansions < tree.bound:
-                entry = heapq.heappop(frontier)
-                neg_p, _, tokens = entry
-                if (row := tree.known(tokens)) is not None:
-                    expand(tokens, -neg_p, row)
-                    expansions += 1
-                elif reads is None or read_rows < reads or starving and not found.found:
-                    pending.append((-neg_p, tokens))
-                else:
-                    deferred.append(entry)
-            if pending:
-                for (p, tokens), row in zip(pending, tree.read([tokens for _, tokens in pending])):
-                    expand(tokens, p, row)
-                expansions += len(pending)
-                read_rows += len(pending)
-        if found.found or not deferred or starving or expansions >= tree.bound:
-            break
-        # Every row held looked at past the bound and still nothing to list: a list is never left empty for speed.
-        for entry in deferred:
-            heapq.heappush(frontier, entry)
-        deferred.clear()
-        starving = True
-    unread = max((-neg_p for neg_p, _, _ in deferred), default=0.0)  # the likeliest prefix left unread
+    unread = explore(frontier, tree.read, expand, tree.bound, tree.batch, bar=bar, known=tree.known, reads=reads,
+                     empty=lambda: not found.found)
     result = found.best(n)
-    result.exact = max(left_out, unread, -frontier[0][0] if frontier else 0.0) <= bar()
+    result.exact = max(left_out, unread, frontier.top()) <= bar()
     return result

@@ -6,10 +6,10 @@ the sum over every tokenization t that spells it of P(t) x P(a word boundary aft
 temperature (T = 1): the token-to-character view of Vieira et al. (ICML 2025), the "retrace" of Kim (EMNLP 2019)
 for subword query completion. In the query style words are told apart ignoring case, as the letters are matched.
 
-Best-first search over the tokens that spell the typed letters, then over tokens that carry the word on, until one
-that starts a new word (a space, punctuation, a line break, the end of the text). A waiting prefix can add at most
-its own probability to any word, so once the best word leads the second by more than all the probability still
-waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: WORD_CHILDREN
+The best-first search of autocomplete.text.search (explore), over the tokens that spell the typed letters, then
+over tokens that carry the word on, until one that starts a new word (a space, punctuation, a line break, the end of
+the text). A waiting prefix can add at most its own probability to any word, so once the best word leads the second
+by more than all the probability still waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: WORD_CHILDREN
 tokens a prefix, WORD_TOKENS tokens a word (fewer where the context window has less room), WORD_EXPANSIONS prefixes
 read (BATCH rows a forward). Over --api (autocomplete.text.remote) the same search runs on the server's top
 alternatives; what they don't list is left out.
@@ -19,11 +19,11 @@ Words (the bookkeeping) is plain Python: the --api path imports no numpy for it.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from autocomplete.text.search import Frontier, explore
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,8 +48,8 @@ class Word:
 
 
 class Words:
-    """A whole-word search's bookkeeping, whatever reads the model: prefixes waiting (a tuple of tokens each),
-    words found (keyed as `key` says), the probability still waiting and left out."""
+    """A whole-word search, whatever reads the model: prefixes waiting (a tuple of tokens each), words found
+    (keyed as `key` says), the probability still waiting and left out."""
 
     def __init__(self, key: Callable[[tuple], Hashable], text: Callable[[tuple], str], room: int | None = None,
                  written: Callable[[tuple], bool] = lambda tokens: True):
@@ -57,10 +57,8 @@ class Words:
         self.written = written  # whether the model writes a word's tokens so (autocomplete.text.heal.Canonical)
         self.found: dict[Hashable, float] = {}
         self.best: dict[Hashable, tuple[tuple[bool, float], tuple]] = {}  # each word's likeliest tokenization
-        self.frontier: list[tuple[float, int, tuple]] = []
-        self.tiebreak = itertools.count()
-        self.waiting = self.left_out = 0.0
-        self.expansions = 0
+        self.frontier = Frontier()
+        self.left_out = 0.0
 
     def ends(self, tokens: tuple, p: float, clean: bool = True) -> None:
         """The word `tokens` spell ends after them with probability p (theirs times a boundary's); not clean: it
@@ -92,25 +90,23 @@ class Words:
             elif end:
                 self.ends(child, p * q, clean=False)
             else:
-                heapq.heappush(self.frontier, (-p * q, next(self.tiebreak), child))
-                self.waiting += p * q
+                self.frontier.push(child, p * q)
             kept += p * q
         self.left_out += max(0.0, p * mass - kept)
 
     def settled(self) -> bool:
         ranked = sorted(self.found.values(), reverse=True)
         second = ranked[1] if len(ranked) > 1 else 0.0
-        return bool(ranked) and ranked[0] - second > self.waiting + self.left_out
+        return bool(ranked) and ranked[0] - second > self.frontier.waiting + self.left_out
 
-    def next(self, rows: int) -> list[tuple[tuple, float]]:
-        """Up to `rows` prefixes to read next, likeliest first, or none once the search is over."""
-        if not self.frontier or self.expansions >= WORD_EXPANSIONS or self.settled():
-            return []
-        nodes = [heapq.heappop(self.frontier) for _ in range(min(rows, len(self.frontier),
-                                                                   WORD_EXPANSIONS - self.expansions))]
-        self.waiting -= sum(-neg for neg, _, _ in nodes)
-        self.expansions += len(nodes)
-        return [(tokens, -neg) for neg, _, tokens in nodes]
+    def run(self, read: Callable[[list[tuple]], list], expand: Callable[[tuple, float, object], None],
+            batch: int) -> None:
+        """Searched to its end: the rows of `batch` waiting prefixes read at once, each handed to expand."""
+        explore(self.frontier, read, expand, WORD_EXPANSIONS, batch, done=self.settled)
+
+    @property
+    def expansions(self) -> int:
+        return self.frontier.taken
 
     def chosen(self, temperature: float, pick: Callable[[list[float]], int]) -> Word | None:
         """The likeliest word (temperature 0), or one drawn by pick(weights) with weights P(word)^(1/T)."""
@@ -232,13 +228,12 @@ def words(lm: LoadedModel, read: Prompt, check: Callable[[], None] = lambda: Non
         search.follow(tokens, p, list(zip(top.tolist(), probs[top].tolist())), float(probs[candidates].sum()), past,
                       ended)
 
-    expand((), 1.0, root)
-    tree = start.tree
-    while nodes := search.next(BATCH):
+    def read_rows(nodes: list[tuple]) -> np.ndarray:
         check()
-        rows = softmax(np.asarray(tree.next_logits([tokens for tokens, _ in nodes]), dtype=np.float32))
-        for (tokens, p), probs in zip(nodes, rows):
-            expand(tokens, p, probs)
+        return softmax(np.asarray(start.tree.next_logits(nodes), dtype=np.float32))
+
+    expand((), 1.0, root)
+    search.run(read_rows, expand, BATCH)
     return search
 
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from autocomplete.text.search import Row, Space, best_first
+from autocomplete.text.search import Frontier, Row, Space, best_first, explore
 from autocomplete.text.suggestions import repeats
 
 WORDS = (" red", " big", " cat", " dog", " runs")
@@ -78,3 +78,49 @@ def test_rows_known_are_free_and_the_read_bound_counts_only_rows_read():
     read.clear()
     empty = best_first(toy(read=read), [((), 1.0, row(()))], "i like", "query", 5, 3, reads=0)
     assert len(empty) >= 1 and len(read) == 3  # an empty list reads on: one batch, and then it had some
+
+
+# --- explore: the loop under both searches (this module's and autocomplete.text.word's) ---------------------------
+
+
+def waiting(*pairs) -> Frontier:
+    frontier = Frontier()
+    for node, p in pairs:
+        frontier.push(node, p)
+    return frontier
+
+
+def test_explore_takes_the_likeliest_first_a_batch_at_a_time_and_never_past_its_bound():
+    frontier = waiting((("a",), 0.1), (("b",), 0.4), (("c",), 0.2), (("d",), 0.2), (("e",), 0.05))
+    batches: list = []
+    explore(frontier, lambda nodes: batches.append(nodes) or [None] * len(nodes), lambda node, p, row: None,
+            bound=4, batch=3)
+    assert batches == [[("b",), ("c",), ("d",)], [("a",)]]  # ties: first pushed first; the bound exact
+    assert frontier.taken == 4 and frontier.top() == 0.05 and frontier.waiting == pytest.approx(0.05)
+
+
+def test_explore_asks_whether_it_is_done_only_between_batches_and_expands_what_it_read():
+    frontier = waiting((("a",), 0.5), (("b",), 0.3), (("c",), 0.2), (("d",), 0.1))
+    seen: list = []
+
+    def expand(node, p, row):
+        seen.append((node, p, row))
+        if len(node) < 2:
+            frontier.push(node + ("x",), p * 0.5)  # a child, waiting
+
+    explore(frontier, lambda nodes: [f"row of {''.join(node)}" for node in nodes], expand, bound=100, batch=3,
+            done=lambda: bool(seen), known=lambda node: "known" if node == ("a",) else None)
+    # done once anything was expanded (a, known: at once), yet the batch begun (its child first) was read whole
+    assert seen == [(("a",), 0.5, "known"), (("b",), 0.3, "row of b"), (("a", "x"), 0.25, "row of ax"),
+                    (("c",), 0.2, "row of c")]
+    assert frontier.taken == 4 and frontier.waiting == pytest.approx(0.1 + 0.15 + 0.1)  # d, b's and c's children
+
+
+def test_explore_puts_aside_past_its_reads_and_reads_on_only_for_an_empty_list():
+    for empty, read_on in ((False, False), (True, True)):
+        frontier = waiting((("a",), 0.5), (("b",), 0.3), (("c",), 0.2))
+        batches: list = []
+        unread = explore(frontier, lambda nodes: batches.append(nodes) or [None] * len(nodes),
+                         lambda node, p, row: None, bound=100, batch=2, reads=2, empty=lambda: empty)
+        assert batches[0] == [("a",), ("b",)]
+        assert batches[1:] == ([[("c",)]] if read_on else []) and unread == (0.0 if read_on else 0.2)
