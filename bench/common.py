@@ -1,12 +1,15 @@
 """What the benchmark's parts share: where results go, runs taking turns, the table of ratios, the machine line,
-the one thread count, and loading our model."""
+the one thread count, loading our model, the GPT-2-sized model, timing a fresh process."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-OUT = ROOT / "bench" / "out"
+OUT = ROOT / "bench" / "out"  # models, GGUFs and exports the runs make (not kept)
+RESULTS = ROOT / "bench" / "results"  # one JSON file a run (kept): bench/report.py prints them
 
 
 T = TypeVar("T")
@@ -128,14 +132,6 @@ class Table:
         print(f"  {figure}: baseline {baseline:.4g} {unit}, ours {ours:.4g} {unit}, ours/baseline "
               f"{ours / baseline:.2f}", file=sys.stderr)
 
-    def markdown(self) -> str:
-        lines = ["| figure | baseline | baseline value | ours | ours ÷ baseline | target |",
-                 "|---|---|---|---|---|---|"]
-        for r in self.rows:
-            lines.append(f"| {r['figure']} | {r['baseline']} | {r['baseline_value']:.4g} {r['unit']} | "
-                         f"{r['ours']:.4g} {r['unit']} | {r['ratio']:.2f} | {r['target']} |")
-        return "\n".join(lines)
-
 
 class _quiet_stderr:
     """fd 2 to /dev/null while in the block: llama.cpp writes its logs there from C."""
@@ -178,3 +174,76 @@ def subprocess_output(args: list[str], stdin: bytes | None = None) -> tuple[str,
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
     return done.stdout.decode(), done.stderr.decode()
+
+
+def gpt2_124m(tokenizer_dir: Path) -> Path:
+    """GPT-2-124M's architecture, random weights, saved once (safetensors) with the given tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out = OUT / "gpt2-124m-random"
+    if (out / "model.safetensors").is_file():
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+class Clock:
+    """A transformers streamer that only notes the time: generate() calls put() with the prompt, then once per new
+    token, then end()."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def command_times(commands: dict[str, list[str]], repeat: int, env: dict | None = None,
+                  stdin: bytes | None = None) -> dict[str, float]:
+    """Median wall time of a fresh process for each command (what a shell user waits for), taking turns; stdin:
+    what is piped in (nothing: /dev/null)."""
+    import subprocess
+
+    def process(args: list[str]):
+        streams = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
+        return lambda: subprocess.run(args, **streams, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      env={**os.environ, **(env or {})}, check=True)
+
+    return median_times({name: process(args) for name, args in commands.items()}, repeat)
+
+
+def commit() -> str | None:
+    """The code measured: the checkout's commit, with "+" when it has changes not committed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=RESULTS.parent).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return (head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")) or None
+
+
+def run_name(run: dict) -> str:
+    """A run's file name without its suffix: its date, its CPU and last capability, its thread count."""
+    found = run["cpu"]
+    machine = re.sub(r"[^a-z0-9]+", "-", " ".join([found["model"], *found["capabilities"][-1:]]).lower()).strip("-")
+    return f"{run['date']}-{machine}-{run['threads']}t"
+
+
+def save(run: dict, directory: Path) -> Path:
+    """The run as one JSON file named by run_name (never overwriting one: a second run that day on that machine
+    gets -2)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path, n = directory / f"{run_name(run)}.json", 1
+    while path.exists():
+        n += 1
+        path = directory / f"{run_name(run)}-{n}.json"
+    path.write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

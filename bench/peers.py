@@ -11,8 +11,8 @@ autocomplete's default engine (ONNX Runtime, int8) and its int4:
 Figures: decode is tokens after the first over the time between the first and the last, greedy, 128 tokens; a
 prompt read is its tokens over the time to read them (random ids, nothing before them); peak RSS is a fresh
 process's for a prompt that fills the window (ours: the CLI with 1 MB on stdin). Every round runs each engine once,
-in turn, and a figure is the median of the rounds. A peer not installed has its last figures shown instead
-(bench/peers_last.json), dated and labelled as such.
+in turn, and a figure is the median of the rounds. A peer not installed has its last figures shown instead (from the
+newest run kept in bench/results that measured it), dated and labelled as such.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import OUT, ROOT, Table, _quiet_stderr, autocomplete_command, in_turns, load, machine_line, peak_rss_mb, \
-    warm_exports
-
-PEERS_LAST = ROOT / "bench" / "peers_last.json"
+from common import OUT, Table, _quiet_stderr, autocomplete_command, in_turns, load, peak_rss_mb, warm_exports
 
 THREADS = (1, 2)
 DECODED = 128
@@ -187,6 +184,7 @@ class LlamaBench:
     """llama.cpp's own engine, timed by its own benchmark."""
 
     key = "llama.cpp"
+    marker = "llama-bench"  # in its figures' baseline: llama-cpp-python's are the faithfulness ones
 
     def __init__(self, binary: Path):
         self.binary = binary
@@ -226,6 +224,7 @@ class GenAI:
     """onnxruntime-genai's builder graph of a checkpoint, int8 for the CPU, run by its generator."""
 
     key = "ORT-GenAI"
+    marker = "onnxruntime-genai"
 
     @staticmethod
     def version() -> str:
@@ -430,48 +429,28 @@ def faithfulness(table: Table, notes: list[str], q8_0: Path | None, q4_1: Path) 
                   measured[q8][1], kl, "nats", "≤ Q8_0's" if default else "")
 
 
-class PeersLast:
-    """The peers' figures measured in this run, kept in bench/peers_last.json (committed) with their date, peer
-    version and machine: a run without a peer installed shows that peer's last figures instead, so labelled."""
+def show_last(peer, notes: list[str]) -> None:
+    """The last figures of a peer not installed (from the newest run kept in bench/results that measured it), as a
+    note and on stderr."""
+    import re
 
-    def __init__(self):
-        self.measured: dict[str, list[dict]] = {}  # peer key -> figures
-        self.names: dict[str, tuple[str, str]] = {}
+    import report
 
-    def add(self, peer, figure: str, value: float, unit: str) -> None:
-        self.names[peer.key] = peer.name(), peer.version()
-        self.measured.setdefault(peer.key, []).append({"figure": figure, "value": value, "unit": unit})
-
-    def save(self) -> None:
-        """Rewrites the measured peers' entries (the others' are kept), if any peer was measured."""
-        import datetime
-
-        if not self.measured:
-            return
-        last = json.loads(PEERS_LAST.read_text()) if PEERS_LAST.is_file() else {}
-        machine = machine_line(with_load=False)
-        for key, figures in self.measured.items():
-            name, version = self.names[key]
-            last[key] = {"name": name, "version": version, "date": datetime.date.today().isoformat(),
-                         "machine": machine, "figures": figures}
-        PEERS_LAST.write_text(json.dumps(last, indent=2, ensure_ascii=False) + "\n")
-
-    @staticmethod
-    def show(peer, notes: list[str]) -> None:
-        """The last figures of a peer not installed, as a note and on stderr."""
-        last = json.loads(PEERS_LAST.read_text()).get(peer.key) if PEERS_LAST.is_file() else None
-        if last is None:
-            notes.append(f"{peer.key}: not installed, not measured in this run, and never measured before")
-        else:
-            figures = "; ".join(f"{f['figure']}: {f['value']:.4g} {f['unit']}" for f in last["figures"])
-            notes.append(f"{last['name']}, not installed: not measured in this run, last measured {last['date']} "
-                         f"({last['machine']}): {figures}")
-        print("  " + notes[-1], file=sys.stderr)
-
+    for run in reversed(report.runs()):
+        figures = {re.sub(r", onnx \w+$", "", row["figure"]): row for row in run["figures"]
+                   if row["baseline"].startswith(peer.key) and peer.marker in row["baseline"]}
+        if figures:
+            shown = "; ".join(f"{figure}: {row['baseline_value']:.4g} {row['unit']}" for figure, row in figures.items())
+            notes.append(f"{next(iter(figures.values()))['baseline']}, not installed: not measured in this run, last "
+                         f"measured {run['date']} ({run['machine']}; bench/results/{run['file']}): {shown}")
+            break
+    else:
+        notes.append(f"{peer.key}: not installed, not measured in this run, and never measured before")
+    print("  " + notes[-1], file=sys.stderr)
 
 
 def speed(table: Table, label: str, ours: dict[str, Ours], llama: tuple[LlamaBench, Path] | None,
-          genai: GenAI | None, prompt: list[int], prompts: tuple[int, ...], repeat: int, last: PeersLast) -> None:
+          genai: GenAI | None, prompt: list[int], prompts: tuple[int, ...], repeat: int) -> None:
     """Decode and prompt reading at each thread count: ours (each precision), llama-bench and ORT-GenAI taking turns,
     round after round; ours int8 (the default) against each peer, int4 against llama.cpp's Q8_0, and ours at 2
     threads against ours at 1."""
@@ -495,10 +474,8 @@ def speed(table: Table, label: str, ours: dict[str, Ours], llama: tuple[LlamaBen
             peers = []
             if llama is not None:
                 peers.append((llama[0].name(), rates["llama.cpp", "Q8_0", threads][figure]))
-                last.add(llama[0], f"{shown[figure]}, {where}", round(peers[-1][1], 1), "tok/s")
             if genai is not None:
                 peers.append((genai.name(), rates["genai", "int8", threads][figure]))
-                last.add(genai, f"{shown[figure]}, {where}", round(peers[-1][1], 1), "tok/s")
             for precision in ours:
                 for peer, value in peers:
                     if precision != "int8" and "llama.cpp" not in peer:
@@ -518,7 +495,6 @@ def bench_peers(directory: Path, table: Table, notes: list[str], repeat: int) ->
     memory of a prompt that fills the window. Peers not installed: their last figures, as notes."""
     from autocomplete.engine import starter
 
-    last = PeersLast()
     binary, have_genai = llama_bench(), _installed("onnxruntime_genai")
     llama = LlamaBench(binary) if binary else None
     smol = starter.model_dir()
@@ -531,10 +507,10 @@ def bench_peers(directory: Path, table: Table, notes: list[str], repeat: int) ->
     prompt = encode("The weather today is", special=False)
     genai = GenAI(GenAI.built(smol, "smollm2-135m")) if have_genai else None
     speed(table, "SmolLM2-135M (the starter)", {p: Ours(smol, p) for p in ("int8", "int4")},
-          (llama, q8_0) if llama and q8_0 else None, genai, prompt, PROMPTS, repeat, last)
+          (llama, q8_0) if llama and q8_0 else None, genai, prompt, PROMPTS, repeat)
     gpt2_q8_0 = gpt2_gguf(directory) if llama else None
     speed(table, "GPT-2-124M (random weights)", {"int8": Ours(directory, "int8")},
-          (llama, gpt2_q8_0) if llama and gpt2_q8_0 else None, None, prompt, (512,), repeat, last)
+          (llama, gpt2_q8_0) if llama and gpt2_q8_0 else None, None, prompt, (512,), repeat)
     window = load(smol, "int8", "onnx").context_length
     rss = {"ours": ours_window_rss(smol, max(THREADS))}
     if llama and q8_0:
@@ -548,7 +524,6 @@ def bench_peers(directory: Path, table: Table, notes: list[str], repeat: int) ->
     notes.append(f"peak RSS of a one-shot call with 1 MB on stdin (SmolLM2-135M, cut to its {window}-token window, "
                  f"{max(THREADS)} threads): {rss['ours']:.0f} MB (target ≤ 1024 MB)")
     if llama is None:
-        PeersLast.show(LlamaBench, notes)
+        show_last(LlamaBench, notes)
     if genai is None:
-        PeersLast.show(GenAI, notes)
-    last.save()
+        show_last(GenAI, notes)

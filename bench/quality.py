@@ -21,6 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from report import UNLIKELY, quality_row, quality_table
+
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ROOT / "bench" / "queries.txt"
 SHORT = ROOT / "bench" / "queries_short.txt"  # only 1-2 letters of the last word typed
@@ -128,26 +130,14 @@ def run(lm) -> list[dict]:
         for style in styles:
             for heal in (True, False):
                 rows.append(evaluate(lm, chosen, style, heal, typed))
-                print(f"  quality {typed}, {style}, healing {'on' if heal else 'off'}: {markdown_row(rows[-1])}",
+                print(f"  quality {typed}, {style}, healing {'on' if heal else 'off'}: {quality_row(rows[-1])}",
                       file=sys.stderr)
     for name, names in load_sets().items():  # the search box's case: names typed a few letters in
         rows.append(evaluate(lm, names, "query", True, f"names: {name}"))
-        print(f"  quality names: {name}: {markdown_row(rows[-1])}", file=sys.stderr)
+        print(f"  quality names: {name}: {quality_row(rows[-1])}", file=sys.stderr)
     return rows
 
 
-def markdown_row(r: dict) -> str:
-    return (f"| {r['typed']} ({r['prefixes']}) | {r['style']} | {'on' if r['healing'] else 'off'} | {r['success@1']:.0%} | {r['success@5']:.0%} | "
-            f"{r['mrr']:.2f} | {r['greedy']:.0%} | {r['suggest_latency_s']:.2f} s |")
-
-
-def markdown(rows: list[dict]) -> str:
-    head = ("| last word typed (prefixes) | style | healing | success@1 | success@5 | MRR | greedy one-shot | "
-            "--suggest 5, warm (median) |\n|---|---|---|---|---|---|---|---|")
-    return "\n".join([head, *map(markdown_row, rows)])
-
-
-UNLIKELY = 1e-3  # a word the model writes less than once in a thousand times where it stands: "odd"
 SEEDS = 3
 
 
@@ -199,13 +189,6 @@ def odd_words(lm, settings, seeds: int = SEEDS) -> dict:
             "seeds": seeds, "examples": examples}
 
 
-def odd_markdown(rows: list[dict]) -> str:
-    head = (f"| sampler | completions | with a word the model gives < {UNLIKELY:g} | typed word completed right | "
-            "distinct of 3 a prefix | e.g. |\n|---|---|---|---|---|---|")
-    return "\n".join([head, *(f"| {r['settings']} | {r['completions']} | {r['odd']:.1%} | {r['right']:.0%} | "
-                                f"{r['distinct']:.2f} | {'; '.join(r['examples'][:3]).replace('|', '/')} |" for r in rows)])
-
-
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     import warnings
@@ -216,7 +199,7 @@ def main() -> None:
     lm = models.load(str(starter.model_dir()), "cpu")
     rows = run(lm)
     print("Query autocomplete on SmolLM2-135M, prefixes typed mid-word (bench/queries.txt, bench/queries_short.txt):\n")
-    print(markdown(rows))
+    print(quality_table(rows))
 
 
 if __name__ == "__main__":
