@@ -2,7 +2,7 @@
 and the one table of options: each field that a command-line option sets declares it there (its flags, help,
 environment variable, check, whether the config file may set it), and the argument reader (autocomplete.ui.args),
 the Typer command (autocomplete.ui.cli), the config file (autocomplete.config) and the warm server's request schema
-(settings_from_request) are all made from it."""
+(Params.from_request) are all made from it. Params is its generation fields, frozen: what the text layer takes."""
 
 from __future__ import annotations
 
@@ -238,13 +238,10 @@ class Settings:
     prompt: str | None = setting(None)
     temperatures: list[float] = setting([])  # every --temperature given, shown side by side by --explain
 
-    def generation(self) -> dict:
-        """The fields that shape a generation, as a warm server takes them."""
-        return {name: getattr(self, name) for name in GENERATION}
-
-    def shown(self) -> dict:
-        """The settings as --json shows them: the example queries are the user's own file, not repeated."""
-        return {k: v for k, v in self.generation().items() if k != "examples"}
+    def params(self) -> Params:
+        """How to generate (the generation fields, frozen): what the text layer and the backends take."""
+        return Params(**{name: tuple(value) if name == "examples" and value is not None else value
+                         for name, value in ((name, getattr(self, name)) for name in GENERATION)})
 
     def server_key(self) -> str | None:
         """The model as the server knows it: a path made absolute, so `./m` means one model wherever run."""
@@ -307,16 +304,49 @@ def check(name: str, value):
     return said(value) if said else value
 
 
-def settings_from_request(raw) -> Settings:
-    """A warm server's request settings (the GENERATION fields, any left out take their defaults) -> Settings,
-    checked as the command line checks them: ValueError says what is wrong."""
-    if not isinstance(raw, dict):
-        raise ValueError("settings must be a JSON object")
-    values = {}
-    for name, value in raw.items():
-        if name not in GENERATION:
-            raise ValueError(f"unknown setting {name!r}")
-        if not accepts(name, value):
-            raise ValueError(f"setting {name} has the wrong type: {value!r}")
-        values[name] = check(name, float(value) if isinstance(value, int) and _HINTS[name] is float else value)
-    return Settings(**values)
+_DEFAULT = Settings()
+
+
+@dataclass(frozen=True)
+class Params:
+    """How to generate: Settings' generation fields (GENERATION), frozen, with the command's defaults (as
+    transformers' GenerationConfig is to a model). What the text layer, every backend and the Python API take; the
+    rest of Settings says what to do with the prompt and where the model runs."""
+
+    temperature: float = _DEFAULT.temperature
+    top_k: int = _DEFAULT.top_k
+    top_p: float = _DEFAULT.top_p
+    max_tokens: int = _DEFAULT.max_tokens
+    seed: int | None = _DEFAULT.seed
+    stop: str = _DEFAULT.stop
+    style: str = _DEFAULT.style
+    examples: tuple[str, ...] | None = None  # example queries for the query style, in place of the built-in ones
+
+    def wire(self) -> dict:
+        """As a warm server's request carries them (JSON: the examples a list)."""
+        return {name: list(value) if name == "examples" and value is not None else value
+                for name, value in ((name, getattr(self, name)) for name in GENERATION)}
+
+    def shown(self) -> dict:
+        """As --json shows them: the example queries are the user's own file, not repeated."""
+        return {k: v for k, v in self.wire().items() if k != "examples"}
+
+    def checked(self) -> Params:
+        """These, checked as the command line checks its options (ValueError says what is wrong)."""
+        return Params.from_request(self.wire())
+
+    @classmethod
+    def from_request(cls, raw) -> Params:
+        """A warm server's request parameters (any left out take their defaults), checked as the command line checks
+        them: ValueError says what is wrong."""
+        if not isinstance(raw, dict):
+            raise ValueError("settings must be a JSON object")
+        values = {}
+        for name, value in raw.items():
+            if name not in GENERATION:
+                raise ValueError(f"unknown setting {name!r}")
+            if not accepts(name, value):
+                raise ValueError(f"setting {name} has the wrong type: {value!r}")
+            value = check(name, float(value) if isinstance(value, int) and _HINTS[name] is float else value)
+            values[name] = tuple(value) if name == "examples" and value is not None else value
+        return cls(**values)

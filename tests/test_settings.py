@@ -5,7 +5,7 @@ import math
 import pytest
 
 from autocomplete import config, settings
-from autocomplete.settings import GENERATION, OPTION, OPTIONS, Settings, settings_from_request
+from autocomplete.settings import GENERATION, OPTION, OPTIONS, Params, Settings
 
 
 def test_every_option_is_a_field_spelled_once():
@@ -47,11 +47,12 @@ def test_checks_say_what_is_wrong(name, value, needle):
 
 
 def test_a_request_takes_the_generation_fields_and_defaults_the_rest():
-    s = settings_from_request({"temperature": 1, "stop": "line", "seed": 7})
-    assert (s.temperature, s.stop, s.seed) == (1.0, "line", 7)
+    s = Params.from_request({"temperature": 1, "stop": "line", "seed": 7, "examples": ["a b", "c d"]})
+    assert (s.temperature, s.stop, s.seed, s.examples) == (1.0, "line", 7, ("a b", "c d"))
     assert isinstance(s.temperature, float)
     assert s.top_k == Settings().top_k
-    assert set(s.generation()) == set(GENERATION)
+    assert set(s.wire()) == set(GENERATION) and s.wire()["examples"] == ["a b", "c d"]
+    assert Params.from_request(s.wire()) == s  # what a client sends is what the server reads
 
 
 @pytest.mark.parametrize("raw, needle", [
@@ -65,7 +66,7 @@ def test_a_request_takes_the_generation_fields_and_defaults_the_rest():
 ])
 def test_a_bad_request_is_refused_with_a_reason(raw, needle):
     with pytest.raises(ValueError, match=needle):
-        settings_from_request(raw)
+        Params.from_request(raw)
 
 
 def test_int8_means_the_cpu_only_when_the_device_is_left_to_us():

@@ -1,10 +1,11 @@
 """One interface for where a model runs, three implementations: in this process, on the warm server
 (autocomplete.serve), on an OpenAI-compatible server (--api). The Python API (autocomplete.backend.model) stands on
-it; each takes the text layer's Settings and a `check` that raises to stop the work (the caller went away).
+it; each takes how to generate (autocomplete.settings.Params, frozen) and a `check` that raises to stop the work
+(the caller went away).
 
-    complete(prompt, settings, on_piece, check) -> Completion   (pieces streamed as they come; joined, the completion)
-    suggest(prefix, settings, n, words, check, reads) -> Found
-    explain(prompt, settings, temperatures, on_start, on_step, on_word) -> (Completion, its steps): every step's
+    complete(prompt, params, on_piece, check) -> Completion   (pieces streamed as they come; joined, the completion)
+    suggest(prefix, params, n, words, check, reads) -> Found
+    explain(prompt, params, temperatures, on_start, on_step, on_word) -> (Completion, its steps): every step's
         candidates and odds (autocomplete.text.explain), each handed over as it is taken
     name, engine: the model's name, and what runs it ("onnx", "torch"; None over --api, where the server doesn't say)
     local: whether the model runs in this process (its callers share it: one call at a time; no network to wait on)
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from autocomplete.cancel import Check
-from autocomplete.settings import Placement, Settings
+from autocomplete.settings import Params, Placement, Settings
 from autocomplete.text.records import Completion, from_record
 from autocomplete.text.suggestions import Found
 
@@ -30,14 +31,14 @@ class Backend(Protocol):
     engine: str | None
     local: bool
 
-    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+    def complete(self, prompt: str, params: Params, on_piece: Callable[[str], None], check: Check) -> Completion:
         ...
 
-    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+    def suggest(self, prefix: str, params: Params, n: int, words: int, check: Check,
                 reads: int | None) -> Found:
         ...
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+    def explain(self, prompt: str, params: Params, temperatures: list[float], on_start=None, on_step=None,
                 on_word=None) -> tuple[Completion, list]:
         ...
 
@@ -52,22 +53,22 @@ class InProcess:
     def __init__(self, lm: LoadedModel):
         self.lm, self.name, self.engine = lm, lm.name, lm.engine.name
 
-    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+    def complete(self, prompt: str, params: Params, on_piece: Callable[[str], None], check: Check) -> Completion:
         from autocomplete.text.complete import complete  # loads numpy
 
-        return complete(self.lm, prompt, settings, on_piece, lambda logits, token, allowed: check())
+        return complete(self.lm, prompt, params, on_piece, lambda logits, token, allowed: check())
 
-    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+    def suggest(self, prefix: str, params: Params, n: int, words: int, check: Check,
                 reads: int | None) -> Found:
         from autocomplete.text.suggest import suggest  # loads numpy
 
-        return suggest(self.lm, prefix, settings, n, words, check=check, reads=reads)
+        return suggest(self.lm, prefix, params, n, words, check=check, reads=reads)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+    def explain(self, prompt: str, params: Params, temperatures: list[float], on_start=None, on_step=None,
                 on_word=None) -> tuple[Completion, list]:
         from autocomplete.text.explain import steps_of  # loads numpy
 
-        return steps_of(self.lm, prompt, settings, temperatures, on_start, on_step, on_word)
+        return steps_of(self.lm, prompt, params, temperatures, on_start, on_step, on_word)
 
 
 class Served:
@@ -85,7 +86,7 @@ class Served:
         status = client.status(*where)
         return None if status is None else cls(where, status["model"], status.get("engine"))
 
-    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+    def complete(self, prompt: str, params: Params, on_piece: Callable[[str], None], check: Check) -> Completion:
         from autocomplete.serve import client  # start-up time
 
         def piece(text: str) -> None:
@@ -93,30 +94,30 @@ class Served:
             on_piece(text)
 
         model, device, precision, engine = self.where
-        done = client.complete(model, prompt, settings.generation(), piece, device, precision, engine)
+        done = client.complete(model, prompt, params.wire(), piece, device, precision, engine)
         if done is None:
             raise ServerGone
         return from_record(done)
 
-    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+    def suggest(self, prefix: str, params: Params, n: int, words: int, check: Check,
                 reads: int | None) -> Found:
         from autocomplete.serve import client  # start-up time
 
         check()
         model, device, precision, engine = self.where
-        reply = client.suggest(model, prefix, settings.generation(), n, words, device, precision, engine,
+        reply = client.suggest(model, prefix, params.wire(), n, words, device, precision, engine,
                                keystroke=reads is not None)
         if reply is None:
             raise ServerGone
         return Found.from_wire(reply)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+    def explain(self, prompt: str, params: Params, temperatures: list[float], on_start=None, on_step=None,
                 on_word=None) -> tuple[Completion, list]:
         """Every step's numbers are read here: the server doesn't send them. The model it serves, loaded here."""
         from autocomplete.engine import models  # start-up time
 
         here = InProcess(models.load(*self.where))
-        return here.explain(prompt, settings, temperatures, on_start, on_step, on_word)
+        return here.explain(prompt, params, temperatures, on_start, on_step, on_word)
 
 
 class OverApi:
@@ -133,23 +134,23 @@ class OverApi:
         api = Api(base)
         return cls(api, api.model(model))
 
-    def complete(self, prompt: str, settings: Settings, on_piece: Callable[[str], None], check: Check) -> Completion:
+    def complete(self, prompt: str, params: Params, on_piece: Callable[[str], None], check: Check) -> Completion:
         from autocomplete.text import remote  # loads numpy
 
-        return remote.complete(self.api, self.name, prompt, settings, on_piece, check)
+        return remote.complete(self.api, self.name, prompt, params, on_piece, check)
 
-    def suggest(self, prefix: str, settings: Settings, n: int, words: int, check: Check,
+    def suggest(self, prefix: str, params: Params, n: int, words: int, check: Check,
                 reads: int | None) -> Found:
         from autocomplete.text import remote  # loads numpy
 
         check()
-        return remote.suggest(self.api, self.name, prefix, settings, n, words)
+        return remote.suggest(self.api, self.name, prefix, params, n, words)
 
-    def explain(self, prompt: str, settings: Settings, temperatures: list[float], on_start=None, on_step=None,
+    def explain(self, prompt: str, params: Params, temperatures: list[float], on_start=None, on_step=None,
                 on_word=None) -> tuple[Completion, list]:
         from autocomplete.text import remote_explain  # loads numpy
 
-        return remote_explain.run(self, prompt, settings, temperatures, on_start=on_start, on_step=on_step,
+        return remote_explain.run(self, prompt, params, temperatures, on_start=on_start, on_step=on_step,
                                   on_word=on_word)
 
 

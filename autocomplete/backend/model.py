@@ -27,33 +27,10 @@ from typing import Any
 
 from autocomplete.backend.backends import Backend, ServerGone, choose, in_process
 from autocomplete.cancel import Cancelled, never
-from autocomplete.settings import DEVICES, ENGINES, GENERATION, PRECISIONS, Settings, settings_from_request
+from autocomplete.settings import DEVICES, ENGINES, PRECISIONS, Params, Settings
 from autocomplete.text.records import record
 
 _DEFAULTS = Settings()
-
-
-@dataclass(frozen=True)
-class Params:
-    """How to generate: the command's generation options (-t, -k, -p, -n, --seed, --stop, --style, --examples)."""
-
-    temperature: float = _DEFAULTS.temperature
-    top_k: int = _DEFAULTS.top_k
-    top_p: float = _DEFAULTS.top_p
-    max_tokens: int = _DEFAULTS.max_tokens
-    seed: int | None = _DEFAULTS.seed
-    stop: str = _DEFAULTS.stop
-    style: str = _DEFAULTS.style
-    examples: tuple[str, ...] | None = None  # example queries for the query style, in place of the built-in ones
-
-    def settings(self) -> Settings:
-        """The text layer's settings, checked as the command line checks its options (ValueError)."""
-        values = {name: getattr(self, name) for name in GENERATION}
-        if values["examples"] is not None:
-            values["examples"] = list(values["examples"])
-        if isinstance(values["temperature"], int) and not isinstance(values["temperature"], bool):
-            values["temperature"] = float(values["temperature"])
-        return settings_from_request(values)
 
 
 @dataclass(frozen=True)
@@ -112,14 +89,14 @@ class Model:
         return self._backend.engine
 
     def complete(self, prompt: str, params: Params | None = None, **overrides: Any) -> Completion:
-        settings = _settings(params, overrides)
-        done, backend = self._run(lambda backend: backend.complete(prompt, settings, lambda piece: None, never))
-        return Completion(record(done, backend.name, settings, backend.engine))
+        params = _params(params, overrides)
+        done, backend = self._run(lambda backend: backend.complete(prompt, params, lambda piece: None, never))
+        return Completion(record(done, backend.name, params, backend.engine))
 
     def stream(self, prompt: str, params: Params | None = None, **overrides: Any) -> Iterator[str]:
         """The completion's pieces as they come (whole words; joined, the completion). Leaving the loop early stops
         the generation at its next token."""
-        settings = _settings(params, overrides)
+        params = _params(params, overrides)
         pieces: queue.SimpleQueue = queue.SimpleQueue()
         stopped = threading.Event()
 
@@ -129,7 +106,7 @@ class Model:
 
         def work() -> None:
             try:
-                self._run(lambda backend: backend.complete(prompt, settings, pieces.put, check))
+                self._run(lambda backend: backend.complete(prompt, params, pieces.put, check))
                 pieces.put(_END)
             except BaseException as error:  # handed to the caller's thread, which raises it there
                 pieces.put(_Failed(error))
@@ -153,8 +130,8 @@ class Model:
         lists them."""
         if n < 1 or words < 1:
             raise ValueError("n and words must be 1 or more")
-        settings = _settings(params, overrides)
-        found, _ = self._run(lambda backend: backend.suggest(prefix, settings, n, words, never, None))
+        params = _params(params, overrides)
+        found, _ = self._run(lambda backend: backend.suggest(prefix, params, n, words, never, None))
         return [Suggestion(**entry) for entry in found.listed(prefix)]
 
     def explain(self, prompt: str, temperatures: list[float] | None = None, params: Params | None = None,
@@ -162,13 +139,13 @@ class Model:
         """The record `--explain --json` prints: the completion (drawn at the first temperature, as the command
         does) and, for every step, the likeliest tokens with their probability at T = 1 and at each temperature
         asked for (the parameters' one by default), the pick and the entropy."""
-        settings = _settings(params, overrides)
-        asked = [Params(temperature=t).settings().temperature for t in temperatures or [settings.temperature]]
-        settings = dataclasses.replace(settings, temperature=asked[0])  # (each checked as -t is)
+        params = _params(params, overrides)
+        asked = [Params(temperature=t).checked().temperature for t in temperatures or [params.temperature]]
+        params = dataclasses.replace(params, temperature=asked[0])  # (each checked as -t is)
         from autocomplete.text.explain import record  # loads numpy
 
-        (done, steps), backend = self._run(lambda backend: backend.explain(prompt, settings, asked))
-        return record(done, backend.name, settings, asked, steps, backend.engine)
+        (done, steps), backend = self._run(lambda backend: backend.explain(prompt, params, asked))
+        return record(done, backend.name, params, asked, steps, backend.engine)
 
     def _run(self, call: Callable[[Backend], Any]) -> tuple[Any, Backend]:
         with self._lock:
@@ -192,12 +169,12 @@ def load(model: str | None = None, *, api: str | None = None, engine: str = "aut
     return Model(choose(settings) or in_process(settings), settings)
 
 
-def _settings(params: Params | None, overrides: dict) -> Settings:
+def _params(params: Params | None, overrides: dict) -> Params:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Params)}
     if unknown:
         raise TypeError(f"unknown parameter {sorted(unknown)[0]!r} (the parameters: "
                         f"{', '.join(f.name for f in dataclasses.fields(Params))})")
-    return dataclasses.replace(params or Params(), **overrides).settings()
+    return dataclasses.replace(params or Params(), **overrides).checked()
 
 
 @dataclass

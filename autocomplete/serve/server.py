@@ -47,7 +47,7 @@ from autocomplete.engine.models import ALIASES
 from autocomplete.errors import UserError, first_line
 from autocomplete.serve import client
 from autocomplete.serve.outbox import Outbox
-from autocomplete.settings import DEFAULT_MODEL, DEVICES, ENGINES, PRECISIONS, Settings, env_flag, settings_from_request
+from autocomplete.settings import DEFAULT_MODEL, DEVICES, ENGINES, PRECISIONS, Params, Settings, env_flag
 from autocomplete.text import frames
 from autocomplete.text.complete import complete
 from autocomplete.text.records import record
@@ -72,10 +72,10 @@ class Declined(Exception):
     """Queued behind the last request before a stop: hang up without a word, so the client works in-process."""
 
 
-def parse_settings(raw) -> Settings:
-    """A request's settings dict -> Settings, checked exactly as the CLI checks them. Missing keys take defaults."""
+def parse_params(raw) -> Params:
+    """A request's settings dict -> Params, checked exactly as the CLI checks them. Missing keys take defaults."""
     try:
-        return settings_from_request(raw)
+        return Params.from_request(raw)
     except ValueError as error:
         raise BadRequest(str(error)) from None
 
@@ -139,7 +139,7 @@ class Server:
         self.cancelling = threading.Event()  # and stop what runs, at its next token (past DRAIN_WAIT)
         # Warm up now, not in the first client's call: one token with the default settings runs the first forward
         # and loads (or computes) the query frame's KV cache.
-        complete(lm, "warm up", Settings(max_tokens=1), lambda piece: None)
+        complete(lm, "warm up", Params(max_tokens=1), lambda piece: None)
 
     def answers_to(self, device: str) -> set[tuple[str, str, str, str]]:
         """Every (model, device, precision, engine) a client may ask for that this server serves: what it was started
@@ -291,14 +291,14 @@ class Server:
 
     def complete(self, request: dict, asking: Client) -> dict:
         prompt = _field(request, "prompt", str)
-        settings = parse_settings(_field(request, "settings", dict, {}))
+        params = parse_params(_field(request, "settings", dict, {}))
         if not prompt:
             raise BadRequest("the prompt is empty")
 
         with self._working(asking.send), terminal.notices_to(lambda message: asking.send({"notice": message})):
-            done = complete(self.lm, prompt, settings, lambda piece: asking.send({"piece": piece}),
+            done = complete(self.lm, prompt, params, lambda piece: asking.send({"piece": piece}),
                             lambda logits, token, allowed: self._check(asking))  # every token, between pieces too
-        return {"done": record(done, self.lm.name, settings, self.lm.engine.name)}
+        return {"done": record(done, self.lm.name, params, self.lm.engine.name)}
 
     def _check(self, asking: Client) -> None:
         """Stop the work in progress if its client hung up (Ctrl-C, say) or stopped reading for WRITE_TIMEOUT, or a
@@ -313,16 +313,16 @@ class Server:
 
         prefix = _field(request, "prefix", str)
         reads = KEYSTROKE_READS if _field(request, "keystroke", bool, False) else None
-        settings = parse_settings(_field(request, "settings", dict, {}))
+        params = parse_params(_field(request, "settings", dict, {}))
         n, words = _field(request, "n", int, 5), _field(request, "words", int, 3)
         if not prefix:
             raise BadRequest("the prefix is empty")
         if n < 1 or words < 1:
             raise BadRequest("n and words must be >= 1")
         with self._working(asking.send), terminal.notices_to(lambda message: asking.send({"notice": message})):
-            found = suggest(self.lm, prefix, settings, n, words, check=lambda: self._check(asking), reads=reads)
+            found = suggest(self.lm, prefix, params, n, words, check=lambda: self._check(asking), reads=reads)
         return {**found.wire(), "model": self.lm.name, "engine": self.lm.engine.name,
-                "style": frames.resolve(settings.style, prefix)}
+                "style": frames.resolve(params.style, prefix)}
 
 
 def _parser() -> argparse.ArgumentParser:

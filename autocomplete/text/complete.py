@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.records import Completion
 from autocomplete.text.stream import TextStream
 from autocomplete.text import frames
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the module stays light: a cold call imports numpy only once
     from autocomplete.text.prompt import Prompt
 
 
-def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable[[str], None],
+def complete(lm: LoadedModel, prompt: str, params: Params, on_text: Callable[[str], None],
              observe: Callable | None = None, read: Prompt | None = None,
              on_word: Callable | None = None) -> Completion:
     """Generate a completion of `prompt`, calling on_text with each piece as it becomes final.
@@ -30,10 +30,10 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
     from autocomplete.text.prompt import prepare  # loads numpy
     from autocomplete.text.sample import generate, new_seed  # loads numpy
 
-    texts = casings(prompt, frames.resolve(settings.style, prompt)) if read is None else [prompt]
+    texts = casings(prompt, frames.resolve(params.style, prompt)) if read is None else [prompt]
     lower = len(texts) > 1  # a lower-case query: what it adds shown in lower case, whatever case it's read in
     if read is None:  # a lower-case query is read in each of its casings (autocomplete.text.casing)
-        reads, _ = apart([prepare(lm, text, settings.style, settings.examples, settings.max_tokens, quiet=i > 0)
+        reads, _ = apart([prepare(lm, text, params.style, params.examples, params.max_tokens, quiet=i > 0)
                           for i, text in enumerate(texts)])
     else:
         reads = [read]
@@ -44,17 +44,17 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
         text = chosen[0].shown(new)
         return text.lower() if lower else text
 
-    seed = settings.seed if settings.seed is not None else new_seed()
+    seed = params.seed if params.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
-    stream = TextStream(shown, settings.stop, query=read.style == "query")  # a query ends with its line
+    stream = TextStream(shown, params.stop, query=read.style == "query")  # a query ends with its line
 
     finish, first_at, started = "length", None, time.perf_counter()
     begin = None
     try:
         if len(reads) > 1:
-            chosen[0], begin = start_in_casings(lm, reads, weights(lm, reads), settings.temperature, rng)
+            chosen[0], begin = start_in_casings(lm, reads, weights(lm, reads), params.temperature, rng)
         else:
-            begin = start(lm, read, settings.temperature, rng)
+            begin = start(lm, read, params.temperature, rng)
         read = chosen[0]
         if begin.word is not None and on_word is not None:
             on_word(begin.word)
@@ -64,8 +64,8 @@ def complete(lm: LoadedModel, prompt: str, settings: Settings, on_text: Callable
             piece = stream.put(token)
             if piece:
                 on_text(piece)
-        for token in generate(lm.engine, begin.ids, read.max_new - len(given), settings.temperature, settings.top_k,
-                              settings.top_p, lm.eos_ids, rng, observe, begin.after, begin.allowed):
+        for token in generate(lm.engine, begin.ids, read.max_new - len(given), params.temperature, params.top_k,
+                              params.top_p, lm.eos_ids, rng, observe, begin.after, begin.allowed):
             if first_at is None:
                 first_at = time.perf_counter()
             piece = stream.put(token)

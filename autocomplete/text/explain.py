@@ -1,7 +1,7 @@
 """The numbers --explain shows, whoever shows them: each step's likeliest next tokens with their probability at
 T = 1 (the model's own) beside each temperature asked for, the token picked, and the entropy; and the --explain
 --json record. Probabilities are softmax(logits / T) over the whole vocabulary, so at each T they sum to 1; the
-token itself is drawn with all the settings (top-k and top-p too), exactly as a normal completion would. (Over
+token itself is drawn with all the parameters (top-k and top-p too), exactly as a normal completion would. (Over
 --api, the same steps are built from the server's top alternatives: autocomplete.text.remote_explain.)
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.complete import complete
 from autocomplete.text.records import Completion, record as completion_record
 
@@ -77,7 +77,7 @@ def view(lm: LoadedModel, logits: np.ndarray, picked: int, temperatures: list[fl
                 None if allowed is None else len(allowed))
 
 
-def steps_of(lm: LoadedModel, prompt: str, settings: Settings, temperatures: list[float], on_start=None,
+def steps_of(lm: LoadedModel, prompt: str, params: Params, temperatures: list[float], on_start=None,
              on_step=None, on_word=None) -> tuple[Completion, list[Step]]:
     """Generate as usual (at the first temperature), keeping every step's view. on_start(style, typed, about, score)
     before the first (the style, the typed letters finished as a word, what else to say of the numbers, and what
@@ -86,7 +86,7 @@ def steps_of(lm: LoadedModel, prompt: str, settings: Settings, temperatures: lis
     from autocomplete.text.prompt import prepare  # loads numpy
 
     steps: list[Step] = []
-    read = prepare(lm, prompt, settings.style, settings.examples, settings.max_tokens)
+    read = prepare(lm, prompt, params.style, params.examples, params.max_tokens)
     if on_start:
         on_start(read.style, read.healing.text if read.healing else "", "", "logit")
 
@@ -95,36 +95,36 @@ def steps_of(lm: LoadedModel, prompt: str, settings: Settings, temperatures: lis
         if on_step:
             on_step(steps[-1], len(steps))
 
-    done = complete(lm, prompt, settings, lambda piece: None, observe=observe, read=read,
+    done = complete(lm, prompt, params, lambda piece: None, observe=observe, read=read,
                     on_word=on_word or (lambda word: None))
     return done, steps
 
 
-def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP,
+def next_step(lm: LoadedModel, prompt: str, params: Params, top: int = TOP,
               check: Callable[[], None] = lambda: None) -> dict:
     """The odds of the token after `prompt`, once the typed word is finished as a completion finishes it (as a whole
     word, or else token by token: those steps come first): the --explain --json record of a completion stopped
     after the one step past the typed word (the web page's panel, autocomplete.ui.web). Each token is drawn with
-    the settings, as a completion would draw it. check: called before every forward; what it raises ends it."""
+    the parameters, as a completion would draw it. check: called before every forward; what it raises ends it."""
     import numpy as np
 
     from autocomplete.text.prompt import prepare  # loads numpy
     from autocomplete.text.sample import generate, new_seed  # loads numpy
     from autocomplete.text.word import WORD_TOKENS, start  # loads numpy
 
-    read = prepare(lm, prompt, settings.style, settings.examples, WORD_TOKENS + 1, quiet=True)
-    seed = settings.seed if settings.seed is not None else new_seed()
+    read = prepare(lm, prompt, params.style, params.examples, WORD_TOKENS + 1, quiet=True)
+    seed = params.seed if params.seed is not None else new_seed()
     rng = np.random.default_rng(seed)
     check()
-    begin = start(lm, read, settings.temperature, rng, check)
+    begin = start(lm, read, params.temperature, rng, check)
     steps: list[Step] = []
 
     def observe(logits: np.ndarray, token: int, allowed: np.ndarray | None) -> None:
-        steps.append(view(lm, logits, token, [settings.temperature], top, allowed))
+        steps.append(view(lm, logits, token, [params.temperature], top, allowed))
         check()
 
     new = list(begin.given)
-    for token in generate(lm.engine, begin.ids, read.max_new, settings.temperature, settings.top_k, settings.top_p,
+    for token in generate(lm.engine, begin.ids, read.max_new, params.temperature, params.top_k, params.top_p,
                           lm.eos_ids, rng, observe, begin.after, begin.allowed):
         new.append(token)
         if steps[-1].allowed is None or token in lm.eos_ids:  # past the typed letters (or the text ended)
@@ -133,14 +133,14 @@ def next_step(lm: LoadedModel, prompt: str, settings: Settings, top: int = TOP,
                       finish_reason="eos" if new and new[-1] in lm.eos_ids else "length",
                       prompt_tokens=read.prompt_tokens, seed=seed, time_to_first_token=None, tokens_per_second=None,
                       style=read.style, word=begin.word)
-    return record(done, lm.name, settings, [settings.temperature], steps, lm.engine.name)
+    return record(done, lm.name, params, [params.temperature], steps, lm.engine.name)
 
 
-def record(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
+def record(done: Completion, model: str, params: Params, temperatures: list[float], steps: list[Step],
            engine: str | None = None) -> dict:
     word = done.word
     return {
-        **completion_record(done, model, settings, engine),
+        **completion_record(done, model, params, engine),
         "temperatures": temperatures_shown(temperatures),
         "word": None if word is None else {
             "text": word.text, "tokens": word.tokens if done.tokens is not None else None, "exact": word.exact,

@@ -17,21 +17,21 @@ from functools import cache
 
 import numpy as np
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 
 # How many tokens of a long word are taken back at most: each costs one forward to spell again.
 MAX_TAIL_TOKENS = 8
 # The model's own odds, unshaped by the sampler.
-MODELS_ODDS = Settings(temperature=1.0, top_k=0, top_p=1.0)
+MODELS_ODDS = Params(temperature=1.0, top_k=0, top_p=1.0)
 
 
-def odds_while_spelling(rest: bytes | str, settings: Settings) -> Settings:
+def odds_while_spelling(rest: bytes | str, params: Params) -> Params:
     """What a suggestion search draws the next token by while `rest` of the typed word is still to spell (over the
     tokens that fit, in process and over --api alike). While letters are, the model's own odds: the letters are
     given, and which word they become is the model's to say (under the sampler's, T 0.7 and top-p 0.95 over the
     tokens that fit gave " you" all of "new yo" and left " York" out). A space alone starts a new word under the
     sampler's odds, as every word after it does (at T 1, "how " had searched 172 rows where "how" had needed 142)."""
-    return MODELS_ODDS if rest.strip() else settings
+    return MODELS_ODDS if rest.strip() else params
 
 
 @cache

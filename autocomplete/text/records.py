@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Completion:
         return self.finish_reason == "interrupted"
 
 
-def record(c: Completion, model: str, settings: Settings, engine: str | None = None) -> dict:
+def record(c: Completion, model: str, params: Params, engine: str | None = None) -> dict:
     """A completion as --json shows it. engine: what ran the model here or on the warm server ("onnx" or "torch"),
     None over --api (the server there doesn't say)."""
     return {
@@ -42,7 +42,7 @@ def record(c: Completion, model: str, settings: Settings, engine: str | None = N
         "tokens": c.tokens,
         "finish_reason": c.finish_reason,
         "style": c.style,
-        "settings": {**settings.shown(), "seed": c.seed},
+        "settings": {**params.shown(), "seed": c.seed},
         "stats": {
             "prompt_tokens": c.prompt_tokens,
             "completion_tokens": c.token_count,

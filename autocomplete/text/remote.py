@@ -24,7 +24,7 @@ import numpy as np
 from autocomplete import terminal
 from autocomplete.engine.api import Api
 from autocomplete.errors import UserError
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text import frames
 from autocomplete.text.heal import odds_while_spelling
 from autocomplete.text.records import Completion
@@ -85,16 +85,16 @@ def alternatives(choice: dict) -> list[tuple[str, float]] | None:
     return sorted(((str(text), float(lp)) for text, lp in pairs if lp is not None), key=lambda pair: -pair[1])
 
 
-def reshape(listed: list[tuple[str, float]], settings: Settings) -> list[tuple[str, float]]:
+def reshape(listed: list[tuple[str, float]], params: Params) -> list[tuple[str, float]]:
     """The sampler's probabilities for the listed tokens (best first), those it can draw: autocomplete.text.sample's
     temperature, then top-k, then top-p, on the list alone (at temperature 1 without top-k/top-p, the model's own
     probabilities, tail left out)."""
     if not listed:
         return []
-    if settings.temperature == 1 and not settings.top_k and settings.top_p >= 1:
+    if params.temperature == 1 and not params.top_k and params.top_p >= 1:
         return [(text, math.exp(lp)) for text, lp in listed]
-    probs = probabilities(np.array([lp for _, lp in listed], dtype=np.float32), settings.temperature, settings.top_k,
-                          settings.top_p)
+    probs = probabilities(np.array([lp for _, lp in listed], dtype=np.float32), params.temperature, params.top_k,
+                          params.top_p)
     return [(text, float(p)) for (text, _), p in zip(listed, probs) if p > 0]
 
 
@@ -142,9 +142,9 @@ class Asker:
         return [(text, lp) for text, lp in found if "\ufffd" not in text]
 
 
-def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, words: int = 3) -> Found:
+def suggest(api: Api, model: str, prefix: str, params: Params, n: int = 5, words: int = 3) -> Found:
     """The n likeliest suggestions as autocomplete.text.suggest defines them, from the server's alternatives."""
-    style, sent = prompt_for(prefix, settings)
+    style, sent = prompt_for(prefix, params)
     kept, typed = typed_word(sent)
     fold = style == "query"
 
@@ -164,7 +164,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
         # given the letters typed.
         done = spelled(text, typed, fold)
         probs = reshape([(t, lp) for t, lp in listed if allowed(text, t, typed, fold)],
-                        settings if done else odds_while_spelling(typed[len(text):], settings))
+                        params if done else odds_while_spelling(typed[len(text):], params))
         if not done:  # over the tokens that fit, as in process
             total = sum(q for _, q in probs)
             probs = [(t, q / total) for t, q in probs]
@@ -189,7 +189,7 @@ def suggest(api: Api, model: str, prefix: str, settings: Settings, n: int = 5, w
     return result
 
 
-def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: int, fold: bool):
+def heal(api: Api, model: str, kept: str, typed: str, params: Params, seed: int, fold: bool):
     """Whole-word healing over the API (autocomplete.text.word's search, on the server's top alternatives, what
     they don't list left out): the typed word finished to the likeliest whole word (greedy at temperature 0, else
     drawn with the seed): an autocomplete.text.word.Word whose tokens are texts. None when the server sends no
@@ -235,7 +235,7 @@ def heal(api: Api, model: str, kept: str, typed: str, settings: Settings, seed: 
     finally:
         ask.pool.shutdown(wait=False)
     draw = random.Random(seed)
-    return search.chosen(settings.temperature, lambda weights: draw.choices(range(len(weights)), weights)[0])
+    return search.chosen(params.temperature, lambda weights: draw.choices(range(len(weights)), weights)[0])
 
 
 def past_typed(word, typed: str, fold: bool) -> int:
@@ -245,35 +245,35 @@ def past_typed(word, typed: str, fold: bool) -> int:
                                    if spelled("".join(word.tokens[:i]), typed, fold))
 
 
-def prompt_for(text: str, settings: Settings) -> tuple[str, str]:
+def prompt_for(text: str, params: Params) -> tuple[str, str]:
     """(style, the text the server reads): in the query style, the example queries come first, as in process."""
-    style = frames.resolve(settings.style, text)
+    style = frames.resolve(params.style, text)
     if style != "query":
         return style, text
-    return style, "\n".join(settings.examples or frames.EXAMPLES) + "\n" + text
+    return style, "\n".join(params.examples or frames.EXAMPLES) + "\n" + text
 
 
-def complete(api: Api, model: str, prompt: str, settings: Settings, on_text: Callable[[str], None],
+def complete(api: Api, model: str, prompt: str, params: Params, on_text: Callable[[str], None],
              check: Callable[[], None] = lambda: None) -> Completion:
     """A completion from the server, streamed word by word with the same stop rules as in process (also sent to
     the server where it can apply them: the end of a query's line). Ctrl-C ends it, keeping what was streamed.
     check: called at every event; what it raises ends the completion (--web's client hung up)."""
-    style, sent = prompt_for(prompt, settings)
-    seed = settings.seed if settings.seed is not None else new_seed()
+    style, sent = prompt_for(prompt, params)
+    seed = params.seed if params.seed is not None else new_seed()
     chunks: list[str] = []
-    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), settings.stop, query=style == "query")
+    stream = TextStream(lambda ids: "".join(chunks[: len(ids)]), params.stop, query=style == "query")
     finish, usage, first_at, started = "length", {}, None, time.perf_counter()
     try:
         # Token healing, on text: the word being typed is taken back and spelled again from the server's
         # alternatives (when it sends them); the part after the typed letters starts the completion.
         kept, typed = typed_word(sent)
-        word = heal(api, model, kept, typed, settings, seed, style == "query") if typed else None
+        word = heal(api, model, kept, typed, params, seed, style == "query") if typed else None
         head = word.text if word else ""
         if word is None:  # unhealed: the prompt as typed
             kept, typed = sent, ""
-        left = settings.max_tokens - (past_typed(word, typed, style == "query") if word else 0)
+        left = params.max_tokens - (past_typed(word, typed, style == "query") if word else 0)
         body = {"model": model, "prompt": kept + head, "max_tokens": max(1, left),
-                "temperature": settings.temperature, "top_p": settings.top_p, "seed": seed, "top_k": settings.top_k,
+                "temperature": params.temperature, "top_p": params.top_p, "seed": seed, "top_k": params.top_k,
                 "repeat_penalty": 1.0}
         if style == "query":
             body["stop"] = ["\n"]  # a query ends at its line's end, even at once (in process too)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from autocomplete.engine.models import LoadedModel
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.heal import Healing, odds_while_spelling
 from autocomplete.text.masks import canonical, line_ends, word_starts
 from autocomplete.text import frames
@@ -54,7 +54,7 @@ KEYSTROKE_READS = 8
 CACHE_BUDGET = 8192
 
 
-def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words: int = 3,
+def suggest(lm: LoadedModel, prefix: str, params: Params, n: int = 5, words: int = 3,
             batch: int = 8, check: Callable[[], None] = lambda: None, reads: int | None = None) -> Found:
     """The n likeliest suggestions. In the query style a suggestion is a whole query: its probability is that of
     its tokens and then the end of the query. In the text style it ends at a word boundary.
@@ -64,8 +64,8 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
     check: called before every forward; what it raises ends the search (the warm server's client hung up).
     reads: rows the list may read (KEYSTROKE_READS for a list refreshed per keystroke); None: as many as it takes.
     A lower-case query is searched in each of its casings (autocomplete.text.casing), the lists mixed."""
-    style = frames.resolve(settings.style, prefix)
-    spellings = [prepare(lm, text, style, settings.examples, words * 8, quiet=True)
+    style = frames.resolve(params.style, prefix)
+    spellings = [prepare(lm, text, style, params.examples, words * 8, quiet=True)
                  for text in casings(prefix, style)]
     lower = len(spellings) > 1  # a lower-case query: suggestions shown in lower case, whatever case they're read in
     spellings, one_word = apart(spellings)  # one word typed: each casing spells it in its own case
@@ -99,7 +99,7 @@ def suggest(lm: LoadedModel, prefix: str, settings: Settings, n: int = 5, words:
         odds they go by."""
         read, tokens = (read, node) if read else split(node)
         rest = read.healing.remaining(list(tokens)) if read.healing else b""
-        odds = odds_while_spelling(rest, settings)
+        odds = odds_while_spelling(rest, params)
         return ("suggest", style, rest, bool(rest) and read.healing.fold, odds.temperature, odds.top_k, odds.top_p)
 
     def digest(logits: np.ndarray, key: tuple) -> Row:

@@ -20,9 +20,10 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
     Ctrl-C cut it short. On a warm server that has gone, ServerGone (nothing written): the caller loads the model."""
     if settings.explain:
         return _explain(backend, text, settings, out)
+    params = settings.params()
     if settings.suggest:
-        found = backend.suggest(text, settings, settings.suggest, settings.words, never, None)
-        out.suggestions(text, found, backend.name, settings, settings.words, frames.resolve(settings.style, text),
+        found = backend.suggest(text, params, settings.suggest, settings.words, never, None)
+        out.suggestions(text, found, backend.name, params, settings.words, frames.resolve(params.style, text),
                         backend.engine)
         return False
     started = False
@@ -35,7 +36,7 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
         out.piece(piece)
 
     try:
-        done = backend.complete(text, settings, on_piece, never)
+        done = backend.complete(text, params, on_piece, never)
     except KeyboardInterrupt:  # on the warm server: the client hung up, which cancels the request there
         out.blank()
         return True
@@ -45,7 +46,7 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
         raise
     if not started:
         out.start(text)
-    out.finish(done, backend.name, settings, backend.engine)
+    out.finish(done, backend.name, params, backend.engine)
     return done.interrupted
 
 
@@ -62,8 +63,9 @@ def _explain(backend: Backend, text: str, settings: Settings, out) -> bool:
         if not out.json:
             printer = StepPrinter(text, temperatures_shown(temperatures), style, typed, score, about)
 
-    done, steps = backend.explain(text, settings, temperatures, start,
+    params = settings.params()
+    done, steps = backend.explain(text, params, temperatures, start,
                                   lambda step, number: printer and printer.show(step, number),
                                   lambda word: printer and printer.show_word(word))
-    finish(done, backend.name, settings, temperatures, steps, printer, backend.engine)
+    finish(done, backend.name, params, temperatures, steps, printer, backend.engine)
     return done.interrupted

@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import sys
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.terminal import stdout_console, visible
 from autocomplete.text.explain import Step, record
 from autocomplete.text.records import Completion
 
-def finish(done: Completion, model: str, settings: Settings, temperatures: list[float], steps: list[Step],
+def finish(done: Completion, model: str, params: Params, temperatures: list[float], steps: list[Step],
            printer: StepPrinter | None, engine: str | None = None) -> None:
     """The completion after its steps, or one JSON record holding both."""
     if printer:
         printer.finish(done)
     else:
-        line = json.dumps(record(done, model, settings, temperatures, steps, engine), ensure_ascii=False)
+        line = json.dumps(record(done, model, params, temperatures, steps, engine), ensure_ascii=False)
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from autocomplete.backend.backends import Backend, ServerGone
 from autocomplete.cancel import Cancelled, never
-from autocomplete.settings import Settings, env_flag
+from autocomplete.settings import Params, Settings, env_flag
 from autocomplete.text.word import start
 
 if TYPE_CHECKING:  # a REPL on a warm server never imports torch
@@ -69,7 +69,8 @@ def streamed_continuation(source: Backend, text: str, words: int = 4,
     the line, read only until it has enough words (hanging up then, or when no longer wanted, stops the work)."""
     if not text.strip() or text.endswith("\n"):
         return ""
-    settings = Settings(temperature=0, max_tokens=GHOST_TOKENS, stop="line", style=style, examples=examples)
+    params = Params(temperature=0, max_tokens=GHOST_TOKENS, stop="line", style=style,
+                    examples=None if examples is None else tuple(examples))
     pieces: list[str] = []
 
     def on_piece(piece: str) -> None:
@@ -79,7 +80,7 @@ def streamed_continuation(source: Backend, text: str, words: int = 4,
             raise Cancelled
 
     try:
-        source.complete(text, settings, on_piece, never)
+        source.complete(text, params, on_piece, never)
     except Cancelled:
         pass
     except ServerGone:
@@ -169,7 +170,7 @@ class Ghost:
             from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
             with self._lock if source.local else contextlib.nullcontext():
-                found = source.suggest(text, settings, n, settings.words, check, KEYSTROKE_READS)
+                found = source.suggest(text, settings.params(), n, settings.words, check, KEYSTROKE_READS)
             return list(found) if wanted() else []
         except Cancelled:
             return []

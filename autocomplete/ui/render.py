@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from autocomplete import terminal
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.terminal import stdout_console, visible
 from autocomplete.text.records import Completion, record
 from autocomplete.text.suggestions import Found
@@ -33,13 +33,13 @@ class TextRenderer:
     def piece(self, text: str) -> None:
         self._write(text, "bold cyan")
 
-    def finish(self, completion: Completion, model: str, settings: Settings, engine: str | None = None) -> None:
+    def finish(self, completion: Completion, model: str, params: Params, engine: str | None = None) -> None:
         self._write("\n", None)
 
     def blank(self) -> None:
         self._write("\n", None)
 
-    def suggestions(self, prefix: str, found: Found, model: str, settings: Settings, words: int, style: str,
+    def suggestions(self, prefix: str, found: Found, model: str, params: Params, words: int, style: str,
                     engine: str | None = None) -> None:
         """A search box's dropdown: each suggestion with its probability."""
         from rich.table import Table
@@ -85,13 +85,13 @@ class JsonRenderer:
     def piece(self, text: str) -> None:
         pass
 
-    def finish(self, completion: Completion, model: str, settings: Settings, engine: str | None = None) -> None:
-        self._line(record(completion, model, settings, engine))
+    def finish(self, completion: Completion, model: str, params: Params, engine: str | None = None) -> None:
+        self._line(record(completion, model, params, engine))
 
     def blank(self) -> None:
         pass  # a blank input line has nothing to report
 
-    def suggestions(self, prefix: str, found: Found, model: str, settings: Settings, words: int, style: str,
+    def suggestions(self, prefix: str, found: Found, model: str, params: Params, words: int, style: str,
                     engine: str | None = None) -> None:
         self._line({
             "prefix": prefix,
@@ -100,7 +100,7 @@ class JsonRenderer:
             "engine": engine,
             "style": style,
             "exact": found.exact,
-            "settings": {**settings.shown(), "suggest": len(found), "words": words},
+            "settings": {**params.shown(), "suggest": len(found), "words": words},
         })
 
     def _line(self, obj: dict) -> None:

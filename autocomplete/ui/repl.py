@@ -102,7 +102,7 @@ class Repl:
             if name in ("/help", "/?"):
                 terminal.stderr().print(HELP, markup=False)
             elif name == "/settings":
-                shown = ", ".join(f"{k} {v}" for k, v in self.settings.shown().items())
+                shown = ", ".join(f"{k} {v}" for k, v in self.settings.params().shown().items())
                 terminal.notice(f"model {self._name()}; {shown}")
             elif name == "/suggest":
                 count = 0 if arg == "off" else _number(name, arg or "5", int)

@@ -91,19 +91,19 @@ class Local:
 
         with self.lock:
             check()  # it may have hung up while it waited for the model
-            return self.backend.suggest(q, settings, n, settings.words, check,
+            return self.backend.suggest(q, settings.params(), n, settings.words, check,
                                         KEYSTROKE_READS if keystroke else None)
 
     def complete(self, q: str, settings: Settings, on_piece, check) -> dict:
         with self.lock:
             check()
-            done = self.backend.complete(q, settings, on_piece, check)
-        return record(done, self.name, settings, self.engine)
+            done = self.backend.complete(q, settings.params(), on_piece, check)
+        return record(done, self.name, settings.params(), self.engine)
 
     def explain(self, q: str, settings: Settings, top: int, check) -> dict:
         with self.lock:
             check()
-            return next_step(self.lm, q, settings, top, check)
+            return next_step(self.lm, q, settings.params(), top, check)
 
 
 class OverApi:
@@ -114,15 +114,16 @@ class OverApi:
         self.backend, self.name, self.engine, self.approximate = backend, backend.name, None, True
 
     def suggest(self, q: str, settings: Settings, n: int, check, keystroke: bool):
-        return self.backend.suggest(q, settings, n, settings.words, check, None)
+        return self.backend.suggest(q, settings.params(), n, settings.words, check, None)
 
     def complete(self, q: str, settings: Settings, on_piece, check) -> dict:
-        return record(self.backend.complete(q, settings, on_piece, check), self.name, settings)
+        params = settings.params()
+        return record(self.backend.complete(q, params, on_piece, check), self.name, params)
 
     def explain(self, q: str, settings: Settings, top: int, check) -> dict:
         from autocomplete.text import remote_explain  # loads numpy
 
-        return remote_explain.next_step(self.backend, q, settings, top)
+        return remote_explain.next_step(self.backend, q, settings.params(), top)
 
 
 class Bucket:

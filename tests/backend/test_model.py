@@ -40,14 +40,13 @@ def test_complete_is_the_command_s_record(local, cli, tiny_dir):
 
 def test_stream_yields_the_command_s_pieces(local, tiny_dir):
     from autocomplete.engine import models
-    from autocomplete.settings import Settings
     from autocomplete.text.complete import complete
 
     params = autocomplete.Params(temperature=1.0, seed=4, stop="none", max_tokens=40, style="text")
     pieces = list(local.stream("san", params))
     printed = []
     done = complete(models.load(str(tiny_dir), "auto", "auto", "onnx"), "san",
-                    Settings(temperature=1.0, seed=4, stop="none", max_tokens=40, style="text"), printed.append)
+                    params, printed.append)
     assert pieces == printed and "".join(pieces) == done.completion and len(pieces) > 1
     assert local.complete("san", params).completion == done.completion
 
@@ -97,7 +96,8 @@ def test_the_defaults_are_the_command_s():
 
     params, settings = autocomplete.Params(), Settings()
     assert [f.name for f in fields(params)] == list(GENERATION)
-    assert params.settings() == settings
+    assert params == settings.params() == params.checked()
+    assert autocomplete.Params is __import__("autocomplete.settings").settings.Params  # one class, the text layer's
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 
 from autocomplete.engine import models
 from autocomplete.text.complete import complete
-from autocomplete.settings import Settings
+from autocomplete.settings import Params, Settings
 from ptyrun import PtySession
 
 
@@ -68,11 +68,11 @@ def test_other_architectures_use_transformers(smollm2_cache, tmp_path):
     assert lm.engine.name == "torch" and type(lm.model).__module__.startswith("transformers.models.qwen2")
     assert lm.context_length == 256 and lm.eos_ids == {2}
     pieces = []
-    done = complete(lm, "stock mar", Settings(temperature=0, max_tokens=4, stop="none"), pieces.append)
+    done = complete(lm, "stock mar", Params(temperature=0, max_tokens=4, stop="none"), pieces.append)
     assert "".join(pieces) == done.completion and lm.decode(done.tokens).lower().startswith(" mar")
     from autocomplete.text.suggest import suggest
 
-    found = suggest(lm, "stock mar", Settings(style="query"), n=3, words=2)  # transformers' cache, recomputed rows
+    found = suggest(lm, "stock mar", Params(style="query"), n=3, words=2)  # transformers' cache, recomputed rows
     assert found and all(lm.decode(s.tokens).lower().startswith(" mar") for s in found)
 
 

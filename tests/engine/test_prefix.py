@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autocomplete.engine.prefix import Prefixes
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.suggest import suggest
 
 
@@ -62,7 +62,7 @@ def test_rows_asked_again_are_not_read_again(tiny):
 def test_the_next_keystroke_reuses_the_search(tiny, monkeypatch):
     """"san f" then "san fr": the prompt before the word is the same, so the second search grows from the first's
     rows; its list equals a search with nothing remembered."""
-    settings = Settings(temperature=1.0, top_k=3, top_p=1.0, style="text")
+    settings = Params(temperature=1.0, top_k=3, top_p=1.0, style="text")
     counting = Counting(tiny.engine)
     monkeypatch.setattr(tiny, "engine", counting)
     tiny.prefixes = None

@@ -23,12 +23,12 @@ from autocomplete.engine import models
 from autocomplete.serve import client
 from autocomplete.text.complete import complete
 from autocomplete.errors import UserError
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.suggest import suggest
 
-GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text").generation()
+GREEDY = Params(temperature=0, max_tokens=20, stop="none", style="text").wire()
 # Sampled and unbounded by the stop rule: the longest generation the tiny model makes.
-LONG = Settings(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").generation()
+LONG = Params(temperature=1.0, max_tokens=60, stop="none", seed=4, style="text").wire()
 
 
 def short_dir() -> str:
@@ -113,7 +113,7 @@ def own_dir(monkeypatch):
 def test_complete_streams_pieces_like_in_process(warm, tiny):
     pieces = []
     done = client.complete(warm, "san", GREEDY, pieces.append)
-    local = complete(tiny, "san", Settings(**GREEDY), lambda piece: None)
+    local = complete(tiny, "san", Params.from_request(GREEDY), lambda piece: None)
     assert len(pieces) > 1
     assert "".join(pieces) == done["completion"] == local.completion == " francisco weather is good in april?"
     assert done["tokens"] == local.tokens and done["finish_reason"] == "eos"
@@ -125,27 +125,27 @@ def test_complete_streams_pieces_like_in_process(warm, tiny):
 
 
 def test_suggest_matches_in_process(warm, tiny):
-    settings = Settings(temperature=1.0, style="text").generation()
+    settings = Params(temperature=1.0, style="text").wire()
     reply = client.suggest(warm, "san", settings, 3, 2)
-    local = suggest(tiny, "san", Settings(**settings), 3, 2)
+    local = suggest(tiny, "san", Params.from_request(settings), 3, 2)
     assert reply["model"] == warm
     assert [(s["completion"], s["tokens"]) for s in reply["suggestions"]] == [(s.completion, s.tokens) for s in local]
     # the probabilities of the engine and precision the server runs (the defaults), in process
-    same = suggest(models.load(warm, "cpu"), "san", Settings(**settings), 3, 2)
+    same = suggest(models.load(warm, "cpu"), "san", Params.from_request(settings), 3, 2)
     assert [s["probability"] for s in reply["suggestions"]] == pytest.approx([s.probability for s in same], rel=1e-4)
 
 
 def test_query_style_and_examples_on_the_server_as_in_process(warm, tiny):
     """The style, the examples (sent as lines: the server's working directory is not the caller's) and token
     healing apply on the server exactly as in process."""
-    query = Settings(temperature=0, max_tokens=8, style="query", examples=["zebra quilt", "amber kettle"])
-    done = client.complete(warm, "san fr", query.generation(), lambda piece: None)
+    query = Params(temperature=0, max_tokens=8, style="query", examples=("zebra quilt", "amber kettle"))
+    done = client.complete(warm, "san fr", query.wire(), lambda piece: None)
     # greedy on the engine and precision the server runs (the defaults): another's rounding can flip a near-tie
     local = complete(models.load(warm, "cpu"), "san fr", query, lambda piece: None)
     assert done["style"] == "query" and "examples" not in done["settings"]
     assert (done["completion"], done["tokens"]) == (local.completion, local.tokens)
-    reply = client.suggest(warm, "san fr", query.generation() | {"temperature": 1.0}, 3, 2)
-    found = suggest(tiny, "san fr", Settings(**query.generation() | {"temperature": 1.0}), 3, 2)
+    reply = client.suggest(warm, "san fr", query.wire() | {"temperature": 1.0}, 3, 2)
+    found = suggest(tiny, "san fr", Params.from_request(query.wire() | {"temperature": 1.0}), 3, 2)
     # the same best suggestion (after a frame the tiny model never saw, its lower rows are near-ties, which what
     # each process read before, in other batches, may round and order otherwise)
     assert reply["style"] == "query" and reply["suggestions"][0]["tokens"] == found[0].tokens
@@ -695,7 +695,7 @@ def test_requests_go_as_utf8_and_the_longest_the_cli_makes_fits(warm, tiny):
     # (a phrase the tiny model memorised: after text it never saw, its near-ties hang on float rounding, which
     # differs between processes on some CPUs)
     done = client.complete(warm, "서울 날씨는", GREEDY, lambda piece: None)
-    local = complete(tiny, "서울 날씨는", Settings(**GREEDY), lambda piece: None)
+    local = complete(tiny, "서울 날씨는", Params.from_request(GREEDY), lambda piece: None)
     assert done["prompt"] == "서울 날씨는" and done["tokens"] == local.tokens and local.completion
 
 

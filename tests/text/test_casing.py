@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.casing import apart, casings, weights
 from autocomplete.text.complete import complete
 from autocomplete.text.prompt import prepare
@@ -43,9 +43,9 @@ def test_each_casing_is_weighed_by_the_models_odds_of_it(smol):
 
 
 def test_a_name_typed_in_lower_case_is_found_and_shown_in_lower_case(smol):
-    found = suggest(smol, "las ve", Settings(style="query"), n=5)
+    found = suggest(smol, "las ve", Params(style="query"), n=5)
     assert found[0].completion == "gas"  # "las vegas"
     assert all(s.completion == s.completion.lower() for s in found)
     assert len({s.completion for s in found}) == len(found)  # a suggestion in two casings: one row, summed
-    greedy = complete(smol, "las ve", Settings(temperature=0, style="query"), lambda piece: None)
+    greedy = complete(smol, "las ve", Params(temperature=0, style="query"), lambda piece: None)
     assert greedy.completion.startswith("gas")

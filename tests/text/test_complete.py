@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from autocomplete.text.complete import complete
@@ -9,9 +11,9 @@ from autocomplete.text.prompt import fit_to_context
 from autocomplete.text.sample import generate
 from autocomplete.text.prompt import prepare
 from autocomplete.text.word import start
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 
-GREEDY = Settings(temperature=0, max_tokens=20, stop="none", style="text")
+GREEDY = Params(temperature=0, max_tokens=20, stop="none", style="text")
 
 
 @pytest.mark.parametrize(
@@ -39,7 +41,7 @@ def test_completion_pieces_join_to_completion(tiny):
 
 def test_length_limit(tiny):
     """--max-tokens counts the new tokens past the ones that spell the typed word again (token healing)."""
-    done = complete(tiny, "san", Settings(temperature=0, max_tokens=2, stop="none", style="text"), lambda piece: None)
+    done = complete(tiny, "san", Params(temperature=0, max_tokens=2, stop="none", style="text"), lambda piece: None)
     spelled = len(tiny.encode("san"))  # the whole prompt is the word being typed
     assert done.finish_reason == "length" and len(done.tokens) == 2 + spelled
     assert "san" + done.completion == tiny.decode(done.tokens)
@@ -97,7 +99,7 @@ def test_ctrl_c_keeps_what_was_generated(tiny):
 
 
 def test_seed_is_reported_and_reproduces(tiny):
-    sampled = Settings(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none", style="text")
+    sampled = Params(temperature=1.5, top_k=0, top_p=1.0, max_tokens=15, stop="none", style="text")
     first = complete(tiny, "xyz", sampled, lambda piece: None)
-    again = complete(tiny, "xyz", Settings(**{**sampled.generation(), "seed": first.seed}), lambda piece: None)
+    again = complete(tiny, "xyz", dataclasses.replace(sampled, seed=first.seed), lambda piece: None)
     assert again.tokens == first.tokens

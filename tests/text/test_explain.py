@@ -37,10 +37,10 @@ def test_temperature_zero_is_all_on_the_argmax(logits):
 
 
 def test_next_step_is_one_step_past_the_typed_word_and_can_be_stopped(tiny):
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.explain import next_step
 
-    settings = Settings(style="text", temperature=0.0)
+    settings = Params(style="text", temperature=0.0)
     record = next_step(tiny, "san fr", settings, top=5)
     assert record["word"]["text"].strip() == "francisco"
     assert len(record["steps"]) == 1 and record["steps"][0]["allowed_tokens"] is None

@@ -14,7 +14,7 @@ from autocomplete.text.complete import complete
 from autocomplete.errors import UsageError
 from autocomplete.text.caches import kept
 from autocomplete.text.prompt import frame_for, prepare
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 
 EXAMPLES = ["zebra quilt", "violet xylophone", "amber kettle"]  # nothing the tiny model ever saw
 
@@ -47,7 +47,7 @@ def test_the_frame_is_computed_once_per_model(tiny, monkeypatch):
         return real(ids, after, room)
 
     monkeypatch.setattr(tiny.engine, "read", read)
-    settings = Settings(temperature=0, max_tokens=3, style="query", examples=EXAMPLES)
+    settings = Params(temperature=0, max_tokens=3, style="query", examples=EXAMPLES)
     complete(tiny, "san", settings, lambda piece: None)
     frame = frame_for(tiny, EXAMPLES)
     first, lengths[:] = list(lengths), []
@@ -228,7 +228,7 @@ def test_a_line_too_long_for_the_frame_keeps_its_end(tiny, tmp_path, monkeypatch
     assert frame.cache.length == len(frame.ids)
     read = prepare(tiny, "san", "query", examples, 24, quiet=True)
     assert len(frame.ids) + len(read.ids) + read.max_new <= tiny.context_length
-    assert complete(tiny, "san", Settings(temperature=0, max_tokens=3, style="query", examples=examples),
+    assert complete(tiny, "san", Params(temperature=0, max_tokens=3, style="query", examples=examples),
                     lambda piece: None)
 
 

@@ -11,7 +11,7 @@ from autocomplete.text.caches import kept
 from autocomplete.text.heal import Healing, back_up
 from autocomplete.text.prompt import prepare, vocabulary
 from autocomplete.text.sample import generate
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 
 TEXTS = ["stock mar", "san ", "The capital of Fra", "서울 날", "i love pizza 🍕", "hello\nwor", "café crè", "x"]
 
@@ -86,10 +86,10 @@ def test_query_style_matches_letters_whatever_their_case(smol):
 
 
 def test_healing_completes_mid_word_on_the_real_model(smol):
-    greedy = Settings(temperature=0, max_tokens=6, style="text")
+    greedy = Params(temperature=0, max_tokens=6, style="text")
     assert complete(smol, "The capital of Fra", greedy, lambda piece: None).completion.startswith("nce")
     pieces = []
-    done = complete(smol, "stock mar", Settings(temperature=0, max_tokens=6, style="query"), pieces.append)
+    done = complete(smol, "stock mar", Params(temperature=0, max_tokens=6, style="query"), pieces.append)
     assert done.completion.startswith("ket") and "".join(pieces) == done.completion
     assert smol.decode(done.tokens).lower().startswith(" market")  # the tokens spell the typed letters again
 

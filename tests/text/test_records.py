@@ -2,7 +2,7 @@
 
 import json
 
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.records import Completion, from_record, record
 
 
@@ -14,7 +14,7 @@ def _completion(**change):
 
 def test_a_record_round_trips_through_json():
     c = _completion()
-    r = json.loads(json.dumps(record(c, "smollm2-135m", Settings(temperature=0.5), engine="onnx")))
+    r = json.loads(json.dumps(record(c, "smollm2-135m", Params(temperature=0.5), engine="onnx")))
     assert r["settings"]["seed"] == 42 and r["settings"]["temperature"] == 0.5
     assert "examples" not in r["settings"]
     assert r["stats"] == {"prompt_tokens": 2, "completion_tokens": 3, "time_to_first_token_s": 0.0123,
@@ -26,7 +26,7 @@ def test_a_record_round_trips_through_json():
 
 def test_over_the_api_the_count_travels_without_the_ids():
     c = _completion(tokens=None, completion_tokens=9, time_to_first_token=None, tokens_per_second=None)
-    r = record(c, "remote", Settings())
+    r = record(c, "remote", Params())
     assert r["engine"] is None and r["tokens"] is None and r["stats"]["completion_tokens"] == 9
     assert from_record(r).token_count == 9
 

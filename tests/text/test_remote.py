@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from autocomplete.text.remote import allowed, alternatives, reshape, spelled, typed_word
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.sample import probabilities
 
 
@@ -52,7 +52,7 @@ def test_both_logprobs_shapes():
 def test_reshape_agrees_with_the_sampler_when_every_token_is_listed(temperature, top_k, top_p):
     torch.manual_seed(3)
     logits = torch.randn(1, 40) * 2
-    settings = Settings(temperature=temperature, top_k=top_k, top_p=top_p)
+    settings = Params(temperature=temperature, top_k=top_k, top_p=top_p)
     expected = probabilities(logits.numpy(), temperature, top_k, top_p)[0]
     logprobs = torch.log_softmax(logits[0], -1)
     listed = sorted(((str(i), float(lp)) for i, lp in enumerate(logprobs)), key=lambda pair: -pair[1])

@@ -9,13 +9,13 @@ import torch
 
 from autocomplete.text.caches import kept
 from autocomplete.text.prompt import prepare
-from autocomplete.settings import Settings
+from autocomplete.settings import Params
 from autocomplete.text.masks import word_starts
 from autocomplete.text.suggest import suggest
 from autocomplete.text.suggestions import normalise
 
 
-def sampler_probs(logits: torch.Tensor, s: Settings) -> torch.Tensor:
+def sampler_probs(logits: torch.Tensor, s: Params) -> torch.Tensor:
     """softmax(logits / T), then top-k, then top-p, renormalised: written out here independently of the code."""
     p = torch.softmax(logits.double() / s.temperature, dim=-1)
     if s.top_k:
@@ -75,7 +75,7 @@ def next_probs(lm, read, tokens, s):
     allowed = allowed_after(lm, read.healing.tail if read.healing else b"", tokens)
     if allowed is not None:
         logits = torch.where(torch.isin(torch.arange(len(logits)), torch.tensor(allowed)), logits, -torch.inf)
-        return sampler_probs(logits, Settings(temperature=1.0, top_k=0, top_p=1.0))
+        return sampler_probs(logits, Params(temperature=1.0, top_k=0, top_p=1.0))
     return sampler_probs(logits, s)
 
 
@@ -148,7 +148,7 @@ def brute_force(lm, prefix, s, n, words):
 @pytest.mark.parametrize("prefix, top_k, temperature", [("san", 2, 1.0), ("seoul", 3, 1.0), ("new", 3, 0.7),
                                                         ("san fr", 3, 1.0)])
 def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temperature):
-    s = Settings(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
+    s = Params(temperature=temperature, top_k=top_k, top_p=1.0, style="text")
     expected = brute_force(tiny, prefix, s, n=5, words=2)
     assert len(expected) == 5
     got = suggest(tiny, prefix, s, n=5, words=2)
@@ -161,7 +161,7 @@ def test_search_finds_exactly_what_brute_force_finds(tiny, prefix, top_k, temper
 
 
 def test_probabilities_are_the_models_under_default_settings(tiny):
-    s = Settings(style="text")  # temperature 0.7, top-k 50, top-p 0.8
+    s = Params(style="text")  # temperature 0.7, top-k 50, top-p 0.8
     got = suggest(tiny, "san", s, n=4, words=3)
     assert got and all(0 < g.probability <= 1 for g in got)
     assert [g.probability for g in got] == sorted((g.probability for g in got), reverse=True)
@@ -216,7 +216,7 @@ def test_the_search_stays_within_the_context_window(tiny, monkeypatch):
         return read
 
     monkeypatch.setattr(search, "prepare", nearly_full)
-    found = suggest(tiny, "san ", Settings(temperature=1.0, style="text"), n=5, words=3)
+    found = suggest(tiny, "san ", Params(temperature=1.0, style="text"), n=5, words=3)
     assert found and all(len(s.tokens) <= 2 for s in found)
 
 
@@ -227,7 +227,7 @@ def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bo
     import autocomplete.text.suggest as search
     from autocomplete.ui.render import JsonRenderer, TextRenderer
 
-    settings = Settings(temperature=3.0, top_k=0, top_p=1.0, style="text")
+    settings = Params(temperature=3.0, top_k=0, top_p=1.0, style="text")
     assert suggest(tiny, "san", settings, n=5, words=3).exact  # the tiny model's odds are peaked: it finishes
     assert json.loads(cli("-m", str(tiny_dir), "--suggest", "5", "--json", "san").stdout)["exact"] is True
     tiny.prefixes = None  # nothing read before: the bound is met from scratch
@@ -247,7 +247,7 @@ def test_a_search_cut_short_says_so(cli, tiny_dir, monkeypatch, tiny, capsys, bo
 def test_rows_read_before_are_free_and_an_empty_list_reads_on(tiny):
     """`reads` counts the rows a list reads, not those an earlier one read: typing on, a list goes deeper than the
     bound alone would let it; and a list with no suggestion yet reads past the bound (never empty for speed)."""
-    settings = Settings(temperature=1.0, top_k=0, top_p=1.0, style="text")
+    settings = Params(temperature=1.0, top_k=0, top_p=1.0, style="text")
     tiny.prefixes = None
     assert suggest(tiny, "new york", settings, n=5, words=3).exact
     tiny.prefixes = None
@@ -267,7 +267,7 @@ def test_bytes_that_are_no_character_are_never_suggested(tiny):
     """After a frame it never saw, the tiny model wanders into tokens that are pieces of characters that never
     complete (on some CPUs' training rounding): such text is followed while it may still become a character, never
     suggested. Every token of every list is checked, whatever this machine's model writes."""
-    s = Settings(temperature=1.0, top_k=0, top_p=1.0, style="query", examples=["weather tomorrow in london"])
+    s = Params(temperature=1.0, top_k=0, top_p=1.0, style="query", examples=["weather tomorrow in london"])
     for prefix in ("san fr", "new yo", "seoul sub", "how to make cold br"):
         found = suggest(tiny, prefix, s, n=5, words=3)
         assert found and all("\ufffd" not in g.completion for g in found)

@@ -191,7 +191,7 @@ def test_bounds_say_when_they_cut(monkeypatch):
 
 
 def test_a_completion_starts_with_the_word_and_reads_the_prompt_once(tiny, monkeypatch):
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.complete import complete
 
     reads = []
@@ -200,7 +200,7 @@ def test_a_completion_starts_with_the_word_and_reads_the_prompt_once(tiny, monke
     monkeypatch.setattr(tiny.engine, "read", lambda ids, after=None, room=0: reads.append(list(ids))
                         or real(ids, after, room))
     pieces = []
-    done = complete(tiny, "san fr", Settings(temperature=0, max_tokens=6, style="text"), pieces.append)
+    done = complete(tiny, "san fr", Params(temperature=0, max_tokens=6, style="text"), pieces.append)
     assert done.completion == "".join(pieces) and done.completion.startswith("ancisco")
     assert done.word is not None and done.word.text == " francisco"
     assert done.tokens[: len(done.word.tokens)] == done.word.tokens

@@ -33,9 +33,9 @@ def test_commands_change_settings(repl, line, field, value):
                                   "/temp", "/max lots", "/style poem", "/temp abc", "/suggest -1", "/suggest 0",
                                   "/suggest many", "/seed x", "/seed -1"])
 def test_bad_values_are_refused_and_change_nothing(repl, line, capsys):
-    before = repl.settings.generation(), repl.settings.suggest
+    before = repl.settings.params(), repl.settings.suggest
     repl.command(line)
-    assert (repl.settings.generation(), repl.settings.suggest) == before
+    assert (repl.settings.params(), repl.settings.suggest) == before
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "could not convert" not in err and "invalid literal" not in err  # Python's words, not ours
