@@ -59,7 +59,7 @@ class Remembered:
             self.logits.move_to_end(c)
         return np.stack([self.logits[c] for c in continuations])
 
-    def read(self, continuation: tuple[int, ...]) -> bool:
+    def keeps(self, continuation: tuple[int, ...]) -> bool:
         """Whether the row is kept (asking for it reads nothing)."""
         return continuation in self.logits
 
@@ -91,8 +91,8 @@ class Within:
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
         return self.tree.next_logits([self.path + c for c in continuations])
 
-    def read(self, continuation: tuple[int, ...]) -> bool:
-        return self.tree.read(self.path + continuation)
+    def keeps(self, continuation: tuple[int, ...]) -> bool:
+        return self.tree.keeps(self.path + continuation)
 
     def memo(self, continuations: list[tuple[int, ...]], keys: list[Hashable],
              compute: Callable[[np.ndarray, Hashable], object]) -> list:
@@ -106,7 +106,7 @@ class Root:
 
     def holds(self, continuation: tuple[int, ...]) -> bool:
         """Whether its tree has read this row (never reads one)."""
-        return self._tree is not None and self._tree.read(continuation)
+        return self._tree is not None and self._tree.keeps(continuation)
 
     @property
     def tree(self) -> Remembered:

@@ -134,7 +134,7 @@ def suggest(lm: LoadedModel, prefix: str, params: Params, n: int = 5, words: int
 
     def known(tokens: tuple[int, ...]) -> Row | None:
         """A row an earlier list read (the previous keystroke's): expanded for nothing."""
-        return tree.memo([tokens], [key(tokens)], digest)[0] if tree.read(tokens) else None
+        return tree.memo([tokens], [key(tokens)], digest)[0] if tree.keeps(tokens) else None
 
     def shown(node: tuple[int, ...]) -> str:
         read, tokens = split(node)
