@@ -106,8 +106,7 @@ def test_ctrl_c_in_the_repl_stops_the_completion_and_keeps_the_session(env, smol
         session.send(FRANCE + "\r")
         session.expect(FRANCE + " Paris")
         session.expect("\n>")  # a fresh prompt after the completion
-        session.send("\x04")
-        assert session.wait() == 0
+        assert session.leave() == 0
     finally:
         session.close()
     assert "Traceback" not in session.screen

@@ -75,8 +75,7 @@ def test_ghost_text_in_the_repl(env, tiny_dir, tmp_path):
         session.send("\x1b[C")  # → takes all of it
         session.send("\r")
         session.expect("map\n>")  # the completion's line, then a fresh prompt (not the redrawn input line)
-        session.send("\x04")
-        assert session.wait() == 0
+        assert session.leave() == 0
     finally:
         session.close()
     entered = [line[1:] for line in (tmp_path / "data" / "history").read_text().splitlines() if line.startswith("+")]
@@ -98,8 +97,7 @@ def test_the_suggestion_list_under_the_prompt(env, tiny_dir, tmp_path):
         session.send("\r")
         session.expect("san francisco")
         session.expect(">")
-        session.send("\x04")
-        assert session.wait() == 0
+        assert session.leave() == 0
     finally:
         session.close()
     entered = [line[1:] for line in (tmp_path / "data" / "history").read_text().splitlines() if line.startswith("+")]
@@ -194,16 +192,9 @@ def repl_over(base: str, model: str, env: dict) -> PtySession:
 
 
 def leave(session: PtySession) -> None:
-    """Ctrl-C clears the line, then Ctrl-D at the fresh prompt leaves. The ">" seen may be a redraw of the old prompt,
-    and a key typed while one prompt hands over to the next can be dropped: Ctrl-D is said again until it exits (a
-    REPL that hangs at its exit still fails)."""
+    """Ctrl-C clears the line, then Ctrl-D at the fresh prompt leaves."""
     session.send("\x03")
-    session.expect(">")
-    for _ in range(5):
-        session.send("\x04")
-        if session.wait(timeout=3, check=False) is not None:
-            break
-    assert session.wait(timeout=15) == 0
+    assert session.leave(timeout=15) == 0
 
 
 def test_a_keystroke_cancels_the_ghost_request_for_the_text_before_it(env, replay):
@@ -249,8 +240,7 @@ def test_enter_never_waits_for_a_ghost_request_to_a_busy_server(env, replay):
         session.send("\r")  # without the cancel, Enter waited the --api timeout out (60 s)
         session.expect("a soon", timeout=10)
         session.expect(">")
-        session.send("\x04")
-        assert session.wait(timeout=15) == 0
+        assert session.leave(timeout=15) == 0
     finally:
         session.close()
 
@@ -292,8 +282,7 @@ def test_a_server_gone_mid_session_shows_no_error_while_typing(env, replay):
         session.send("/temp 0\r")
         session.expect("temperature 0")
         session.expect(">")
-        session.send("\x04")
-        assert session.wait(timeout=15) == 0
+        assert session.leave(timeout=15) == 0
     finally:
         session.close()
     assert "Unhandled exception" not in session.screen and "Traceback" not in session.screen

@@ -62,8 +62,7 @@ def test_terminal_session(env, tiny_dir, tmp_path):
         session.expect(">")
         session.send("seoul\r")
         session.expect("seoul subway map\n>")  # the completion's line, then a fresh prompt
-        session.send("\x04")  # Ctrl-D
-        assert session.wait() == 0
+        assert session.leave() == 0
     finally:
         session.close()
     history = tmp_path / "data" / "history"
@@ -134,8 +133,7 @@ def test_a_terminal_session_on_a_server_that_goes_away(env, tiny_dir, cli):
         assert cli(*model, "--server", "stop").returncode == 0
         session.send("seoul\r")
         session.expect("seoul subway map\n>")
-        session.send("\x04")
-        assert session.wait() == 0
+        assert session.leave() == 0
     finally:
         session.close()
         cli(*model, "--server", "stop")
