@@ -81,18 +81,18 @@ def healing(on: bool):
 
 def evaluate(lm, queries: list[tuple[str, str]], style: str, heal: bool, typed: str = "3+ letters") -> dict:
     from autocomplete.text.complete import complete
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.suggest import suggest
 
-    settings = Settings(style=style)
-    greedy = Settings(temperature=0, style=style)
+    params = Params(style=style)
+    greedy = Params(temperature=0, style=style)
     at1 = at5 = greedy_right = 0
     reciprocal, times = [], []
     with healing(heal):
-        suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary index
+        suggest(lm, "warm up", params)  # the frame's cache, the vocabulary index
         for prefix, word in queries:
             start = time.perf_counter()
-            found = suggest(lm, prefix, settings, n=5, words=3)
+            found = suggest(lm, prefix, params, n=5, words=3)
             times.append(time.perf_counter() - start)
             ranks = [i for i, s in enumerate(found, 1) if completes(prefix, word, prefix + s.completion)]
             at1 += bool(ranks and ranks[0] == 1)
@@ -110,15 +110,15 @@ def keystroke_success(lm, queries: list[tuple[str, str]], reads: int | None) -> 
     """The REPL's list as it is used: each prefix typed letter by letter in one warm process (what a keystroke read,
     the next reuses), one list of 5 a keystroke with this read bound; the share of prefixes whose last list has the
     typed word completed right."""
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.suggest import suggest
 
-    settings = Settings(style="query")
+    params = Params(style="query")
     lm.prefixes = None  # nothing remembered from before this set
     right = 0
     for prefix, word in queries:
         for end in range(1, len(prefix) + 1):
-            found = suggest(lm, prefix[:end], settings, n=5, reads=reads)
+            found = suggest(lm, prefix[:end], params, n=5, reads=reads)
         right += any(completes(prefix, word, prefix + s.completion) for s in found)
     return right / len(queries)
 
@@ -141,7 +141,7 @@ def run(lm) -> list[dict]:
 SEEDS = 3
 
 
-def odd_words(lm, settings, seeds: int = SEEDS) -> dict:
+def odd_words(lm, params, seeds: int = SEEDS) -> dict:
     """Default one-shot completions (sampled, query style) of every prefix of both sets, `seeds` each: how many hold
     a word the model itself finds unlikely (its probability where it stands, at T 1 and unwarped, the product of
     its tokens', below UNLIKELY: "best pizza in kenslamb"), how many complete the typed word right, and how many
@@ -166,7 +166,7 @@ def odd_words(lm, settings, seeds: int = SEEDS) -> dict:
                 shifted = logits.astype(np.float64) - float(np.max(logits))
                 steps.append((token, float(np.exp(shifted[token]) / np.exp(shifted).sum())))
 
-            done = complete(lm, prefix, dataclasses.replace(settings, style="query", seed=seed),
+            done = complete(lm, prefix, dataclasses.replace(params, style="query", seed=seed),
                             lambda piece: None, observe=observe)
             words: list[list] = []  # [text, probability], a token that starts with no letter or digit starts one
             for token, p in steps:
@@ -184,7 +184,7 @@ def odd_words(lm, settings, seeds: int = SEEDS) -> dict:
             texts.add(done.completion)
             n += 1
         distinct.append(len(texts))
-    return {"settings": f"T {settings.temperature}, top-k {settings.top_k}, top-p {settings.top_p}",
+    return {"settings": f"T {params.temperature}, top-k {params.top_k}, top-p {params.top_p}",
             "completions": n, "odd": odd / n, "right": right / n, "distinct": statistics.fmean(distinct),
             "seeds": seeds, "examples": examples}
 

@@ -109,12 +109,12 @@ def main() -> None:
         return query_quality.run(lm)
 
     def odd_part() -> list[dict]:
-        from autocomplete.settings import Settings
+        from autocomplete.settings import Params
 
         warm_exports(starter.model_dir())
         lm = models.load(str(starter.model_dir()), "cpu")
         # the defaults, and the top-p they had before issue 19 (the same T and top-k)
-        return [query_quality.odd_words(lm, settings) for settings in (Settings(), Settings(top_p=0.95))]
+        return [query_quality.odd_words(lm, params) for params in (Params(), Params(top_p=0.95))]
 
     import quality as query_quality
 

@@ -181,7 +181,7 @@ def bench_web(table: Table, repeat: int) -> None:
 
     lines = [line.replace("|", "") for line in query_quality.QUERIES.read_text(encoding="utf-8").splitlines()
              if line.strip() and not line.startswith("#")][:TYPED_QUERIES]
-    suggest(lm, "warm up", settings)
+    suggest(lm, "warm up", settings.params())
     conn = http.client.HTTPConnection("127.0.0.1", site.port)
 
     def typing(over_http: bool) -> Callable[[], float]:
@@ -198,7 +198,7 @@ def bench_web(table: Table, repeat: int) -> None:
                                      headers={"Host": f"127.0.0.1:{site.port}"})
                         conn.getresponse().read()
                     else:
-                        suggest(lm, query[:end], settings, n=5, reads=KEYSTROKE_READS)
+                        suggest(lm, query[:end], settings.params(), n=5, reads=KEYSTROKE_READS)
                     times.append(time.perf_counter() - started)
             return statistics.fmean(times)
         return run

@@ -17,18 +17,18 @@ def bench_suggest(lm, hf, table: Table, repeat: int) -> None:
     """--suggest 5: one best-first search vs five separate generate() runs of the same length."""
     import torch
 
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.suggest import suggest
 
     prefix = "The best way to learn"
     ids = lm.encode(prefix)
     # The text style: random weights give no query a likely end, so a query-style search would only measure its
     # expansion bound. The query style's latency is measured on the real starter model (the quality part).
-    settings = Settings(temperature=1.0, top_k=0, top_p=1.0, style="text")
+    params = Params(temperature=1.0, top_k=0, top_p=1.0, style="text")
 
     def ours():
         lm.prefixes = None  # a search from scratch: nothing an earlier repetition read is remembered
-        suggest(lm, prefix, settings, n=5, words=3)
+        suggest(lm, prefix, params, n=5, words=3)
 
     def naive():  # five sampled continuations of about three words (~4 tokens each)
         for seed in range(5):
@@ -110,7 +110,7 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
     each set (bench/quality.py keystroke_success)."""
     import quality as query_quality
     from autocomplete.engine import models, starter
-    from autocomplete.settings import Settings
+    from autocomplete.settings import Params
     from autocomplete.text.suggest import KEYSTROKE_READS, suggest
     from peers import LlamaBench, llama_bench, quantized, starter_gguf
 
@@ -119,8 +119,8 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
     sets = {"everyday": query_quality.load_queries(), **query_quality.load_sets()}
     typed = [prefix for queries in sets.values() for prefix, _ in queries[:TYPED_QUERIES]]
     lm = models.load(str(directory), "cpu")
-    settings = Settings(style="query")
-    suggest(lm, "warm up", settings)  # the frame's cache, the vocabulary
+    params = Params(style="query")
+    suggest(lm, "warm up", params)  # the frame's cache, the vocabulary
 
     def typing(reads: int | None) -> Callable[[], list[float]]:
         def run() -> list[float]:
@@ -129,7 +129,7 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
             for query in typed:
                 for end in range(1, len(query) + 1):
                     start = time.perf_counter()
-                    suggest(lm, query[:end], settings, n=5, reads=reads)
+                    suggest(lm, query[:end], params, n=5, reads=reads)
                     times.append(time.perf_counter() - start)
             return times
         return run
