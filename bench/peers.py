@@ -33,6 +33,9 @@ THREADS = (1, 2)
 DECODED = 128
 PROMPTS = (512, 2048)
 FAITHFULNESS_SEGMENT = 256  # tokens a segment: the text is read in pieces the size of a long prompt
+# How the figures measured on a peer begin (speed and bench_peers): other parts compare with a peer too (a keystroke
+# against llama-bench's time a token), and those are not the peer's own figures.
+PEER_FIGURES = ("decode, greedy, ", "reading a ", "peak RSS, a prompt filling ")
 
 
 def llama_bench() -> Path | None:
@@ -438,7 +441,8 @@ def show_last(peer, notes: list[str]) -> None:
 
     for run in reversed(report.runs()):
         figures = {re.sub(r", onnx \w+$", "", row["figure"]): row for row in run["figures"]
-                   if row["baseline"].startswith(peer.key) and peer.marker in row["baseline"]}
+                   if row["baseline"].startswith(peer.key) and peer.marker in row["baseline"]
+                   and row["figure"].startswith(PEER_FIGURES)}
         if figures:
             shown = "; ".join(f"{figure}: {row['baseline_value']:.4g} {row['unit']}" for figure, row in figures.items())
             notes.append(f"{next(iter(figures.values()))['baseline']}, not installed: not measured in this run, last "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -22,18 +23,21 @@ UNLIKELY = 1e-3  # bench/quality.py's "odd" word: one the model writes less than
 
 
 def runs(directory: Path | None = None) -> list[dict]:
-    """Every run kept (in bench/results), oldest first (by date, then name), each with its file's name as "file"."""
+    """Every run kept (in bench/results), oldest first, each with its file's name as "file": by date, then by the
+    number a later run that day on that machine gets (F.json, F-2.json, …, F-10.json)."""
     found = []
-    for path in sorted((directory or RESULTS).glob("*.json")):
+    for path in (directory or RESULTS).glob("*.json"):
         run = json.loads(path.read_text(encoding="utf-8"))
-        found.append({**run, "file": path.name})
-    return sorted(found, key=lambda run: (run["date"], run["file"]))
+        later = re.search(r"-(\d+)$", path.stem)  # (the thread count, last in a first run's name, ends in "t")
+        found.append(({**run, "file": path.name}, int(later.group(1)) if later else 1))
+    return [run for run, _ in sorted(found, key=lambda pair: (pair[0]["date"], pair[1], pair[0]["file"]))]
 
 
 def machine(run: dict) -> str:
-    """The machine a run is from, as the summary groups them: its CPU and capabilities."""
+    """The machine a run is from, as the summary groups them: its CPU and capabilities, and the threads it ran."""
     found = run["cpu"]
-    return f"{found['model']} ({', '.join(found['capabilities']) or 'no AVX2'})"
+    return f"{found['model']} ({', '.join(found['capabilities']) or 'no AVX2'}), {run['threads']} thread" + \
+        "s" * (run["threads"] != 1)
 
 
 def figures_table(rows: list[dict]) -> str:
@@ -87,8 +91,8 @@ def render(run: dict) -> str:
 
 
 def summary(kept: list[dict]) -> str:
-    """Each figure with a target, from the latest run on each machine that measured it; then the search box's
-    quality (query style, healing on) the same way. Each row names its run's file."""
+    """Each figure with a target, from the latest run on each machine (and thread count) that measured it; then the
+    search box's quality (query style, healing on) the same way. Each row names its run's file."""
     latest: dict[tuple[str, str], tuple[dict, dict]] = {}
     for run in kept:  # oldest first: a later run's figure replaces an earlier one's
         for row in run["figures"]:

@@ -53,6 +53,8 @@ def test_the_summary_takes_each_machines_latest_figure_with_a_target(tmp_path):
     common.save(a_run("2026-12-03", 0.70, cpu={"model": "Intel Xeon", "capabilities": ["AMX"]}), tmp_path)
     rows = [line for line in report.summary(report.runs(tmp_path)).splitlines() if line.startswith("| decode")]
     assert len(rows) == 2  # one a machine; the figure with no target isn't summarised
+    common.save(a_run("2026-12-08", 0.99, threads=2), tmp_path)  # the same machine on 2 threads: a row of its own
+    assert sum(line.startswith("| decode") for line in report.summary(report.runs(tmp_path)).splitlines()) == 3
     assert " 0.95 " in rows[0] and "2026-12-07-amd-epyc" in rows[0] and " 0.70 " in rows[1] and "AMX" in rows[1]
     assert not any("import cost" in line for line in report.summary(report.runs(tmp_path)).splitlines())
 
@@ -67,10 +69,23 @@ def test_the_pages_summary_is_what_the_kept_runs_make(tmp_path, capsys):
     assert text.startswith("before\n") and text.endswith("after\n") and "| stale |" not in text
 
 
+def test_runs_on_one_day_are_in_the_order_they_were_kept(tmp_path):
+    for ratio in (0.1, 0.2, *(0.3,) * 8, 0.9):  # F.json, F-2.json, …, F-11.json: "-10" sorts before "-2" by name
+        common.save(a_run("2026-12-07", ratio), tmp_path)
+    common.save(a_run("2026-12-06", 0.05), tmp_path)
+    kept = report.runs(tmp_path)
+    assert [run["figures"][0]["ratio"] for run in kept][:3] == [0.05, 0.1, 0.2] and kept[-1]["file"].endswith("-11.json")
+    assert " 0.90 " in next(line for line in report.summary(kept).splitlines() if line.startswith("| decode"))
+
+
 def test_a_peer_not_installed_is_shown_from_the_newest_run_that_measured_it(tmp_path, monkeypatch):
     common.save(a_run("2026-12-01", 0.80), tmp_path)
     common.save(a_run("2026-12-05", 0.90), tmp_path)
     common.save(a_run("2026-12-07", figures=[]), tmp_path)  # a later run without the peer
+    keystroke = {"figure": "per keystroke, 36 queries typed letter by letter (mean, s)",  # compared with llama-bench,
+                 "baseline": "llama.cpp Q8_0 (llama-bench 0.5.0)'s time per decoded token (tg128)",  # not its figure
+                 "baseline_value": 0.009, "ours": 0.064, "unit": "s", "ratio": 7.1, "target": "≤ 5×"}
+    common.save(a_run("2026-12-07", figures=[keystroke]), tmp_path)
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     notes: list[str] = []
     peers.show_last(peers.LlamaBench, notes)
