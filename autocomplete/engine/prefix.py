@@ -50,6 +50,9 @@ class Remembered:
         return self.kept + self.tree.nbytes
 
     def next_logits(self, continuations: list[tuple[int, ...]]) -> np.ndarray:
+        return np.stack(self._rows(continuations))
+
+    def _rows(self, continuations: list[tuple[int, ...]]) -> list[np.ndarray]:
         missing = [c for c in dict.fromkeys(continuations) if c not in self.logits]
         if missing:  # (a row whose parent's keys and values the tree doesn't hold: the tree reads that first)
             for c, row in zip(missing, self.tree.next_logits(missing)):
@@ -57,7 +60,7 @@ class Remembered:
                 self.kept += row.nbytes
         for c in continuations:
             self.logits.move_to_end(c)
-        return np.stack([self.logits[c] for c in continuations])
+        return [self.logits[c] for c in continuations]
 
     def keeps(self, continuation: tuple[int, ...]) -> bool:
         """Whether the row is kept (asking for it reads nothing)."""
@@ -69,7 +72,7 @@ class Remembered:
         read, read in one batch)."""
         todo = [(c, k) for c, k in dict.fromkeys(zip(continuations, keys)) if k not in self.memos.get(c, ())]
         if todo:
-            for (c, k), row in zip(todo, self.next_logits([c for c, _ in todo])):
+            for (c, k), row in zip(todo, self._rows([c for c, _ in todo])):  # (no copy into one array)
                 value = self.memos.setdefault(c, {})[k] = compute(row, k)
                 self.kept += _size(value)
         for c in continuations:

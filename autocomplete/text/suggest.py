@@ -37,7 +37,7 @@ from autocomplete.text.masks import canonical, line_ends, word_starts
 from autocomplete.text import frames
 from autocomplete.text.casing import apart, casings, weights
 from autocomplete.text.prompt import Prompt, prepare
-from autocomplete.text.sample import probabilities
+from autocomplete.text.sample import kth_largest, probabilities
 from autocomplete.text.search import Row, Space, best_first
 from autocomplete.text.suggestions import Found
 
@@ -109,7 +109,7 @@ def suggest(lm: LoadedModel, prefix: str, params: Params, n: int = 5, words: int
         # top k and any tied with the k-th. The rest get 0 either way.
         ids = (folded if fold else exact).every_for(rest) if rest else None
         if ids is None and 0 < top_k < logits.size:
-            ids = np.flatnonzero(logits >= np.partition(logits, -top_k)[-top_k])
+            ids = np.flatnonzero(logits >= kth_largest(logits, top_k))
         probs = probabilities((logits if ids is None else logits[ids])[None], temperature, top_k, top_p)[0]
         candidates = np.flatnonzero(probs)
         k = min(SUGGEST_CHILDREN, candidates.size)

@@ -189,6 +189,30 @@ def test_top_p_over_a_large_vocabulary_equals_the_full_sort(p, monkeypatch):
         assert np.array_equal(np.isinf(got), np.isinf(sample.keep_top_p(row, p)))
 
 
+@pytest.mark.parametrize("k", [1, 7, 50, 64, 300, 49152, 60000])
+def test_kth_largest_equals_numpys_partition(k):
+    """The k-th largest of a large vocabulary is found among its likeliest blocks (autocomplete.text.sample._BLOCK):
+    it equals np.partition's on peaked and flat rows, a row of ties, rows with -inf and a tail past the last whole
+    block, and with k past the row's size."""
+    from autocomplete.text.sample import kth_largest
+
+    rng = np.random.default_rng(k)
+    rows = [rng.standard_normal(49152).astype(np.float32) * scale for scale in (0.5, 6.0)]
+    rows.append(np.full(50257, 1.5, dtype=np.float32))  # every value tied
+    tail = rng.standard_normal(50257).astype(np.float32)
+    tail[-17:] = 40.0  # the largest past the last whole block
+    rows.append(tail)
+    holes = rng.standard_normal(49152).astype(np.float32)
+    holes[rng.random(49152) < 0.9] = -np.inf
+    holes[:4096] = -np.inf  # whole blocks of -inf
+    rows.append(holes)
+    steps = np.repeat(rng.standard_normal(768).astype(np.float32), 64)  # each block one value: ties across blocks
+    rows.append(steps)
+    for row in rows:
+        expected = np.partition(row, -min(k, row.size))[-min(k, row.size)]
+        assert kth_largest(row, k) == expected
+
+
 def test_a_new_seed_fits_a_signed_32_bit_int():
     """Servers over --api take a signed 32-bit seed; in process and over --api the seed is made one way."""
     seeds = {new_seed() for _ in range(64)}
