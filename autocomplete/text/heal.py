@@ -165,6 +165,7 @@ class Canonical:
     def __init__(self, encode, vocab: Vocab):
         self.encode, self.vocab = encode, vocab
         self._seen: dict[tuple, bool] = {}
+        self._starts: dict[int, bool] = {}  # whether a token begins a word
 
     def __call__(self, ids) -> bool:
         """Whether `ids` are the canonical tokens of their text (False while they end inside a character)."""
@@ -186,9 +187,13 @@ class Canonical:
     def words(self, ids) -> bool:
         """Whether the words `ids` have finished (all but the last, which a token may still carry on) are canonical."""
         ids = tuple(ids)
-        starts = [i for i, token in enumerate(ids) if _starts_word(self.vocab.pieces[token] if token < len(self.vocab)
-                                                                     else b"")]
-        return self(ids[: starts[-1]]) if starts and starts[-1] > 0 else True
+        last = next((i for i in range(len(ids) - 1, 0, -1) if self._starts_word(ids[i])), 0)
+        return self(ids[:last]) if last > 0 else True
+
+    def _starts_word(self, token: int) -> bool:
+        if token not in self._starts:
+            self._starts[token] = _starts_word(self.vocab.pieces[token] if token < len(self.vocab) else b"")
+        return self._starts[token]
 
 
 def _starts_word(piece: bytes) -> bool:

@@ -26,6 +26,7 @@ through the tokens the tokenizer writes its text with (autocomplete.text.heal.Ca
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -80,6 +81,7 @@ def suggest(lm: LoadedModel, prefix: str, params: Params, n: int = 5, words: int
         base, paths = spellings[0].root(lm, ids=spellings[0].ids[:1]), [tuple(read.ids[1:]) for read in spellings]
     order = sorted(range(len(paths)), key=lambda c: -len(paths[c]))
 
+    @functools.cache  # (asked of a node several times: its text, its spelling, its key, how it is written)
     def split(node: tuple[int, ...]) -> tuple[Prompt, tuple[int, ...]]:
         """The casing a node is in, and its tokens after that casing's prompt."""
         if one_word:
