@@ -162,8 +162,9 @@ class Canonical:
 
     KEPT = 1 << 16  # answers remembered (a warm server's keystrokes ask again and again)
 
-    def __init__(self, encode, vocab: Vocab):
-        self.encode, self.vocab = encode, vocab
+    def __init__(self, encode, vocab: Vocab, prefix_closed: bool = False):
+        """prefix_closed: the tokenizer is byte-level BPE, whose canonical tokenizations are prefix-closed (may_grow)."""
+        self.encode, self.vocab, self.prefix_closed = encode, vocab, prefix_closed
         self._seen: dict[tuple, bool] = {}
         self._starts: dict[int, bool] = {}  # whether a token begins a word
 
@@ -183,6 +184,21 @@ class Canonical:
                     self._seen.clear()
                 self._seen[ids] = own == ids or self.vocab.text(list(own)) != text
         return self._seen[ids]
+
+    def may_grow(self, ids) -> bool:
+        """Whether tokens appended to `ids` may still be the canonical tokens of their text. A byte-level BPE
+        tokenization is canonical only if every beginning of it is (prefix-closed: the tests check it on the starter's
+        tokenizer), but for a text that ends inside a character or in white space (the last space goes with the
+        word after it); for another tokenizer, only the finished words are judged (words())."""
+        if not self.prefix_closed:
+            return self.words(ids)
+        if self(ids):
+            return True
+        try:
+            text = self.vocab.bytes_of(list(ids)).decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return text[-1:].isspace()
 
     def words(self, ids) -> bool:
         """Whether the words `ids` have finished (all but the last, which a token may still carry on) are canonical."""

@@ -39,7 +39,16 @@ def carries_on(lm: LoadedModel, size: int) -> np.ndarray:
 
 def canonical(lm: LoadedModel) -> Canonical:
     """Whether token ids are the ones the tokenizer writes their text with."""
-    return _kept(lm, "canonical", 0, lambda: Canonical(lambda text: lm.encode(text, special=False), vocabulary(lm)))
+    return _kept(lm, "canonical", 0, lambda: Canonical(lambda text: lm.encode(text, special=False), vocabulary(lm),
+                                                       prefix_closed=byte_level_bpe(getattr(lm, "tokenizer", None))))
+
+
+def byte_level_bpe(tokenizer) -> bool:
+    """Whether a tokenizer (ours, or transformers' fast one) is byte-level BPE (GPT-2's, Llama 3's, SmolLM2's)."""
+    backend = getattr(tokenizer, "_tok", None) or getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "BPE":
+        return False
+    return b'"ByteLevel"' in (backend.pre_tokenizer.__getstate__() if backend.pre_tokenizer is not None else b"")
 
 
 def _kept(lm: LoadedModel, name: str, size: int, build):

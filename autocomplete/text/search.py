@@ -9,7 +9,7 @@ batch of the likeliest waiting prefixes; one the tree already holds (Space.known
 
 Never listed: text without a letter or digit, bytes that are no character, a word said twice back to back
 (autocomplete.text.suggestions.repeats: not followed either), tokens that aren't how the model writes their text
-(Space.written: not followed past a finished word either), and in the text style a token that only adds punctuation
+(Space.written: not followed either where no token added can make them so), and in the text style a token that only adds punctuation
 or space to the word before (counted in that word's ending already). Never followed: the end of the
 text, a second line, more than `words` words, more than Space.room tokens.
 
@@ -61,8 +61,8 @@ class Space:
     batch: int  # nodes read at once
     room: int | None = None  # tokens a node may hold at most (the context window's room); None: no bound
     known: Callable[[Node], Row | None] = lambda node: None  # a row already read, free (an earlier search's)
-    # Whether the model writes a node's tokens so (autocomplete.text.heal.Canonical): whole, or its finished words
-    # only (whole=False: the last may still grow). A suggestion is credited, and a node followed, only if so.
+    # Whether the model writes a node's tokens so (autocomplete.text.heal.Canonical): whole=True, as they are;
+    # whole=False, as they may yet be with more tokens. A suggestion is credited, and a node followed, only if so.
     written: Callable[[Node, bool], bool] = lambda node, whole: True
 
 

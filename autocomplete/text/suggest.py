@@ -20,8 +20,9 @@ free, so typing on, each list searches deeper than the one before.
 
 A lower-case query is read in its casings (autocomplete.text.casing), in one tree: each casing's words a path in it
 (one word typed: a node is in the casing its first letter is), each row digested under its casing's letters, and
-the casings' shares weigh their roots. A suggestion is credited, and a node followed past a finished word, only
-through the tokens the tokenizer writes its text with (autocomplete.text.heal.Canonical).
+the casings' shares weigh their roots. A suggestion is credited only through the tokens the tokenizer writes its
+text with (autocomplete.text.heal.Canonical), and a node is followed only while more tokens may still make it so
+(on a byte-level BPE, only while it is so: a spelled-out path to the typed letters is never read).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def suggest(lm: LoadedModel, prefix: str, params: Params, n: int = 5, words: int
     result = best_first(
         Space(read=forward, shown=shown, spelled=spelled, ends_text=lm.eos_ids, bound=SUGGEST_EXPANSIONS, batch=batch,
              room=min(read.max_new + len(path) for read, path in zip(spellings, paths)), known=known,
-             written=lambda node, whole: written(split(node)[1]) if whole else written.words(split(node)[1])),
+             written=lambda node, whole: written(split(node)[1]) if whole else written.may_grow(split(node)[1])),
         roots, prefix, style, n, words, reads)
     for suggestion in result:
         suggestion.tokens = list(split(tuple(suggestion.tokens))[1])  # after the prompt, as with one casing

@@ -272,3 +272,27 @@ def test_bytes_that_are_no_character_are_never_suggested(tiny):
         found = suggest(tiny, prefix, s, n=5, words=3)
         assert found and all("\ufffd" not in g.completion for g in found)
         assert all(kept(tiny).vocab.text(g.tokens).encode("utf-8", errors="strict") for g in found)
+
+
+def test_no_row_is_read_that_can_never_be_written_so(smol, monkeypatch):
+    """A row whose tokens are not the tokenizer's own for their text (" Conn" + "e" for " Conne") never becomes so
+    with more tokens (byte-level BPE: tests/text/test_heal.py), so no suggestion under it is credited: the search
+    doesn't read it. Typed with a capital, the query is read in its one casing: the rows are the tokens after it."""
+    from autocomplete.text import search
+
+    read_rows = []
+    explore = search.explore
+
+    def recorded(frontier, read, *args, **kwargs):
+        return explore(frontier, lambda nodes: read_rows.extend(nodes) or read(nodes), *args, **kwargs)
+
+    monkeypatch.setattr(search, "explore", recorded)
+    smol.prefixes = None
+    found = suggest(smol, "Connec", Params(style="query"), n=5)
+    assert found and len(read_rows) > 8
+    for tokens in read_rows:
+        try:
+            text = b"".join(kept(smol).vocab.pieces[t] for t in tokens).decode()
+        except UnicodeDecodeError:
+            continue  # inside a character: its next token may finish it
+        assert written_so(smol, tokens) or text[-1:].isspace(), text
