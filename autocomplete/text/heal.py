@@ -163,7 +163,8 @@ class Canonical:
     KEPT = 1 << 16  # answers remembered (a warm server's keystrokes ask again and again)
 
     def __init__(self, encode, vocab: Vocab, prefix_closed: bool = False):
-        """prefix_closed: the tokenizer is byte-level BPE, whose canonical tokenizations are prefix-closed (may_grow)."""
+        """prefix_closed: the tokenizer is byte-level BPE, whose canonical tokenizations are prefix-closed
+        (may_grow)."""
         self.encode, self.vocab, self.prefix_closed = encode, vocab, prefix_closed
         self._seen: dict[tuple, bool] = {}
         self._starts: dict[int, bool] = {}  # whether a token begins a word

@@ -38,9 +38,9 @@ def keep_top_k(logits: np.ndarray, k: int) -> np.ndarray:
     return np.where(logits < kth, -np.inf, logits).astype(np.float32)
 
 
-# np.partition of a 49k vocabulary took 0.2-0.4 ms a row, a third of a suggestion search's own time: the k-th
-# largest is found among the few blocks of _BLOCK whose maxima are the k largest (tests/text/test_sample.py holds
-# it to np.partition).
+# A suggestion search bounds hundreds of rows a keystroke, and np.partition of a whole vocabulary a row was a large
+# part of its own time: the k-th largest is found among the few blocks of _BLOCK whose maxima are the k largest
+# (tests/text/test_sample.py holds it to np.partition).
 _BLOCK = 64
 
 

@@ -9,9 +9,9 @@ batch of the likeliest waiting prefixes; one the tree already holds (Space.known
 
 Never listed: text without a letter or digit, bytes that are no character, a word said twice back to back
 (autocomplete.text.suggestions.repeats: not followed either), tokens that aren't how the model writes their text
-(Space.written: not followed either where no token added can make them so), and in the text style a token that only adds punctuation
-or space to the word before (counted in that word's ending already). Never followed: the end of the
-text, a second line, more than `words` words, more than Space.room tokens.
+(Space.written: not followed either where no token added can make them so), and in the text style a token that
+only adds punctuation or space to the word before (counted in that word's ending already). Never followed: the end
+of the text, a second line, more than `words` words, more than Space.room tokens.
 
 What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Space.bound
 expansions, and prefixes past `reads` rows read (rows the tree already holds are free, so typing on, each list goes
