@@ -9,10 +9,10 @@ for subword query completion. In the query style words are told apart ignoring c
 The best-first search of autocomplete.text.search (explore), over the tokens that spell the typed letters, then
 over tokens that carry the word on, until one that starts a new word (a space, punctuation, a line break, the end of
 the text). A waiting prefix can add at most its own probability to any word, so once the best word leads the second
-by more than all the probability still waiting or left out, nothing can overtake it (`exact`). Bounds, and what they cut counts as left out: WORD_CHILDREN
-tokens a prefix, WORD_TOKENS tokens a word (fewer where the context window has less room), WORD_EXPANSIONS prefixes
-read (BATCH rows a forward). Over --api (autocomplete.text.remote) the same search runs on the server's top
-alternatives; what they don't list is left out.
+by more than all the probability still waiting or left out, nothing can overtake it (`exact`). Bounds, and what
+they cut counts as left out: WORD_CHILDREN tokens a prefix, WORD_TOKENS tokens a word (fewer where the context
+window has less room), WORD_EXPANSIONS prefixes read (BATCH rows a forward). Over --api (autocomplete.text.remote)
+the same search runs on the server's top alternatives; what they don't list is left out.
 
 Words (the bookkeeping) is plain Python: the --api path imports no numpy for it.
 """

@@ -95,10 +95,11 @@ class Local:
                                         KEYSTROKE_READS if keystroke else None)
 
     def complete(self, q: str, settings: Settings, on_piece, check) -> dict:
+        params = settings.params()
         with self.lock:
             check()
-            done = self.backend.complete(q, settings.params(), on_piece, check)
-        return record(done, self.name, settings.params(), self.engine)
+            done = self.backend.complete(q, params, on_piece, check)
+        return record(done, self.name, params, self.engine)
 
     def explain(self, q: str, settings: Settings, top: int, check) -> dict:
         with self.lock:
