@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -107,7 +108,8 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
     a keystroke, more only while it is empty) and searched in full: the mean and the 95th percentile per keystroke vs
     llama.cpp's time per decoded token (llama-bench tg128, Q8_0, the same threads) in the same run, or transformers
     generate()'s without llama-bench; and how often the REPL's list, typed letter by letter, has the right word in
-    each set (bench/quality.py keystroke_success)."""
+    each set (bench/quality.py keystroke_success). And the same keystrokes piped into `--suggest 5 --each-line`, the
+    command line's way to feed them: the mean a line."""
     import quality as query_quality
     from autocomplete.engine import models, starter
     from autocomplete.settings import Params
@@ -154,6 +156,14 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
                   statistics.median(statistics.fmean(t) for t in runs[name]), "s", target)
         table.add(f"{what} (95th percentile, s)", baseline, token,
                   statistics.median(sorted(t)[int(0.95 * len(t))] for t in runs[name]), "s", "")
+    # The same keystrokes piped into `--each-line --json` (a line that types on the one before, or that the next one
+    # types on, is listed as a keystroke): the time between one list's record and the next, the first (the load) left
+    # out; the median of the repetitions' means.
+    lines = [query[:end] for query in typed for end in range(1, len(query) + 1)]
+    command = [*autocomplete_command(), "--no-server", "-m", str(directory), "--suggest", "5", "--each-line", "--json"]
+    piped = statistics.median(statistics.fmean(between_records(command, lines)) for _ in range(repeat))
+    table.add(f"per keystroke, the same {len(lines)} keystrokes piped into --suggest 5 --each-line, one process, the "
+              f"starter, {lm.engine.name} (mean, s)", baseline, token, piped, "s", "≤ 5×")
     for name, queries in {"everyday, 3+ letters": sets["everyday"],
                           "everyday, 1-2 letters": query_quality.load_queries(query_quality.SHORT),
                           **{f"names: {k}": v for k, v in sets.items() if k != "everyday"}}.items():
@@ -162,6 +172,21 @@ def bench_keystrokes(table: Table, notes: list[str], repeat: int) -> None:
                      f"{query_quality.keystroke_success(lm, queries, KEYSTROKE_READS):.0%}")
         print("  " + notes[-1], file=sys.stderr)
     models.unload(lm)
+
+
+def between_records(command: list[str], lines: list[str]) -> list[float]:
+    """The seconds between each JSON record a process writes and the next, its input given at once."""
+    import subprocess
+
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    writer = threading.Thread(target=lambda: (process.stdin.write("".join(line + "\n" for line in lines).encode()),
+                                              process.stdin.close()))
+    writer.start()
+    times = [time.perf_counter() for _ in iter(process.stdout.readline, b"")]
+    writer.join()
+    if process.wait() or len(times) != len(lines):
+        raise RuntimeError(f"{' '.join(command)}: exit {process.returncode}, {len(times)} records for {len(lines)} lines")
+    return [later - earlier for earlier, later in zip(times, times[1:])]
 
 
 def bench_suggestion_lists(table: Table, repeat: int) -> None:

@@ -15,14 +15,20 @@ def elsewhere(settings: Settings) -> Backend | None:
     return choose(settings) if settings.api or settings.servable() else None
 
 
-def run(backend: Backend, text: str, settings: Settings, out) -> bool:
+def run(backend: Backend, text: str, settings: Settings, out, keystroke: bool = False) -> bool:
     """Complete, suggest or explain `text` as the settings say, writing to the renderer `out`. Returns whether
-    Ctrl-C cut it short. On a warm server that has gone, ServerGone (nothing written): the caller loads the model."""
+    Ctrl-C cut it short. On a warm server that has gone, ServerGone (nothing written): the caller loads the model.
+    keystroke: `text` is the one before typed on, so a list is bounded as the REPL's are (KEYSTROKE_READS)."""
     if settings.explain:
         return _explain(backend, text, settings, out)
     params = settings.params()
     if settings.suggest:
-        found = backend.suggest(text, params, settings.suggest, settings.words, never, None)
+        reads = None
+        if keystroke:
+            from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
+
+            reads = KEYSTROKE_READS
+        found = backend.suggest(text, params, settings.suggest, settings.words, never, reads)
         out.suggestions(text, found, backend.name, params, settings.words, frames.resolve(params.style, text),
                         backend.engine)
         return False
@@ -48,6 +54,11 @@ def run(backend: Backend, text: str, settings: Settings, out) -> bool:
         out.start(text)
     out.finish(done, backend.name, params, backend.engine)
     return done.interrupted
+
+
+def typed_on(before: str, text: str) -> bool:
+    """Whether `text` is `before` with letters typed or taken back at its end: the next keystroke of one query."""
+    return bool(before and text) and text != before and (text.startswith(before) or before.startswith(text))
 
 
 def _explain(backend: Backend, text: str, settings: Settings, out) -> bool:

@@ -62,14 +62,15 @@ def _dispatch(settings: Settings) -> int:
     if settings.each_line:
         if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
-        prompts = (_join(line, prompt) for line in inputs.iter_lines(sys.stdin.buffer))
+        prompts = ((_join(line, prompt), None if following is None else _join(following, prompt))
+                   for line, following in inputs.with_next(inputs.iter_lines(sys.stdin.buffer)))
         return _run_all(prompts, settings)
 
     piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)
     text = _join(piped, prompt)
     if not text.strip():
         raise UsageError("nothing to complete: give a PROMPT or pipe text in (see autocomplete --help)")
-    return _run_all([text], settings)
+    return _run_all([(text, None)], settings)
 
 
 def _join(piped: str, prompt: str | None) -> str:
@@ -79,10 +80,13 @@ def _join(piped: str, prompt: str | None) -> str:
 
 
 def _run_all(prompts, settings: Settings) -> int:
-    """Load the model once, then complete (or suggest, or explain) each prompt. Exit 130 if Ctrl-C cut one short."""
+    """Load the model once, then complete (or suggest, or explain) each prompt (each with the one after it where that
+    is known already). Exit 130 if Ctrl-C cut one short. A prompt that types on the one before, or that the one after
+    types on (--each-line fed a query keystroke by keystroke), is listed as the REPL lists a keystroke: bounded,
+    the rows read for the one before free."""
     import time
 
-    backend, loading = None, 0.0
+    backend, loading, before = None, 0.0, ""
     out = renderer(settings.json_lines, settings.only_new)
 
     def load_here() -> InProcess:
@@ -92,7 +96,7 @@ def _run_all(prompts, settings: Settings) -> int:
         loading = time.perf_counter() - started
         return loaded
 
-    for text in prompts:
+    for text, following in prompts:
         if not text.strip():
             out.blank()  # keeps text output aligned with input lines
             continue
@@ -102,11 +106,13 @@ def _run_all(prompts, settings: Settings) -> int:
 
                 ensure_running(settings)
             backend = actions.elsewhere(settings) or load_here()
+        keystroke = actions.typed_on(before, text) or actions.typed_on(text, following or "")
+        before = text
         try:
-            interrupted = actions.run(backend, text, settings, out)
+            interrupted = actions.run(backend, text, settings, out, keystroke)
         except ServerGone:  # it stopped or idled out before answering: from now on, the model runs here
             backend = load_here()
-            interrupted = actions.run(backend, text, settings, out)
+            interrupted = actions.run(backend, text, settings, out, keystroke)
         if interrupted:
             return 130
     if loading > TIP_AFTER:

@@ -55,3 +55,35 @@ def iter_lines(stream: BinaryIO, limit: int = MAX_PROMPT_BYTES) -> Iterator[str]
                 break
             line, cut = (line + more)[-limit:], True
         yield decode(line.rstrip(b"\r\n"), cut)
+
+
+def with_next(lines: Iterator[str], wait: float = 0.005) -> Iterator[tuple[str, str | None]]:
+    """Each line, and the one after it if that has arrived (within `wait` seconds; None if not, or none comes): a
+    thread reads one line ahead, so a line is never kept waiting for the next one's typing."""
+    import queue
+    import threading
+
+    end = object()
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+
+    def read() -> None:
+        try:
+            for line in lines:
+                ahead.put(line)
+            ahead.put(end)
+        except BaseException as error:  # raised where the lines are used
+            ahead.put(error)
+
+    threading.Thread(target=read, name="stdin lines", daemon=True).start()
+    line = ahead.get()
+    while line is not end:
+        if isinstance(line, BaseException):
+            raise line
+        try:
+            following = ahead.get(timeout=wait)
+        except queue.Empty:
+            yield line, None
+            following = ahead.get()
+        else:
+            yield line, following if isinstance(following, str) else None
+        line = following

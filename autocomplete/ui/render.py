@@ -23,6 +23,7 @@ class TextRenderer:
         self.only_new = only_new
         self.file = file or sys.stdout
         self.console = None
+        self._noted: set[str] = set()  # each note once a run: --each-line fed keystrokes would say it every line
         if self.file.isatty():
             self.console = stdout_console(file=self.file, highlight=False, soft_wrap=True)  # honours NO_COLOR
 
@@ -59,7 +60,8 @@ class TextRenderer:
         else:
             console.print(Text("(no suggestions)", style="dim"))
         self.file.flush()
-        if not found.exact and found.note:
+        if not found.exact and found.note and found.note not in self._noted:
+            self._noted.add(found.note)
             terminal.notice(found.note)
 
     def _write(self, text: str, style: str | None) -> None:

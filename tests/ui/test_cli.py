@@ -107,6 +107,38 @@ def test_json_over_the_api_names_no_engine(monkeypatch, capsys):
     assert shown["model"] == "served" and shown["completion"] == " francisco" and shown["engine"] is None
 
 
+def test_each_line_fed_keystrokes_lists_them_as_the_repl_does(monkeypatch, capsys):
+    """A line that types on the one before (or takes letters back), or that the line after types on, is a keystroke:
+    its list is bounded as the REPL's (KEYSTROKE_READS); any other line is a list asked for once, searched in full.
+    The bound's note is said once."""
+    from autocomplete.settings import Settings
+    from autocomplete.text.suggest import KEYSTROKE_READS
+    from autocomplete.text.suggestions import Found, Suggestion
+    from autocomplete.ui import actions, dispatch
+
+    asked = []
+
+    class Recording:
+        name, engine = "stand-in", None
+
+        def suggest(self, prefix, params, n, words, check, reads):
+            asked.append((prefix, reads))
+            return Found([Suggestion("k", 0.5, [1])], exact=False)
+
+    monkeypatch.setattr(actions, "elsewhere", lambda settings: Recording())
+    typed = ["new", "new y", "new yo", "new y", "paris", "", "paris", "tokyo", "lon", "london"]
+    # each with the line after it, as --each-line gives it where that has arrived ("lon"'s hadn't yet)
+    following = [*typed[1:9], None, None]
+    assert dispatch._run_all(zip(typed, following), Settings(suggest=1, each_line=True)) == 0
+    bounded = KEYSTROKE_READS
+    assert asked == [("new", bounded), ("new y", bounded), ("new yo", bounded), ("new y", bounded), ("paris", None),
+                     ("paris", None), ("tokyo", None), ("lon", None), ("london", bounded)]
+    out, err = capsys.readouterr()
+    assert [line.split() for line in out.splitlines()[:2]] == [["newk", "50.0%"], ["new", "yk", "50.0%"]]
+    assert out.splitlines()[5] == ""  # the blank line, kept
+    assert err.count(Found.note) == 1
+
+
 def test_a_bad_engine_in_the_environment_is_one_line(cli, tiny_dir):
     result = cli("-m", str(tiny_dir), "san", extra_env={"AUTOCOMPLETE_ENGINE": "gpu"})
     assert result.returncode == 2 and result.stdout == b""
