@@ -4,7 +4,7 @@ backend: autocomplete.backend.backends), shared by the CLI and the REPL so both 
 from __future__ import annotations
 
 from autocomplete.backend.backends import Backend, choose
-from autocomplete.cancel import never
+from autocomplete.cancel import CtrlC
 from autocomplete.errors import UserError
 from autocomplete.settings import Settings
 from autocomplete.text import frames
@@ -21,6 +21,11 @@ def run(backend: Backend, text: str, settings: Settings, out, keystroke: bool = 
     keystroke: `text` is the one before typed on, so a list is bounded as the REPL's are (KEYSTROKE_READS)."""
     if settings.explain:
         return _explain(backend, text, settings, out)
+    with CtrlC() as interrupted:  # the work's check: a Ctrl-C Python lost is raised again at its next step
+        return _suggest_or_complete(backend, text, settings, out, keystroke, interrupted)
+
+
+def _suggest_or_complete(backend: Backend, text: str, settings: Settings, out, keystroke: bool, check) -> bool:
     params = settings.params()
     if settings.suggest:
         reads = None
@@ -28,7 +33,7 @@ def run(backend: Backend, text: str, settings: Settings, out, keystroke: bool = 
             from autocomplete.text.suggest import KEYSTROKE_READS  # loads numpy
 
             reads = KEYSTROKE_READS
-        found = backend.suggest(text, params, settings.suggest, settings.words, never, reads)
+        found = backend.suggest(text, params, settings.suggest, settings.words, check, reads)
         out.suggestions(text, found, backend.name, params, settings.words, frames.resolve(params.style, text),
                         backend.engine)
         return False
@@ -42,7 +47,7 @@ def run(backend: Backend, text: str, settings: Settings, out, keystroke: bool = 
         out.piece(piece)
 
     try:
-        done = backend.complete(text, params, on_piece, never)
+        done = backend.complete(text, params, on_piece, check)
     except KeyboardInterrupt:  # on the warm server: the client hung up, which cancels the request there
         out.blank()
         return True

@@ -139,6 +139,37 @@ def test_each_line_fed_keystrokes_lists_them_as_the_repl_does(monkeypatch, capsy
     assert err.count(Found.note) == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one, said
+def test_a_ctrl_c_python_loses_in_a_finalizer_still_stops_the_completion(monkeypatch, capsys):
+    """Python raises KeyboardInterrupt in whatever runs when SIGINT comes, and a finalizer the garbage collector runs
+    swallows it: the stream went on to its end (the flaky Ctrl-C test). The work's next check raises it again."""
+    import signal
+
+    from autocomplete.backend.backends import OverApi
+    from autocomplete.engine.api import Api
+    from autocomplete.settings import Settings
+    from autocomplete.text import remote
+    from autocomplete.ui import actions
+    from autocomplete.ui.render import TextRenderer
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)  # its handler runs here, and its KeyboardInterrupt is lost
+
+    def stream(self, body):
+        for i in range(50):
+            if i == 3:
+                Finalized()  # dropped at once: the Ctrl-C comes while its finalizer runs
+            yield {"choices": [{"text": f" word{i}"}]}
+
+    monkeypatch.setattr(Api, "stream", stream)
+    monkeypatch.setattr(remote, "heal", lambda *args: None)
+    settings = Settings(api="http://h:1/v1", style="text", stop="none", max_tokens=100)
+    interrupted = actions.run(OverApi(Api("http://h:1/v1"), "m"), "go", settings, TextRenderer(file=sys.stdout))
+    out = capsys.readouterr().out
+    assert interrupted and out.startswith("go word0 word1") and "word49" not in out and out.endswith("\n")
+
+
 def test_a_bad_engine_in_the_environment_is_one_line(cli, tiny_dir):
     result = cli("-m", str(tiny_dir), "san", extra_env={"AUTOCOMPLETE_ENGINE": "gpu"})
     assert result.returncode == 2 and result.stdout == b""
