@@ -19,8 +19,8 @@ def never() -> None:
 
 class CtrlC:
     """Ctrl-C as a check, for work the user waits on in the main thread. Python raises KeyboardInterrupt in whatever
-    code runs when the signal comes, and code run by the garbage collector (a finalizer) swallows it, so one Ctrl-C
-    in a hundred was lost and the work went on: here it is also noted, and the work's next check raises it again.
+    code runs when the signal comes, and code run by the garbage collector (a finalizer) swallows it, so now and
+    then a Ctrl-C was lost and the work went on: here it is also noted, and the work's next check raises it again.
     Installed only over Python's own handler (not where SIGINT is ignored, or handled by someone else)."""
 
     def __init__(self):

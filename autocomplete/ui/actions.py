@@ -18,7 +18,7 @@ def elsewhere(settings: Settings) -> Backend | None:
 def run(backend: Backend, text: str, settings: Settings, out, keystroke: bool = False) -> bool:
     """Complete, suggest or explain `text` as the settings say, writing to the renderer `out`. Returns whether
     Ctrl-C cut it short. On a warm server that has gone, ServerGone (nothing written): the caller loads the model.
-    keystroke: `text` is the one before typed on, so a list is bounded as the REPL's are (KEYSTROKE_READS)."""
+    keystroke: `text` is a keystroke of a query being typed, so its list is bounded as the REPL's (KEYSTROKE_READS)."""
     if settings.explain:
         return _explain(backend, text, settings, out)
     with CtrlC() as interrupted:  # the work's check: a Ctrl-C Python lost is raised again at its next step

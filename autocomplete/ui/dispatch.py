@@ -63,7 +63,7 @@ def _dispatch(settings: Settings) -> int:
         if stdin_is_terminal or no_stdin:
             raise UsageError("--each-line completes the lines of stdin: pipe them in")
         prompts = ((_join(line, prompt), None if following is None else _join(following, prompt))
-                   for line, following in inputs.with_next(inputs.iter_lines(sys.stdin.buffer)))
+                   for line, following in inputs.lines_ahead(sys.stdin))
         return _run_all(prompts, settings)
 
     piped = "" if stdin_is_terminal or no_stdin else inputs.read_all(sys.stdin.buffer)

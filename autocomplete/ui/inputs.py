@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from autocomplete import terminal
 from autocomplete.settings import MAX_PROMPT_BYTES
@@ -55,6 +55,15 @@ def iter_lines(stream: BinaryIO, limit: int = MAX_PROMPT_BYTES) -> Iterator[str]
                 break
             line, cut = (line + more)[-limit:], True
         yield decode(line.rstrip(b"\r\n"), cut)
+
+
+def lines_ahead(stdin: TextIO) -> Iterator[tuple[str, str | None]]:
+    """stdin's lines, each with the one after it where that has arrived (with_next). The thread that reads ahead
+    reads a stream of its own on the same file: one it could be stuck in when the command ends (Ctrl-C, an error,
+    a pipe still open) must not be sys.stdin, which Python closes at exit and would wait on, then abort."""
+    import os
+
+    return with_next(iter_lines(os.fdopen(os.dup(stdin.fileno()), "rb")))
 
 
 def with_next(lines: Iterator[str], wait: float = 0.005) -> Iterator[tuple[str, str | None]]:

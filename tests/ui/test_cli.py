@@ -139,6 +139,22 @@ def test_each_line_fed_keystrokes_lists_them_as_the_repl_does(monkeypatch, capsy
     assert err.count(Found.note) == 1
 
 
+def test_each_line_ends_cleanly_with_its_pipe_still_open(env):
+    """--each-line reads stdin a line ahead in a thread, which may be waiting on a pipe still open when the command
+    ends (here: an error at the first line): one line on stderr and its exit status, never Python's abort at exit."""
+    proc = subprocess.Popen([console_script(), "-m", "/nonexistent/model", "--each-line"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(b"san\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=120) == 1
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.read(), proc.stderr.read())
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert "no such model" in one_error_line(result)
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one, said
 def test_a_ctrl_c_python_loses_in_a_finalizer_still_stops_the_completion(monkeypatch, capsys):
     """Python raises KeyboardInterrupt in whatever runs when SIGINT comes, and a finalizer the garbage collector runs
