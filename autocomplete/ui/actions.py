@@ -61,11 +61,6 @@ def _suggest_or_complete(backend: Backend, text: str, settings: Settings, out, k
     return done.interrupted
 
 
-def typed_on(before: str, text: str) -> bool:
-    """Whether `text` is `before` with letters typed or taken back at its end: the next keystroke of one query."""
-    return bool(before and text) and text != before and (text.startswith(before) or before.startswith(text))
-
-
 def _explain(backend: Backend, text: str, settings: Settings, out) -> bool:
     """--explain: every step shown as it is taken (or one --explain --json record at the end)."""
     from autocomplete.text.explain import temperatures_shown  # loads numpy

@@ -106,7 +106,7 @@ def _run_all(prompts, settings: Settings) -> int:
 
                 ensure_running(settings)
             backend = actions.elsewhere(settings) or load_here()
-        keystroke = actions.typed_on(before, text) or actions.typed_on(text, following or "")
+        keystroke = _typed_on(before, text) or _typed_on(text, following or "")
         before = text
         try:
             interrupted = actions.run(backend, text, settings, out, keystroke)
@@ -120,6 +120,11 @@ def _run_all(prompts, settings: Settings) -> int:
             terminal.notice_once("server-tip", f"Tip: loading the model took {loading:.1f} s; "
                                  "`autocomplete --server start` keeps it loaded, so later calls answer in about 0.1 s.")
     return 0
+
+
+def _typed_on(before: str, text: str) -> bool:
+    """Whether `text` is `before` with letters typed or taken back at its end: the next keystroke of one query."""
+    return bool(before and text) and text != before and (text.startswith(before) or before.startswith(text))
 
 
 TIP_AFTER = 0.5  # seconds: a warm server answers in ~0.1 s
