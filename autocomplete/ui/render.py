@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
@@ -47,7 +48,8 @@ class TextRenderer:
         from rich.text import Text
 
         shown = prefix if len(prefix) <= 40 else "…" + prefix[-39:]
-        shown = "" if self.only_new else " ".join(shown.split())
+        # Line breaks and runs of spaces as one space; the space the prefix ends with stays ("new " + "york city").
+        shown = "" if self.only_new else re.sub(r"\s+", " ", shown).lstrip()
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2))
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
