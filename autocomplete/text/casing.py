@@ -63,23 +63,29 @@ def weights(lm: LoadedModel, reads: list[Prompt]) -> list[float]:
     root = lm.prefixes.root(lm.engine, [start], None, None)
     paths = [tuple(read.ids[1:]) for read in reads]  # the words before the one being typed (after the frame's \n)
     rows = sorted({path[:i] for path in paths for i in range(1, len(path) + 1)})
+    # A row's log-probabilities: its logits less their log-sum-exp, kept with the row (the next keystroke asks again)
+    lse = dict(zip(rows, root.tree.memo(rows, [_LSE] * len(rows), _lse))) if rows else {}
     logits = dict(zip(rows, root.tree.next_logits(rows))) if rows else {}
-    logits[()] = root.logits
+    lse[()], logits[()] = root.memo(_LSE, _lse), root.logits
     vocab = vocabulary(lm)
     logp = []
     for path, read in zip(paths, reads):
-        total = sum(float(log_softmax(logits[path[:i]])[path[i]]) for i in range(len(path)))
+        total = sum(float(logits[path[:i]][path[i]]) - lse[path[:i]] for i in range(len(path)))
         typed = read.healing.tail if read.healing else b""
         if typed:  # the first token of the last word: one that spells the typed letters, or a piece of them
             first = vocab.starting_with(typed) + vocab.pieces_of(typed)
-            total += float(np.log(np.exp(log_softmax(logits[path])[first]).sum() + 1e-300))
+            total += float(np.log(np.exp(logits[path][first].astype(np.float64) - lse[path]).sum() + 1e-300))
         logp.append(total)
     shares = np.exp(np.array(logp) - max(logp))
     return (shares / shares.sum()).tolist()
 
 
-def log_softmax(logits):
+_LSE = "casing: log-sum-exp"
+
+
+def _lse(logits, key) -> float:
+    """log(sum(exp(logits))), in float64."""
     import numpy as np  # waits, as in weights()
 
-    shifted = logits.astype(np.float64) - float(logits.max())
-    return shifted - np.log(np.exp(shifted).sum())
+    top = float(logits.max())
+    return top + float(np.log(np.exp(logits.astype(np.float64) - top).sum()))

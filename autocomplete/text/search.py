@@ -16,7 +16,7 @@ of the text, a second line, more than `words` words, more than Space.room tokens
 What the bounds cut counts as left out (`exact` False): children past a row's cut, prefixes past Space.bound
 expansions, and prefixes past `reads` rows read (rows the tree already holds are free, so typing on, each list goes
 deeper than the one before; past the bound every row held is still looked at, and only if the list is still empty
-does it read on: a list is never left empty for speed).
+does it read on, depth first, until it has one: a list is never left empty for speed).
 """
 
 from __future__ import annotations
@@ -68,24 +68,83 @@ class Space:
 
 class Frontier:
     """The prefixes waiting to be read, likeliest first (ties: first pushed first), the probability they hold
-    between them (`waiting`), and how many were taken to expand (`taken`)."""
+    between them (`waiting`), and how many were taken to expand (`taken`). keep: whether a prefix is followed at
+    all, asked only when it is taken (most prefixes pushed never are, and judging one can cost a tokenizer call);
+    one that isn't is dropped then, as if never pushed (None: all are)."""
 
-    def __init__(self):
+    def __init__(self, keep: Callable[[Node], bool] | None = None):
         self._heap: list[tuple[float, int, Node]] = []  # (-probability, tiebreak, tokens)
         self._tiebreak = itertools.count()
+        self._in: set[int] = set()  # the tiebreaks still waiting (one taken out of turn stays in the heap, skipped)
+        self._children: dict[Node, list[tuple[float, int, Node]]] = {}  # each prefix's, as pushed (best first)
         self.waiting = 0.0
         self.taken = 0
+        self._keep = keep
 
-    def __len__(self) -> int:
-        return len(self._heap)
+    def __bool__(self) -> bool:
+        return bool(self._clean())
 
     def push(self, node: Node, p: float) -> None:
-        heapq.heappush(self._heap, (-p, next(self._tiebreak), node))
-        self.waiting += p
+        entry = (-p, next(self._tiebreak), node)
+        self._put(entry)
+        self._children.setdefault(node[:-1], []).append(entry)
+
+    def _put(self, entry: tuple[float, int, Node]) -> None:
+        heapq.heappush(self._heap, entry)
+        self._in.add(entry[1])
+        self.waiting -= entry[0]
+
+    def _clean(self) -> list:
+        heap = self._heap
+        while heap and heap[0][1] not in self._in:
+            heapq.heappop(heap)
+        return heap
 
     def top(self) -> float:
-        """The likeliest waiting prefix's probability (0 with none waiting)."""
-        return -self._heap[0][0] if self._heap else 0.0
+        """The likeliest waiting prefix's probability (0 with none waiting), kept or not."""
+        heap = self._clean()
+        return -heap[0][0] if heap else 0.0
+
+    def pop(self) -> tuple[float, int, Node]:
+        """The likeliest waiting prefix's entry, out of the frontier (its probability still counted in `waiting`)."""
+        entry = heapq.heappop(self._clean())
+        self._in.discard(entry[1])
+        return entry
+
+    def kept(self, node: Node) -> bool:
+        return self._keep is None or self._keep(node)
+
+    def top_kept(self) -> float:
+        """The likeliest waiting prefix's probability of those kept (0: none), the others dropped."""
+        while self and not self.kept(self._heap[0][2]):
+            self.waiting += self.pop()[0]
+        return self.top()
+
+    def take(self, n: int, under: list[Node] = ()) -> list[tuple[float, Node]]:
+        """Up to n waiting prefixes taken, kept ones: the likeliest child of each of `under` that has one waiting,
+        then the likeliest waiting (the ones not kept on the way dropped)."""
+        taken = []
+        for parent in under:
+            for entry in self._children.get(parent, ()):
+                if entry[1] in self._in:
+                    self._in.discard(entry[1])
+                    self.waiting += entry[0]
+                    if self.kept(entry[2]):
+                        taken.append((-entry[0], entry[2]))
+                        break
+        while len(taken) < n and self:
+            neg_p, _, node = self.pop()
+            self.waiting += neg_p
+            if self.kept(node):
+                taken.append((-neg_p, node))
+        self.taken += len(taken)
+        return taken[:n]
+
+    def put_back(self, entries: list[tuple[float, int, Node]]) -> None:
+        """Entries popped and not taken, waiting again."""
+        for entry in entries:
+            self.waiting += entry[0]
+            self._put(entry)
 
 
 def explore(frontier: Frontier, read: Callable[[list[Node]], list], expand: Callable[[Node, float, object], None],
@@ -97,39 +156,46 @@ def explore(frontier: Frontier, read: Callable[[list[Node]], list], expand: Call
     `expand`, which pushes its children, until `done()` (asked between batches, when no probability is in flight;
     by default once nothing waiting beats `bar()`), nothing waits or `bound` prefixes were taken. A prefix at or
     below bar() is not taken. A row `known` holds is expanded at once, for nothing; past `reads` rows read (counted
-    a batch at a time: a batch begun is read whole) the rest are put aside, and read after all only if `empty()` (a
-    list is never left empty for speed). Returns the likeliest prefix put aside unread (0: none)."""
+    a batch at a time: a batch begun is read whole) the rest are put aside. Returns the likeliest prefix put aside
+    unread (0: none).
+    If `empty()` then (nothing to list after every row held was looked at), it reads on (a list is never left
+    empty for speed), depth first: what an empty list lacks is any prefix that ends, and best first spreads its
+    reads over siblings, a level a read. So it follows the likeliest child of each prefix it read last, half a
+    batch of them a read (their rows cost less than a whole batch's), the likeliest waiting filling the places of
+    those with none, until something is found."""
     done = done or (lambda: frontier.top() <= bar())
-    heap = frontier._heap
     deferred: list[tuple[float, int, Node]] = []
     read_rows = 0
-    starving = False
-    while True:
-        while heap and frontier.taken < bound and not done():
-            pending: list[tuple[float, Node]] = []
-            while heap and len(pending) < batch and -heap[0][0] > bar() and frontier.taken < bound:
-                entry = heapq.heappop(heap)
-                neg_p, _, node = entry
-                if (row := known(node)) is not None:
-                    frontier.waiting += neg_p
-                    frontier.taken += 1
-                    expand(node, -neg_p, row)
-                elif reads is None or read_rows < reads or starving and empty():
-                    pending.append((-neg_p, node))
-                    frontier.taken += 1
-                else:
-                    deferred.append(entry)
-            frontier.waiting -= sum(p for p, _ in pending)
-            if pending:
-                read_rows += len(pending)
-                for (p, node), row in zip(pending, read([node for _, node in pending])):
-                    expand(node, p, row)
-        if not empty() or not deferred or starving or frontier.taken >= bound:
-            return max((-neg_p for neg_p, _, _ in deferred), default=0.0)
-        for entry in deferred:  # every row held looked at past the bound and still nothing to list: read on
-            heapq.heappush(heap, entry)
-        deferred.clear()
-        starving = True
+    while frontier and frontier.taken < bound and not done():
+        pending: list[tuple[float, Node]] = []
+        while frontier and len(pending) < batch and frontier.top() > bar() and frontier.taken < bound:
+            entry = frontier.pop()
+            neg_p, _, node = entry
+            row = known(node)
+            if row is None and reads is not None and read_rows >= reads:
+                deferred.append(entry)  # (judged only if it comes to matter)
+                continue
+            frontier.waiting += neg_p
+            if not frontier.kept(node):
+                continue
+            frontier.taken += 1
+            if row is not None:
+                expand(node, -neg_p, row)
+            else:
+                pending.append((-neg_p, node))
+        if pending:
+            read_rows += len(pending)
+            for (p, node), row in zip(pending, read([node for _, node in pending])):
+                expand(node, p, row)
+    if not deferred or not empty():  # (deferred: likeliest first)
+        return next((-neg_p for neg_p, _, node in deferred if frontier.kept(node)), 0.0)
+    frontier.put_back(deferred)
+    last: list[Node] = []
+    while empty() and frontier.taken < bound and (dive := frontier.take(max(1, batch // 2), last)):
+        last = [node for _, node in dive]
+        for (p, node), row in zip(dive, read(last)):
+            expand(node, p, row)
+    return 0.0  # (what was put aside waits again: the frontier's)
 
 
 def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, style: str, n: int, words: int,
@@ -139,7 +205,6 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
     could have made it. reads: rows the search may read (known ones not counted); None: as many as it takes."""
     found = Tally()
     left_out = 0.0  # the most a child past a row's cut could have had
-    frontier = Frontier()
 
     def bar() -> float:
         return found.bar(n)
@@ -158,8 +223,8 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
             score = p * row.end
             if score > 0:
                 found.add(text, score, list(tokens))
-        if "\ufffd" in text.rstrip("\ufffd") or repeats(prefix, text, growing=True) or not tree.written(tokens, False):
-            return  # bytes that are no character, a word said twice, or one the model doesn't write so: all stay so
+        if not followed(tokens):
+            return  # (a root; a prefix taken was judged so already)
         nonlocal left_out
         threshold = bar()
         if row.cut:
@@ -170,15 +235,22 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
             if token in tree.ends_text:
                 continue  # the end of the text is in row.end
             child = tokens + (token,)
-            text = tree.shown(child)
-            if "\n" not in text and len(text.split()) <= words and (tree.room is None or len(child) <= tree.room) \
-                    and tree.written(child, False):  # (a word it finishes is written so: else never read)
-                frontier.push(child, p * q)
+            if tree.room is None or len(child) <= tree.room:
+                frontier.push(child, p * q)  # (judged by `followed` if taken)
 
+    def followed(tokens: Node) -> bool:
+        """Whether a prefix is read at all: one line, `words` words at most, and nothing that no token added makes
+        listable (bytes that are no character before its end, a word said twice, tokens the model doesn't write so;
+        a word it finishes is written so, else never read)."""
+        text = tree.shown(tokens)
+        return "\n" not in text and len(text.split()) <= words and "\ufffd" not in text.rstrip("\ufffd") \
+            and not repeats(prefix, text, growing=True) and tree.written(tokens, False)
+
+    frontier = Frontier(followed)
     for node, p, row in roots:
         expand(node, p, row)
     unread = explore(frontier, tree.read, expand, tree.bound, tree.batch, bar=bar, known=tree.known, reads=reads,
                      empty=lambda: not found.found)
     result = found.best(n)
-    result.exact = max(left_out, unread, frontier.top()) <= bar()
+    result.exact = max(left_out, unread, frontier.top_kept()) <= bar()
     return result

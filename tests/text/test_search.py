@@ -77,7 +77,7 @@ def test_rows_known_are_free_and_the_read_bound_counts_only_rows_read():
     assert not short.exact and 1 <= len(short) < 5 and len(read) == 3  # one batch read, the bound met
     read.clear()
     empty = best_first(toy(read=read), [((), 1.0, row(()))], "i like", "query", 5, 3, reads=0)
-    assert len(empty) >= 1 and len(read) == 3  # an empty list reads on: one batch, and then it had some
+    assert len(empty) >= 1 and len(read) == 1  # an empty list reads on, half a batch a read: one, then it had some
 
 
 # --- explore: the loop under both searches (this module's and autocomplete.text.word's) ---------------------------
@@ -124,3 +124,21 @@ def test_explore_puts_aside_past_its_reads_and_reads_on_only_for_an_empty_list()
                          lambda node, p, row: None, bound=100, batch=2, reads=2, empty=lambda: empty)
         assert batches[0] == [("a",), ("b",)]
         assert batches[1:] == ([[("c",)]] if read_on else []) and unread == (0.0 if read_on else 0.2)
+
+
+def test_an_empty_list_reads_on_depth_first_the_likeliest_child_of_each_prefix_read_last():
+    frontier = waiting((("a",), 0.5), (("b",), 0.4), (("z",), 0.3))
+    batches: list = []
+
+    def expand(node, p, row):
+        if node[0] == "a":  # only a's prefixes have children: b and z end nowhere
+            frontier.push(node + ("x",), p * 0.5)
+            frontier.push(node + ("y",), p * 0.4)
+
+    unread = explore(frontier, lambda nodes: batches.append(nodes) or [None] * len(nodes), expand, bound=100,
+                     batch=4, reads=0, empty=lambda: not any(len(node) == 3 for batch in batches for node in batch))
+    # two a read (half the batch); b has no child, so the likeliest waiting (z, then a's y) takes its place
+    assert batches == [[("a",), ("b",)], [("a", "x"), ("z",)], [("a", "x", "x"), ("a", "y")]]
+    assert unread == 0.0 and frontier.taken == 6
+    # waiting: a.x's y, a.x.x's children, a.y's children
+    assert frontier.top() == pytest.approx(0.1) and frontier.waiting == pytest.approx(0.1 + 0.0625 + 0.05 + 0.1 + 0.08)
