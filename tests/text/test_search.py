@@ -142,3 +142,20 @@ def test_an_empty_list_reads_on_depth_first_the_likeliest_child_of_each_prefix_r
     assert unread == 0.0 and frontier.taken == 6
     # waiting: a.x's y, a.x.x's children, a.y's children
     assert frontier.top() == pytest.approx(0.1) and frontier.waiting == pytest.approx(0.1 + 0.0625 + 0.05 + 0.1 + 0.08)
+
+
+def test_a_prefix_is_judged_only_when_taken_and_one_not_kept_is_dropped_as_if_never_pushed():
+    judged: list = []
+
+    def keep(node):
+        judged.append(node)
+        return node != ("b",)
+
+    frontier = Frontier(keep)
+    for node, p in ((("a",), 0.5), (("b",), 0.4), (("c",), 0.3), (("d",), 0.2)):
+        frontier.push(node, p)
+    batches: list = []
+    explore(frontier, lambda nodes: batches.append(nodes) or [None] * len(nodes), lambda node, p, row: None,
+            bound=2, batch=2)
+    assert batches == [[("a",), ("c",)]] and judged == [("a",), ("b",), ("c",)]  # d never came up: never judged
+    assert frontier.taken == 2 and frontier.waiting == pytest.approx(0.2)
