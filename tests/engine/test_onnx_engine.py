@@ -160,3 +160,7 @@ def test_a_tree_past_what_the_graph_indexes_begins_again(tiny_dir, tmp_path, mon
     assert tree.cursor.buffer is not first and tree.cursor.length == 8 + 2 + 3  # begun again: 2 parents, 3 rows
     for row, tokens in zip(rows, [ids[:10], ids[:9] + [ids[10]], ids[:8] + [ids[9], ids[11]]]):
         np.testing.assert_allclose(row, engine.read(tokens)[0], atol=1e-4, rtol=0)
+    second = tree.cursor.buffer
+    again = tree.next_logits([(ids[10], ids[11])])[0]  # past again: begun again in its own buffer, in place
+    assert tree.cursor.buffer is second and tree.cursor.length == 8 + 2
+    np.testing.assert_allclose(again, engine.read(ids[:8] + [ids[10], ids[11]])[0], atol=1e-4, rtol=0)
