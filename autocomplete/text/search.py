@@ -121,8 +121,8 @@ class Frontier:
         return self.top()
 
     def take(self, n: int, under: list[Node] = ()) -> list[tuple[float, Node]]:
-        """Up to n waiting prefixes taken, kept ones: the likeliest child of each of `under` that has one waiting,
-        then the likeliest waiting (the ones not kept on the way dropped)."""
+        """Up to n waiting prefixes taken, kept ones: the likeliest child of each of `under` (at most n) that has one
+        waiting, then the likeliest waiting (the ones not kept on the way dropped)."""
         taken = []
         for parent in under:
             for entry in self._children.get(parent, ()):
@@ -138,7 +138,7 @@ class Frontier:
             if self.kept(node):
                 taken.append((-neg_p, node))
         self.taken += len(taken)
-        return taken[:n]
+        return taken
 
     def put_back(self, entries: list[tuple[float, int, Node]]) -> None:
         """Entries popped and not taken, waiting again."""

@@ -15,8 +15,8 @@ likeliest waiting prefixes not read before, sharing the prompt's keys and values
 
 Bounds, and what they cut counts as left out (`exact` False, said under the list): SUGGEST_CHILDREN tokens a prefix,
 SUGGEST_EXPANSIONS prefixes, and for a list refreshed at every keystroke (the REPL's, `reads`) KEYSTROKE_READS rows
-read (read on while the list is empty: a list is never left empty for speed). Rows an earlier list read are
-free, so typing on, each list searches deeper than the one before.
+read (read on, depth first, while the list is empty: a list is never left empty for speed). Rows an earlier list
+read are free, so typing on, each list searches deeper than the one before.
 
 A lower-case query is read in its casings (autocomplete.text.casing), in one tree: each casing's words a path in it
 (one word typed: a node is in the casing its first letter is), each row digested under its casing's letters, and
