@@ -215,16 +215,8 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
         return style != "query" and bool(tokens) and normalise(text) == normalise(tree.shown(tokens[:-1]))
 
     def expand(tokens: Node, p: float, row: Row) -> None:
-        text = tree.shown(tokens)
-        # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
-        # first bytes (followed, not suggested); before the end it never goes away (not followed either).
-        if tree.spelled(tokens) and any(ch.isalnum() for ch in text) and "\ufffd" not in text \
-                and not repeats(prefix, text) and not counted(tokens, text) and tree.written(tokens, True):
-            score = p * row.end
-            if score > 0:
-                found.add(text, score, list(tokens))
-        if not followed(tokens):
-            return  # (a root; a prefix taken was judged so already)
+        """A prefix followed (judged so when taken; a root, below): credited, its children waiting."""
+        credit(tokens, p, row)
         nonlocal left_out
         threshold = bar()
         if row.cut:
@@ -238,6 +230,17 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
             if tree.room is None or len(child) <= tree.room:
                 frontier.push(child, p * q)  # (judged by `followed` if taken)
 
+    def credit(tokens: Node, p: float, row: Row) -> None:
+        """The suggestion a prefix is, if it is one: its probability and then the end's."""
+        text = tree.shown(tokens)
+        # U+FFFD is bytes that are no character: not a query anyone types. At the end it may be a character's
+        # first bytes (followed, not suggested); before the end it never goes away (not followed either).
+        if tree.spelled(tokens) and any(ch.isalnum() for ch in text) and "\ufffd" not in text \
+                and not repeats(prefix, text) and not counted(tokens, text) and tree.written(tokens, True):
+            score = p * row.end
+            if score > 0:
+                found.add(text, score, list(tokens))
+
     def followed(tokens: Node) -> bool:
         """Whether a prefix is read at all: one line, `words` words at most, and nothing that no token added makes
         listable (bytes that are no character before its end, a word said twice, tokens the model doesn't write so;
@@ -248,7 +251,7 @@ def best_first(tree: Space, roots: list[tuple[Node, float, Row]], prefix: str, s
 
     frontier = Frontier(followed)
     for node, p, row in roots:
-        expand(node, p, row)
+        (expand if followed(node) else credit)(node, p, row)
     unread = explore(frontier, tree.read, expand, tree.bound, tree.batch, bar=bar, known=tree.known, reads=reads,
                      empty=lambda: not found.found)
     result = found.best(n)
